@@ -1,0 +1,1 @@
+//! Cellbank global router tier.

@@ -1,0 +1,1 @@
+//! One Cellbank cell.

@@ -1,0 +1,347 @@
+//! Typed settings loaded in layers: defaults, then an optional TOML file, then
+//! `CELLBANK__SECTION__KEY` environment variables; validated once at start.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Prefix of every environment variable the binaries read.
+pub const ENV_PREFIX: &str = "CELLBANK__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(String),
+    #[error("configuration is invalid: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Settings types validate themselves once, after loading.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Loads `T` from its defaults, `file` (if given, it must exist), and the environment.
+pub fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default + Validate,
+{
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::Load(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let settings: T = fig.extract().map_err(|e| {
+        let key = e.path.join(".");
+        let env = if key.is_empty() {
+            String::new()
+        } else {
+            format!(" (env {})", env_name(&key))
+        };
+        ConfigError::Load(format!("{key}{env}: {}", e.kind))
+    })?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The environment variable that sets a dotted key, e.g. `server.port` → `CELLBANK__SERVER__PORT`.
+pub fn env_name(dotted: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        dotted.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// Every environment variable `T` understands, from its defaults' shape.
+pub fn env_keys<T: Serialize + Default>() -> Vec<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, v, out);
+                }
+            }
+            _ => out.push(env_name(prefix)),
+        }
+    }
+    let v = serde_json::to_value(T::default()).unwrap_or_default();
+    let mut out = Vec::new();
+    walk("", &v, &mut out);
+    out.sort();
+    out
+}
+
+/// HTTP listener and request limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub request_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Validate for ServerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::invalid("server.host", "must be an ip address"));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "server.request_timeout_ms",
+                "must be positive",
+            ));
+        }
+        if self.body_limit_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "server.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The cell's (or the directory's) Postgres.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new(""),
+            max_connections: 16,
+            connect_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl Validate for DatabaseSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.expose();
+        if url.is_empty() {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "is required (CELLBANK__DATABASE__URL)",
+            ));
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must be a postgres:// url",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseSettings {
+    /// A pool that connects lazily-checked at start.
+    pub async fn connect(&self) -> Result<sqlx::PgPool, sqlx::Error> {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(std::time::Duration::from_millis(self.connect_timeout_ms))
+            .connect(self.url.expose())
+            .await
+    }
+}
+
+/// The cell's Kafka-protocol broker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub bootstrap: String,
+    /// Partitions for topics this service creates at start.
+    pub partitions: i32,
+    /// How long a produce may wait for the broker's acknowledgement.
+    pub produce_timeout_ms: u64,
+    /// Consumer group id prefix; each consumer appends its own name.
+    pub group_prefix: String,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap: String::new(),
+            partitions: 4,
+            produce_timeout_ms: 5_000,
+            group_prefix: "cellbank".into(),
+        }
+    }
+}
+
+impl Validate for KafkaSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap.is_empty() {
+            return Err(ConfigError::invalid(
+                "kafka.bootstrap",
+                "is required (CELLBANK__KAFKA__BOOTSTRAP), e.g. 127.0.0.1:9092",
+            ));
+        }
+        if !(1..=256).contains(&self.partitions) {
+            return Err(ConfigError::invalid(
+                "kafka.partitions",
+                "must be between 1 and 256",
+            ));
+        }
+        if self.produce_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "kafka.produce_timeout_ms",
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Logs and traces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info,cellbank_shard=debug`.
+    pub filter: String,
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`; empty = off.
+    pub otlp_endpoint: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            filter: "info".into(),
+            otlp_endpoint: String::new(),
+        }
+    }
+}
+
+impl Validate for TelemetrySettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if tracing_subscriber::EnvFilter::try_new(&self.filter).is_err() {
+            return Err(ConfigError::invalid(
+                "telemetry.filter",
+                "is not a valid filter directive",
+            ));
+        }
+        if !self.otlp_endpoint.is_empty() && !self.otlp_endpoint.starts_with("http") {
+            return Err(ConfigError::invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http(s) url or empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Demo {
+        server: ServerSettings,
+        database: DatabaseSettings,
+    }
+
+    impl Validate for Demo {
+        fn validate(&self) -> Result<(), ConfigError> {
+            self.server.validate()?;
+            self.database.validate()
+        }
+    }
+
+    #[test]
+    fn layers_defaults_file_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server]\nport = 9000\nhost = \"0.0.0.0\"\n")?;
+            jail.set_env("CELLBANK__SERVER__PORT", "9100");
+            jail.set_env("CELLBANK__DATABASE__URL", "postgres://x@y/z");
+            let d: Demo = load(Some(Path::new("c.toml"))).expect("loads");
+            assert_eq!(d.server.port, 9100);
+            assert_eq!(d.server.host, "0.0.0.0");
+            assert_eq!(d.server.request_timeout_ms, 10_000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_and_bad_values_are_named() {
+        figment::Jail::expect_with(|_jail| {
+            let err = load::<Demo>(None).unwrap_err().to_string();
+            assert!(err.contains("database.url"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CELLBANK__DATABASE__URL", "postgres://x@y/z");
+            jail.set_env("CELLBANK__SERVER__PORT", "notaport");
+            let err = load::<Demo>(None).unwrap_err().to_string();
+            assert!(err.contains("server.port"), "{err}");
+            assert!(err.contains("CELLBANK__SERVER__PORT"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lists_env_keys() {
+        let keys = env_keys::<Demo>();
+        assert!(keys.contains(&"CELLBANK__SERVER__PORT".to_owned()));
+        assert!(keys.contains(&"CELLBANK__DATABASE__URL".to_owned()));
+    }
+}

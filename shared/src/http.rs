@@ -1,0 +1,151 @@
+//! HTTP plumbing every service shares: the middleware stack, health and
+//! readiness responses, and graceful shutdown.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerSettings;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `router` in the standard layers: request id, trace span (with the
+/// matched path, the request id and the caller's W3C trace context), metrics,
+/// timeout and body limit. Also adds a problem+json fallback for unknown routes.
+pub fn with_standard_layers(router: Router, settings: &ServerSettings) -> Router {
+    router
+        .fallback(|| async { crate::problem::Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_millis(settings.request_timeout_ms),
+                )),
+        )
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+}
+
+fn make_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        route = %route,
+        request_id = %request_id,
+        customer_id = tracing::field::Empty,
+        shard_id = tracing::field::Empty,
+    );
+    let headers = req.headers().clone();
+    crate::telemetry::set_parent_from(&span, |k| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    span
+}
+
+/// One readiness check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Check {
+    pub fn from_result<E: std::fmt::Display>(name: &'static str, r: Result<(), E>) -> Self {
+        match r {
+            Ok(()) => Self {
+                name,
+                ok: true,
+                detail: None,
+            },
+            Err(e) => Self {
+                name,
+                ok: false,
+                detail: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// `/readyz` body: 200 when every check passed, 503 otherwise.
+pub fn readiness(checks: Vec<Check>) -> Response {
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not-ready" },
+        "checks": checks,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// `/healthz`: the process is alive and serving.
+pub async fn liveness() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Postgres answers a trivial query within a second.
+pub async fn check_postgres(pool: &sqlx::PgPool) -> Check {
+    let r = tokio::time::timeout(
+        Duration::from_secs(1),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
+    )
+    .await;
+    let r = match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    };
+    Check::from_result("postgres", r)
+}
+
+/// Resolves when the process receives SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

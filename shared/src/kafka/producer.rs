@@ -1,0 +1,124 @@
+//! The idempotent producer (acks=all): a send returns only once the broker
+//! acknowledged the write, and carries the current W3C trace context.
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("broker did not acknowledge: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// A cheap-to-clone handle on one broker's idempotent producer.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    timeout: Duration,
+    bootstrap: String,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Producer({})", self.bootstrap)
+    }
+}
+
+impl Producer {
+    /// `timeout` bounds how long a send may wait for the acknowledgement.
+    pub fn new(bootstrap: &str, timeout: Duration) -> Result<Self, KafkaError> {
+        Self::with_linger(bootstrap, timeout, 5)
+    }
+
+    pub fn with_linger(
+        bootstrap: &str,
+        timeout: Duration,
+        linger_ms: u32,
+    ) -> Result<Self, KafkaError> {
+        let inner: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", linger_ms.to_string())
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .set("socket.connection.setup.timeout.ms", "3000")
+            .set("reconnect.backoff.max.ms", "1000")
+            .create()?;
+        Ok(Self {
+            inner,
+            timeout,
+            bootstrap: bootstrap.to_owned(),
+        })
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Produces one message and waits for the broker's acknowledgement.
+    /// Returns (partition, offset).
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(i32, i64), ProduceError> {
+        let mut hs = OwnedHeaders::new_with_capacity(headers.len() + 2);
+        for (k, v) in headers {
+            hs = hs.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        for (k, v) in crate::telemetry::current_trace_headers() {
+            hs = hs.insert(Header {
+                key: &k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(hs);
+        match self.inner.send(record, Timeout::After(self.timeout)).await {
+            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+            Err((e, _)) => Err(ProduceError::Kafka(e)),
+        }
+    }
+
+    /// Produces an envelope to `topic`, keyed by its customer for ordering.
+    pub async fn send_envelope(
+        &self,
+        topic: &str,
+        env: &crate::envelope::Envelope,
+    ) -> Result<(i32, i64), ProduceError> {
+        let hs = env.headers();
+        let refs: Vec<(&str, &[u8])> = hs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        self.send(topic, env.key().as_bytes(), &env.encode(), &refs)
+            .await
+    }
+
+    /// Whether the broker answers a metadata request within `within`.
+    pub async fn check(&self, within: Duration) -> Result<(), String> {
+        let p = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(None, Timeout::After(within))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Waits until queued messages are delivered (graceful shutdown).
+    pub fn flush(&self, within: Duration) {
+        let _ = self.inner.flush(Timeout::After(within));
+    }
+}
