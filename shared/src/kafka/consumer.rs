@@ -75,6 +75,9 @@ pub struct RunnerConfig {
     pub commit_interval: Duration,
     /// Pause between retries of a transiently failing batch while the breaker is closed.
     pub retry_backoff: Duration,
+    /// A group with no committed offset starts at the end instead of the
+    /// beginning (for change feeds where only what follows matters).
+    pub start_at_latest: bool,
 }
 
 impl RunnerConfig {
@@ -90,6 +93,7 @@ impl RunnerConfig {
             breaker: BreakerConfig::default(),
             commit_interval: Duration::from_millis(500),
             retry_backoff: Duration::from_millis(100),
+            start_at_latest: false,
         }
     }
 }
@@ -178,7 +182,14 @@ impl<H: Handler> Runner<H> {
             .set("group.id", &self.cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            .set(
+                "auto.offset.reset",
+                if self.cfg.start_at_latest {
+                    "latest"
+                } else {
+                    "earliest"
+                },
+            )
             .set(
                 "queued.max.messages.kbytes",
                 self.cfg.prefetch_kbytes.to_string(),
