@@ -50,7 +50,7 @@ impl Broker {
     async fn start_with(engine: Option<&str>) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = match engine {
-            Some("sqlite") => format!("sqlite://{}/broker.db", dir.path().display()),
+            Some("sqlite") => "sqlite://broker.db".to_owned(),
             _ => "memory://tansu/".to_owned(),
         };
         let mut b = Broker {
