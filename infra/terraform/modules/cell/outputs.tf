@@ -1,0 +1,30 @@
+output "registry_entry" {
+  description = "The body of POST /ops/v1/shards for this cell (global's shard registry)."
+  value = {
+    id               = var.shard_id
+    public_url       = "https://${local.host}"
+    internal_url     = "http://cellbank-shard.${local.namespace}.svc.cluster.local:${local.app_port}"
+    broker_bootstrap = aws_msk_cluster.this.bootstrap_brokers
+    capacity         = var.capacity
+  }
+}
+
+output "namespace" {
+  value = local.namespace
+}
+
+output "database_endpoint" {
+  value = aws_db_instance.this.address
+}
+
+output "database_url_secret_arn" {
+  value = aws_secretsmanager_secret.database_url.arn
+}
+
+output "kafka_cluster_arn" {
+  value = aws_msk_cluster.this.arn
+}
+
+output "pod_security_group_id" {
+  value = aws_security_group.pods.id
+}
