@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Offline validation of infra/ (Terraform, Kubernetes, Dockerfiles), one line per check:
+#   yaml       every YAML file parses and is tidy (yamllint)
+#   terraform  every .tf/.tfvars parses; references, module calls, tfvars and providers are
+#              consistent; production settings are on (python-hcl2; stands in for
+#              `terraform validate`, which needs providers we cannot download)
+#   tf-fmt     `terraform fmt -check` when a terraform binary is installed (else skipped)
+#   generator  overlays are exactly what render-shard.sh writes, and a new shard renders
+#   kustomize  every overlay builds (kubectl's built-in kustomize)
+#   isolation  the NetworkPolicies keep shards from reaching each other
+#   policy     checkov passes, or its findings are justified in checks/checkov-baseline.yaml
+#   drift      every env var and port in the manifests exists in the binaries' config-keys
+# Installs what it needs (idempotent; venvs under $CELLBANK_INFRA_CACHE, default
+# ~/.cache/cellbank-infra). Exits non-zero on any problem.
+# The drift check builds the binaries with cargo unless CELLBANK_GLOBAL_BIN and
+# CELLBANK_SHARD_BIN name already built ones.
+set -uo pipefail
+
+INFRA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(dirname "$INFRA")"
+CACHE="${CELLBANK_INFRA_CACHE:-$HOME/.cache/cellbank-infra}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+started=$(date +%s)
+results=()
+failed=()
+
+log() { printf '%s\n' "$*"; }
+
+# venv DIR REQUIREMENTS: create or refresh a virtualenv when its pins change.
+venv() {
+  local dir="$1" req="$2" stamp
+  stamp="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  rm -rf "$dir"
+  mkdir -p "$(dirname "$dir")"
+  if ! python3 -m venv "$dir" >/dev/null 2>&1; then
+    # Debian's python3 needs python3-venv for this.
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      (apt-get install -y -qq python3-venv >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-venv; }) >/dev/null 2>&1
+    fi
+    rm -rf "$dir"
+    python3 -m venv "$dir" || return 1
+  fi
+  "$dir/bin/pip" install -q --disable-pip-version-check -r "$req" >"$WORK/pip.log" 2>&1 \
+    || { cat "$WORK/pip.log" >&2; return 1; }
+  echo "$stamp" > "$dir/.stamp"
+}
+
+# run NAME CMD...: run one check, keep its output short, record the result.
+run() {
+  local name="$1"; shift
+  local t0=$(date +%s) out="$WORK/$name.out"
+  if "$@" >"$out" 2>&1; then
+    results+=("$name")
+    log "PASS $name ($(( $(date +%s) - t0 ))s): $(tail -n 1 "$out")"
+  else
+    failed+=("$name")
+    log "FAIL $name ($(( $(date +%s) - t0 ))s):"
+    sed 's/^/    /' "$out" | tail -n 40
+  fi
+}
+
+if ! command -v python3 >/dev/null; then
+  apt-get update -qq >/dev/null && apt-get install -y -qq python3 python3-venv >/dev/null
+fi
+log "infra/check.sh: installing validators into $CACHE (if missing)"
+venv "$CACHE/tools" "$INFRA/checks/requirements-tools.txt" || { log "FAIL setup: could not install the validators"; exit 1; }
+venv "$CACHE/checkov" "$INFRA/checks/requirements-checkov.txt" || { log "FAIL setup: could not install checkov"; exit 1; }
+PY="$CACHE/tools/bin/python"
+KUBECTL="$CACHE/tools/bin/kubectl"
+
+# --- yaml
+run yaml "$CACHE/tools/bin/yamllint" -s -c "$INFRA/checks/yamllint.yaml" "$INFRA/k8s" "$INFRA/checks"
+
+# --- terraform (structure)
+run terraform "$PY" "$INFRA/checks/terraform.py"
+
+# --- terraform fmt, only where a terraform binary happens to exist
+tf_fmt() {
+  if ! command -v terraform >/dev/null; then echo "skipped: no terraform binary (not required)"; return 0; fi
+  TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff "$INFRA/terraform" && echo "terraform fmt: clean"
+}
+run tf-fmt tf_fmt
+
+# --- kustomize: every overlay builds
+mkdir -p "$WORK/rendered" "$WORK/generated"
+kustomize_all() {
+  local n=0 o name
+  for o in "$INFRA"/k8s/overlays/*/; do
+    name="$(basename "$o")"
+    "$KUBECTL" kustomize "$o" > "$WORK/rendered/$name.yaml" || { echo "overlay $name does not build"; return 1; }
+    grep -q '^kind: Deployment' "$WORK/rendered/$name.yaml" || { echo "overlay $name renders no Deployment"; return 1; }
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ] || { echo "no overlays"; return 1; }
+  echo "kustomize: $n overlays build ($("$KUBECTL" version --client 2>/dev/null | grep -i kustomize))"
+}
+run kustomize kustomize_all
+
+# --- generator: committed overlays are its output; a brand-new shard renders and builds
+generator() {
+  "$INFRA/k8s/render-shard.sh" --check || return 1
+  cp -r "$INFRA/k8s" "$WORK/k8s-copy"
+  local next=$(( $(ls -d "$INFRA"/k8s/overlays/shard-* | sed 's/.*shard-//' | sort -n | tail -n 1) + 1 ))
+  "$WORK/k8s-copy/render-shard.sh" "shard-$next" >/dev/null || return 1
+  "$KUBECTL" kustomize "$WORK/k8s-copy/overlays/shard-$next" > "$WORK/generated/shard-$next.yaml" || return 1
+  grep -q "CELLBANK__SHARD__ID: shard-$next" "$WORK/generated/shard-$next.yaml" || { echo "shard-$next renders without its id"; return 1; }
+  echo "generator: overlays match render-shard.sh; a new shard-$next renders and builds"
+}
+run generator generator
+
+# --- isolation: evaluate the NetworkPolicies, including the freshly generated shard
+run isolation "$PY" "$INFRA/checks/isolation.py" "$WORK/rendered" "$WORK/generated"
+
+# --- policy: checkov with a justified baseline
+run policy "$CACHE/checkov/bin/python" "$INFRA/checks/policy.py" \
+  --checkov "$CACHE/checkov/bin/checkov" --rendered "$WORK/rendered"
+
+# --- drift: manifests vs. the binaries' config-keys
+drift() {
+  local gbin="${CELLBANK_GLOBAL_BIN:-}" sbin="${CELLBANK_SHARD_BIN:-}"
+  (cd "$REPO" && cargo metadata --no-deps --format-version 1 > "$WORK/metadata.json") || return 1
+  if [ -z "$gbin" ] || [ -z "$sbin" ]; then
+    local target
+    target="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["target_directory"])' "$WORK/metadata.json")"
+    if ! (cd "$REPO" && cargo build -q --locked -p cellbank-global -p cellbank-shard --bins); then
+      echo "cargo build -p cellbank-global -p cellbank-shard failed; comparing against whatever binaries exist"
+    fi
+    gbin="${gbin:-$target/debug/cellbank-global}"
+    sbin="${sbin:-$target/debug/cellbank-shard}"
+  fi
+  "$PY" "$INFRA/checks/drift.py" --global-bin "$gbin" --shard-bin "$sbin" \
+    --rendered "$WORK/rendered" --bins-json "$WORK/metadata.json"
+}
+run drift drift
+
+total=$(( ${#results[@]} + ${#failed[@]} ))
+if [ "${#failed[@]}" -gt 0 ]; then
+  log "infra/check.sh: ${#failed[@]} of $total checks failed (${failed[*]}) in $(( $(date +%s) - started ))s"
+  exit 1
+fi
+log "infra/check.sh: all $total checks passed in $(( $(date +%s) - started ))s"

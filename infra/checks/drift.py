@@ -1,0 +1,370 @@
+"""No drift between the manifests and the binaries.
+
+Every CELLBANK__* variable the Kubernetes manifests, the Terraform and the
+Dockerfiles set must be one the binary prints with `<bin> config-keys`; the keys a
+binary cannot start without must be set; the port each container declares must
+be the port the binary is told to listen on (CELLBANK__SERVER__PORT), and every
+probe, Service, scrape annotation, NetworkPolicy, Dockerfile EXPOSE and Terraform
+URL must name that same port. Secrets and ConfigMaps the workloads reference must
+be ones Terraform writes (with those keys). The shard overlays must match the
+Terraform shard set.
+
+usage: drift.py --global-bin PATH --shard-bin PATH --rendered DIR [--bins-json FILE]
+  --rendered: one <overlay>.yaml per kustomize overlay (kustomize build output)
+  --bins-json: `cargo metadata --no-deps --format-version 1` output (checks the
+               Dockerfiles build binaries that exist)
+"""
+
+import argparse
+import glob
+import ipaddress
+import json
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+from tfmodel import module as Module, load_tfvars, unq
+
+INFRA = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+TF = os.path.join(INFRA, "terraform")
+K8S = os.path.join(INFRA, "k8s")
+DOCKER = os.path.join(INFRA, "docker")
+
+# Keys a binary refuses to start without (notes/contract.md), and the host/port
+# Kubernetes must set explicitly.
+REQUIRED = {
+    "global": ["SERVER__HOST", "SERVER__PORT", "DATABASE__URL", "KAFKA__BOOTSTRAP", "AUTH__SIGNING_KEY",
+               "AUTH__PAN_HMAC_KEY", "AUTH__ADMIN_TOKEN", "AUTH__INTERNAL_TOKEN"],
+    "shard": ["SERVER__HOST", "SERVER__PORT", "DATABASE__URL", "KAFKA__BOOTSTRAP", "SHARD__ID",
+              "SHARD__PUBLIC_URL", "GLOBAL__URL", "AUTH__ADMIN_TOKEN", "AUTH__INTERNAL_TOKEN"],
+}
+BINARY = {"global": "cellbank-global", "shard": "cellbank-shard"}
+KEY = re.compile(r"\bCELLBANK__[A-Z0-9_]+\b")
+
+errors = []
+checked = {"env": 0, "ports": 0}
+
+
+def err(msg):
+    errors.append(msg)
+
+
+def config_keys(kind, path):
+    """`<bin> config-keys`, or a loud failure: the drift check never skips."""
+    if not path or not os.path.isfile(path):
+        err(f"{BINARY[kind]}: binary {path!r} not found, so its config-keys cannot be compared "
+            f"(does the crate have its main.rs and `config-keys` yet?)")
+        return None
+    try:
+        out = subprocess.run([path, "config-keys"], capture_output=True, text=True, timeout=60,
+                             env={"PATH": os.environ.get("PATH", "")})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        err(f"{BINARY[kind]} config-keys could not run: {e}")
+        return None
+    keys = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    if out.returncode != 0 or not keys or not all(KEY.fullmatch(k) for k in keys):
+        err(f"{BINARY[kind]} config-keys did not print CELLBANK__* keys one per line "
+            f"(exit {out.returncode}): {(out.stdout + out.stderr).strip()[:300]!r}")
+        return None
+    return set(keys)
+
+
+def kind_of_image(image):
+    for kind, name in BINARY.items():
+        if re.search(rf"(^|/){name}([:@]|$)", image):
+            return kind
+    return None
+
+
+# ---------------------------------------------------------------- Terraform side
+
+def map_keys(obj, out):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if KEY.fullmatch(k):
+                out.add(k)
+            map_keys(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            map_keys(v, out)
+
+
+def terraform_objects():
+    """ConfigMaps and Secrets Terraform writes into the cluster, by (module kind, name)."""
+    found = {}
+    for kind, mod_dir in (("shard", "cell"), ("global", "global")):
+        mod = Module(os.path.join(TF, "modules", mod_dir))
+        for rtype, rname, body in mod.resources:
+            if rtype not in ("kubernetes_config_map_v1", "kubernetes_secret_v1"):
+                continue
+            meta = body.get("metadata", [{}])[0]
+            name = mod.resolve(meta.get("name"))
+            if name is None:
+                err(f"terraform/modules/{mod_dir}: {rtype}.{rname} has a dynamic name; the drift check cannot follow it")
+                continue
+            found[(kind, "ConfigMap" if "config_map" in rtype else "Secret", name)] = set(body.get("data", {}))
+        # Any CELLBANK__ map key in any resource of the module (env maps, ConfigMap data).
+        keys = found.setdefault((kind, "hcl-keys", mod_dir), set())
+        for _, _, body in mod.resources:
+            map_keys(body, keys)
+        port = mod.locals.get("app_port")
+        found[(kind, "app_port", mod_dir)] = {port}
+        if mod_dir == "cell":
+            found[("shard", "global_url", mod_dir)] = {unq(mod.variables["global_internal_url"].get("default"))}
+    return found
+
+
+# ---------------------------------------------------------------- Kubernetes side
+
+def load_rendered(rendered):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(rendered, "*.yaml"))):
+        name = os.path.basename(path)[: -len(".yaml")]
+        with open(path) as fh:
+            out[name] = [d for d in yaml.safe_load_all(fh) if d]
+    if not out:
+        err(f"no rendered overlays in {rendered}")
+    return out
+
+
+def port_of(container, ref):
+    for p in container.get("ports", []):
+        if ref in (p.get("name"), p.get("containerPort")):
+            return p.get("containerPort")
+    return None
+
+
+def labels_match(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
+
+
+def check_overlay(name, docs, keys, tf, seen_ports):
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in by_kind.get("ConfigMap", [])}
+    deployments = by_kind.get("Deployment", [])
+    if not deployments:
+        err(f"{name}: no Deployment")
+    for dep in deployments:
+        pod = dep["spec"]["template"]
+        for c in pod["spec"]["containers"]:
+            where = f"{name}: Deployment {dep['metadata']['name']} container {c['name']}"
+            kind = kind_of_image(c.get("image", ""))
+            if kind is None:
+                err(f"{where}: image {c.get('image')!r} is neither {' nor '.join(BINARY.values())}")
+                continue
+            known = keys.get(kind)
+            env = {}
+            for e in c.get("env", []):
+                env[e["name"]] = e.get("value")
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    have = tf.get((kind, "Secret", ref["name"]))
+                    if have is None:
+                        err(f"{where}: {e['name']} reads Secret {ref['name']}, which Terraform does not write")
+                    elif ref["key"] not in have:
+                        err(f"{where}: {e['name']} reads key {ref['key']!r} of Secret {ref['name']}, "
+                            f"which Terraform writes with keys {sorted(have)}")
+            for src in c.get("envFrom", []):
+                cm = (src.get("configMapRef") or {}).get("name")
+                if cm is None:
+                    err(f"{where}: envFrom other than configMapRef is not checked; use explicit env")
+                    continue
+                if cm in config_maps:
+                    for k, v in config_maps[cm].items():
+                        env.setdefault(k, v)
+                elif (kind, "ConfigMap", cm) in tf:
+                    for k in tf[(kind, "ConfigMap", cm)]:
+                        env.setdefault(k, None)
+                else:
+                    err(f"{where}: envFrom ConfigMap {cm} is neither in the overlay nor written by Terraform")
+            for k in env:
+                checked["env"] += 1
+                if not k.startswith("CELLBANK__"):
+                    err(f"{where}: sets {k}, which the binary does not read (only CELLBANK__* configure it)")
+                elif known is not None and k not in known:
+                    err(f"{where}: sets {k}, which {BINARY[kind]} config-keys does not list")
+            for r in REQUIRED[kind]:
+                if f"CELLBANK__{r}" not in env:
+                    err(f"{where}: CELLBANK__{r} is not set, and {BINARY[kind]} cannot start without it")
+                if known is not None and f"CELLBANK__{r}" not in known:
+                    err(f"{BINARY[kind]} config-keys does not list CELLBANK__{r}, which the contract requires")
+            # Ports: exactly one, and everything names it.
+            ports = c.get("ports", [])
+            if len(ports) != 1:
+                err(f"{where}: expected exactly one containerPort, found {len(ports)}")
+                continue
+            port = ports[0]["containerPort"]
+            checked["ports"] += 1
+            seen_ports.setdefault(kind, set()).add(port)
+            if str(env.get("CELLBANK__SERVER__PORT")) != str(port):
+                err(f"{where}: containerPort {port} but CELLBANK__SERVER__PORT={env.get('CELLBANK__SERVER__PORT')}")
+            if env.get("CELLBANK__SERVER__HOST") not in ("0.0.0.0", "::"):
+                err(f"{where}: CELLBANK__SERVER__HOST must be 0.0.0.0 in a pod (the binary defaults to loopback)")
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                                ("startupProbe", "/healthz")):
+                p = c.get(probe)
+                if p is None:
+                    if probe != "startupProbe":
+                        err(f"{where}: no {probe}")
+                    continue
+                get = p.get("httpGet") or {}
+                if get.get("path") != path:
+                    err(f"{where}: {probe} must GET {path}, found {get.get('path')!r}")
+                if port_of(c, get.get("port")) != port:
+                    err(f"{where}: {probe} port {get.get('port')!r} is not the container's port {port}")
+            ann = pod["metadata"].get("annotations", {})
+            if ann.get("prometheus.io/port") not in (None, str(port)):
+                err(f"{where}: prometheus.io/port {ann['prometheus.io/port']} is not {port}")
+            if ann.get("prometheus.io/path") not in (None, "/metrics"):
+                err(f"{where}: prometheus.io/path must be /metrics")
+            labels = pod["metadata"].get("labels", {})
+            services = [s for s in by_kind.get("Service", []) if labels_match({"matchLabels": s["spec"].get("selector", {})}, labels)]
+            if not services:
+                err(f"{where}: no Service selects these pods")
+            for s in services:
+                for sp in s["spec"]["ports"]:
+                    if port_of(c, sp.get("targetPort", sp.get("port"))) != port:
+                        err(f"{name}: Service {s['metadata']['name']} targetPort {sp.get('targetPort')!r} is not {port}")
+            policies = [p for p in by_kind.get("NetworkPolicy", []) if labels_match(p["spec"].get("podSelector"), labels)
+                        and p["spec"].get("ingress")]
+            if not policies:
+                err(f"{where}: no NetworkPolicy admits traffic to these pods")
+            for p in policies:
+                for rule in p["spec"]["ingress"]:
+                    for rp in rule.get("ports", []):
+                        if rp.get("port") != port:
+                            err(f"{name}: NetworkPolicy {p['metadata']['name']} admits port {rp.get('port')}, not {port}")
+            if kind == "shard":
+                shard_id = env.get("CELLBANK__SHARD__ID")
+                if shard_id != name:
+                    err(f"{where}: CELLBANK__SHARD__ID={shard_id!r} in overlay {name}")
+                ns = {d.get("metadata", {}).get("namespace") for d in docs if d["kind"] != "Namespace"}
+                if ns != {f"cellbank-{name}"}:
+                    err(f"{name}: objects are in namespaces {sorted(map(str, ns))}, expected cellbank-{name}")
+                want = next(iter(tf.get(("shard", "global_url", "cell"), {None})))
+                if env.get("CELLBANK__GLOBAL__URL") != want:
+                    err(f"{where}: CELLBANK__GLOBAL__URL={env.get('CELLBANK__GLOBAL__URL')!r} but Terraform's "
+                        f"global_internal_url is {want!r}")
+    return by_kind
+
+
+def check_egress_cidr(rendered_docs):
+    """The NetworkPolicies' data-subnet ipBlock must be the platform's data /18."""
+    mod = Module(os.path.join(TF, "modules", "platform"))
+    vpc = unq(mod.variables["vpc_cidr"]["default"])
+    m = re.fullmatch(r"\$\{cidrsubnet\(var\.vpc_cidr, (\d+), (\d+)\)\}", mod.locals["data_cidr"])
+    if not m:
+        err("terraform/modules/platform: local.data_cidr is not cidrsubnet(var.vpc_cidr, N, I)")
+        return
+    net = ipaddress.ip_network(vpc)
+    data = list(net.subnets(prefixlen_diff=int(m.group(1))))[int(m.group(2))]
+    for name, docs in rendered_docs.items():
+        for d in docs:
+            if d["kind"] != "NetworkPolicy":
+                continue
+            for rule in d["spec"].get("egress", []):
+                for peer in rule.get("to", []):
+                    if "ipBlock" in peer and peer["ipBlock"]["cidr"] != str(data):
+                        err(f"{name}: NetworkPolicy {d['metadata']['name']} ipBlock {peer['ipBlock']['cidr']} "
+                            f"is not the platform's data subnets {data}")
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+def check_dockerfiles(keys, seen_ports, bins):
+    for kind, binary in BINARY.items():
+        path = os.path.join(DOCKER, f"{kind}.Dockerfile")
+        if not os.path.exists(path):
+            err(f"docker/{kind}.Dockerfile is missing")
+            continue
+        text = open(path).read()
+        expose = [int(p) for p in re.findall(r"^EXPOSE\s+(\d+)", text, re.M)]
+        env_port = re.findall(r"CELLBANK__SERVER__PORT=(\d+)", text)
+        if [*map(int, env_port)] != expose or len(expose) != 1:
+            err(f"docker/{kind}.Dockerfile: EXPOSE {expose} and CELLBANK__SERVER__PORT {env_port} must be one and the same port")
+        elif seen_ports.get(kind) and seen_ports[kind] != set(expose):
+            err(f"docker/{kind}.Dockerfile: EXPOSE {expose[0]} but the manifests use {sorted(seen_ports[kind])}")
+        for k in sorted(set(KEY.findall(text))):
+            if keys.get(kind) is not None and k not in keys[kind]:
+                err(f"docker/{kind}.Dockerfile: {k} is not in {binary} config-keys")
+        entry = re.search(r'^ENTRYPOINT \["/usr/local/bin/([\w-]+)"', text, re.M)
+        if not entry or entry.group(1) != binary:
+            err(f"docker/{kind}.Dockerfile: ENTRYPOINT must run /usr/local/bin/{binary}")
+        if not re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.M):
+            err(f"docker/{kind}.Dockerfile: the runtime stage must run as a non-root USER")
+        toolchain = re.search(r'channel\s*=\s*"([^"]+)"', open(os.path.join(INFRA, "..", "rust-toolchain.toml")).read())
+        if toolchain and f"FROM rust:{toolchain.group(1)}-" not in text:
+            err(f"docker/{kind}.Dockerfile: builder image must be rust:{toolchain.group(1)} (rust-toolchain.toml)")
+        built = set(re.findall(r"--bin ([\w-]+)", text))
+        if binary not in built:
+            err(f"docker/{kind}.Dockerfile: does not build --bin {binary}")
+        if bins is not None:
+            for b in sorted(built):
+                if b not in bins:
+                    err(f"docker/{kind}.Dockerfile: --bin {b} is not a binary target of the workspace ({sorted(bins)})")
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--global-bin")
+    ap.add_argument("--shard-bin")
+    ap.add_argument("--rendered", required=True)
+    ap.add_argument("--bins-json")
+    a = ap.parse_args()
+
+    keys = {"global": config_keys("global", a.global_bin), "shard": config_keys("shard", a.shard_bin)}
+    bins = None
+    if a.bins_json:
+        meta = json.load(open(a.bins_json))
+        bins = {t["name"] for p in meta["packages"] for t in p["targets"] if "bin" in t["kind"]}
+    tf = terraform_objects()
+    for kind in ("global", "shard"):
+        mod = "cell" if kind == "shard" else "global"
+        for k in sorted(tf.get((kind, "hcl-keys", mod), set())):
+            checked["env"] += 1
+            if keys[kind] is not None and k not in keys[kind]:
+                err(f"terraform/modules/{mod}: {k} is not in {BINARY[kind]} config-keys")
+
+    rendered = load_rendered(a.rendered)
+    seen_ports = {}
+    for name, docs in rendered.items():
+        check_overlay(name, docs, keys, tf, seen_ports)
+    check_egress_cidr(rendered)
+    for kind, mod in (("shard", "cell"), ("global", "global")):
+        tf_port = tf.get((kind, "app_port", mod), {None})
+        if seen_ports.get(kind) and tf_port != seen_ports[kind]:
+            err(f"terraform/modules/{mod}: local.app_port {tf_port} but the manifests use {sorted(seen_ports[kind])}")
+    check_dockerfiles(keys, seen_ports, bins)
+
+    # The Terraform shard set and the overlays are the same set.
+    tfvars = {}
+    for f in glob.glob(os.path.join(TF, "envs", "*", "*.tfvars")):
+        tfvars[f] = set(load_tfvars(f).get("shards", {}))
+    overlays = {os.path.basename(d) for d in glob.glob(os.path.join(K8S, "overlays", "shard-*"))}
+    for f, shards in tfvars.items():
+        rel = os.path.relpath(f, INFRA)
+        for s in sorted(shards - overlays):
+            err(f"{rel}: {s} has no overlay: run infra/k8s/render-shard.sh {s}")
+        for s in sorted(overlays - shards):
+            err(f"{rel}: overlay k8s/overlays/{s} has no entry in shards")
+    missing = sorted(o for o in overlays if o not in rendered)
+    if missing:
+        err(f"overlays not rendered: {missing}")
+
+    for e in errors:
+        print(f"  {e}", file=sys.stderr)
+    status = "FAIL" if errors else "ok"
+    print(f"drift: {status}: {checked['env']} env settings and {checked['ports']} container ports in "
+          f"{len(rendered)} overlays, Terraform and Dockerfiles against config-keys; {len(errors)} problems")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

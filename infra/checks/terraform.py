@@ -1,0 +1,174 @@
+"""Offline structural validation of infra/terraform (stands in for `terraform
+validate`, which needs providers this machine cannot download):
+
+- every .tf and .tfvars file parses (python-hcl2);
+- every var./local./module.<m>.<output> reference is declared;
+- every module call passes only declared variables and all required ones;
+- every tfvars entry is a declared variable and every required variable is set;
+- every resource type's provider is in required_providers;
+- the production settings the platform relies on are set (multi-AZ, encryption at
+  rest, deletion protection, no public endpoints);
+- the environment stamps cells with for_each over var.shards.
+"""
+
+import glob
+import os
+import re
+import sys
+
+from tfmodel import module as Module, expr, load_tfvars, unq
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "terraform")
+META = {"source", "for_each", "count", "depends_on", "providers", "version"}
+errors = []
+
+
+def err(where, msg):
+    errors.append(f"{os.path.relpath(where, ROOT)}: {msg}")
+
+
+def strip_comments(text):
+    return "\n".join(re.sub(r"(^|\s)(#|//).*$", "", line) for line in text.splitlines())
+
+
+def check_references(mod):
+    text = strip_comments(mod.text())
+    for name in sorted(set(re.findall(r"\bvar\.(\w+)", text))):
+        if name not in mod.variables:
+            err(mod.path, f"var.{name} is used but not declared")
+    for name in sorted(set(re.findall(r"\blocal\.(\w+)", text))):
+        if name not in mod.locals:
+            err(mod.path, f"local.{name} is used but not declared")
+    for m, out in sorted(set(re.findall(r"\bmodule\.(\w+)\.(\w+)", text))):
+        if m not in mod.modules:
+            err(mod.path, f"module.{m} is used but not declared")
+            continue
+        target = Module(os.path.normpath(os.path.join(mod.path, unq(mod.modules[m]["source"]))))
+        if out not in target.outputs:
+            err(mod.path, f"module.{m}.{out}: {os.path.relpath(target.path, ROOT)} has no output {out}")
+    declared = {f"{t}.{n}" for t, n, _ in mod.resources} | {f"data.{t}.{n}" for t, n, _ in mod.data}
+    for ref in sorted(set(re.findall(r"\b((?:data\.)?(?:aws|kubernetes|random|kustomization)_\w+\.\w+)", text))):
+        if ref not in declared:
+            err(mod.path, f"{ref} is referenced but not declared")
+
+
+def check_module_calls(mod):
+    for name, call in mod.modules.items():
+        src = os.path.normpath(os.path.join(mod.path, unq(call.get("source", ""))))
+        if not os.path.isdir(src):
+            err(mod.path, f"module {name}: source {src} does not exist")
+            continue
+        target = Module(src)
+        for arg in call:
+            if arg not in META and arg not in target.variables:
+                err(mod.path, f"module {name} passes {arg}, which {os.path.relpath(src, ROOT)} does not declare")
+        for var, body in target.variables.items():
+            if "default" not in body and var not in call:
+                err(mod.path, f"module {name} does not pass required variable {var}")
+
+
+def check_providers(mod):
+    required = set()
+    for block in mod.terraform:
+        for rp in block.get("required_providers", []):
+            required |= set(rp)
+    types = [t for t, _, _ in mod.resources] + [t for t, _, _ in mod.data]
+    for t in sorted(set(types)):
+        prefix = t.split("_")[0]
+        if prefix not in required:
+            err(mod.path, f"{t} needs provider {prefix} in required_providers")
+    if not required:
+        err(mod.path, "no required_providers")
+
+
+def attr(body, *path):
+    cur = body
+    for p in path:
+        if isinstance(cur, list):
+            cur = cur[0] if cur else None
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def check_production_settings(mod):
+    for rtype, name, body in mod.resources:
+        where = f"{rtype}.{name}"
+        if rtype == "aws_db_instance":
+            for key, want in [("multi_az", True), ("storage_encrypted", True), ("deletion_protection", True),
+                              ("publicly_accessible", False), ("skip_final_snapshot", False)]:
+                if body.get(key) != want:
+                    err(mod.path, f"{where}: {key} must be {want}")
+            if not body.get("kms_key_id"):
+                err(mod.path, f"{where}: kms_key_id must be set (encryption with the cell's key)")
+            if (body.get("backup_retention_period") or 0) < 7:
+                err(mod.path, f"{where}: backup_retention_period must be at least 7 days")
+        if rtype == "aws_msk_cluster":
+            if not attr(body, "encryption_info", "encryption_at_rest_kms_key_arn"):
+                err(mod.path, f"{where}: encryption at rest must use a KMS key")
+            if unq(attr(body, "broker_node_group_info", "connectivity_info", "public_access", "type")) != "DISABLED":
+                err(mod.path, f"{where}: public access must be DISABLED")
+            if attr(body, "encryption_info", "encryption_in_transit", "in_cluster") is not True:
+                err(mod.path, f"{where}: in-cluster encryption in transit must be on")
+        if rtype == "aws_eks_cluster":
+            if attr(body, "vpc_config", "endpoint_public_access") is not False:
+                err(mod.path, f"{where}: the Kubernetes API must not be public")
+            if not attr(body, "encryption_config", "provider", "key_arn"):
+                err(mod.path, f"{where}: secrets must be encrypted with KMS")
+        if rtype == "aws_kms_key" and body.get("enable_key_rotation") is not True:
+            err(mod.path, f"{where}: enable_key_rotation must be true")
+
+
+def check_env(env):
+    tfvars_files = sorted(glob.glob(os.path.join(env.path, "*.tfvars")))
+    values = {}
+    for f in tfvars_files:
+        values.update(load_tfvars(f))
+    for key in values:
+        if key not in env.variables:
+            err(env.path, f"tfvars sets {key}, which is not a declared variable")
+    for var, body in env.variables.items():
+        if "default" not in body and var not in values:
+            err(env.path, f"required variable {var} is not set in any .tfvars")
+    cell = env.modules.get("cell")
+    if cell is None:
+        err(env.path, 'no module "cell"')
+    elif expr(cell.get("for_each")) != "var.shards":
+        err(env.path, 'module "cell" must use for_each = var.shards (one cell per entry)')
+    if "shard_registry" not in env.outputs:
+        err(env.path, "no shard_registry output (it feeds global's registry)")
+    return values
+
+
+def main():
+    dirs = sorted(glob.glob(os.path.join(ROOT, "modules", "*"))) + sorted(glob.glob(os.path.join(ROOT, "envs", "*")))
+    parsed = 0
+    for d in dirs:
+        try:
+            mod = Module(d)
+        except Exception as e:  # noqa: BLE001 - a parse error is the finding
+            err(d, f"does not parse: {e}")
+            continue
+        parsed += len(mod.files)
+        if not mod.files:
+            err(d, "has no .tf files")
+            continue
+        check_references(mod)
+        check_module_calls(mod)
+        check_providers(mod)
+        check_production_settings(mod)
+        if os.path.basename(os.path.dirname(d)) == "envs":
+            try:
+                check_env(mod)
+            except Exception as e:  # noqa: BLE001
+                err(d, f"tfvars do not parse: {e}")
+    for e in errors:
+        print(f"  {e}", file=sys.stderr)
+    status = "FAIL" if errors else "ok"
+    print(f"terraform: {status}: {parsed} .tf files in {len(dirs)} modules/envs, {len(errors)} problems")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
