@@ -194,6 +194,7 @@ where
 }
 
 /// Decodes JSON, mapping errors to a problem naming the failing field.
+#[allow(clippy::result_large_err)] // a Problem is the response body; it is built once per error
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
