@@ -1,1 +1,27 @@
-//! Cellbank global router tier.
+//! Cellbank's global router tier: the directory of where every customer
+//! lives, placement and onboarding, event routing into the cells' brokers,
+//! the authorization proxy, login with HAL links, and the ops API.
+
+// Validation returns `Problem`s (the response body itself, ~150 bytes); they
+// are built only on the error path, so boxing them would buy nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod authorizations;
+pub mod cells;
+pub mod customers;
+pub mod directory;
+pub mod error;
+pub mod events;
+pub mod feed;
+pub mod health;
+pub mod login;
+pub mod lookup;
+pub mod metrics;
+pub mod openapi;
+pub mod settings;
+pub mod shards;
+pub mod startup;
+pub mod state;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,0 +1,243 @@
+//! Connections to the shards (cells): one lazily created Kafka producer per
+//! shard broker, one pooled HTTP client for their internal APIs, and a
+//! circuit breaker per shard and path, so that one shard's outage only ever
+//! affects that shard's customers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use cellbank_shared::envelope::Envelope;
+use cellbank_shared::ids::ShardId;
+use cellbank_shared::kafka::{BreakerConfig, CircuitBreaker, Producer, Topic};
+use cellbank_shared::secret::Secret;
+
+use crate::directory::Shard;
+use crate::metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CellError {
+    /// The shard cannot be reached or did not answer in time; retry later.
+    #[error("shard {shard} unavailable: {reason}")]
+    Unavailable {
+        shard: ShardId,
+        reason: String,
+        retry_after: u64,
+    },
+    /// The shard answered with an error status.
+    #[error("shard {shard} answered {status}: {body}")]
+    Rejected {
+        shard: ShardId,
+        status: u16,
+        body: String,
+    },
+    /// The call did not finish within its deadline.
+    #[error("shard {shard} did not answer within {deadline_ms} ms")]
+    Timeout { shard: ShardId, deadline_ms: u64 },
+}
+
+struct Cell {
+    bootstrap: String,
+    producer: Producer,
+    produce_breaker: CircuitBreaker,
+    http_breaker: CircuitBreaker,
+}
+
+/// Cheap handle on every shard connection.
+#[derive(Clone)]
+pub struct Cells {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cells: RwLock<HashMap<ShardId, Arc<Cell>>>,
+    http: reqwest::Client,
+    internal_token: Secret,
+    breaker: BreakerConfig,
+    produce_timeout: Duration,
+}
+
+fn retry_after(b: &CircuitBreaker) -> u64 {
+    let left = b.retry_at().saturating_duration_since(Instant::now());
+    (left.as_millis().div_ceil(1000) as u64).max(1)
+}
+
+impl Cells {
+    pub fn new(
+        internal_token: Secret,
+        breaker: BreakerConfig,
+        produce_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cells: RwLock::new(HashMap::new()),
+                http,
+                internal_token,
+                breaker,
+                produce_timeout,
+            }),
+        })
+    }
+
+    fn cell(&self, shard: &Shard) -> Result<Arc<Cell>, CellError> {
+        if let Some(c) = self
+            .inner
+            .cells
+            .read()
+            .expect("cells lock")
+            .get(&shard.id)
+            .filter(|c| c.bootstrap == shard.broker_bootstrap)
+        {
+            return Ok(c.clone());
+        }
+        let mut cells = self.inner.cells.write().expect("cells lock");
+        if let Some(c) = cells
+            .get(&shard.id)
+            .filter(|c| c.bootstrap == shard.broker_bootstrap)
+        {
+            return Ok(c.clone());
+        }
+        let producer =
+            Producer::new(&shard.broker_bootstrap, self.inner.produce_timeout).map_err(|e| {
+                CellError::Unavailable {
+                    shard: shard.id.clone(),
+                    reason: format!("create producer: {e}"),
+                    retry_after: 1,
+                }
+            })?;
+        let cell = Arc::new(Cell {
+            bootstrap: shard.broker_bootstrap.clone(),
+            producer,
+            produce_breaker: CircuitBreaker::new(self.inner.breaker.clone()),
+            http_breaker: CircuitBreaker::new(self.inner.breaker.clone()),
+        });
+        cells.insert(shard.id.clone(), cell.clone());
+        Ok(cell)
+    }
+
+    /// Produces an envelope to the shard's inbound topic and waits for the
+    /// broker's acknowledgement; fails fast while the shard's breaker is open.
+    pub async fn produce(&self, shard: &Shard, env: &Envelope) -> Result<(), CellError> {
+        let cell = self.cell(shard)?;
+        if !cell.produce_breaker.try_acquire() {
+            metrics::produce_failed(shard.id.as_str(), "breaker_open");
+            return Err(CellError::Unavailable {
+                shard: shard.id.clone(),
+                reason: "breaker open".into(),
+                retry_after: retry_after(&cell.produce_breaker),
+            });
+        }
+        match cell
+            .producer
+            .send_envelope(Topic::Inbound.name(), env)
+            .await
+        {
+            Ok(_) => {
+                cell.produce_breaker.record_success();
+                metrics::routed(shard.id.as_str());
+                Ok(())
+            }
+            Err(e) => {
+                cell.produce_breaker.record_failure();
+                metrics::produce_failed(shard.id.as_str(), "not_acknowledged");
+                tracing::warn!(shard_id = %shard.id, error = %e, "produce failed");
+                Err(CellError::Unavailable {
+                    shard: shard.id.clone(),
+                    reason: e.to_string(),
+                    retry_after: retry_after(&cell.produce_breaker),
+                })
+            }
+        }
+    }
+
+    /// Calls a shard's internal API with the internal token, trace context
+    /// and a deadline, behind the shard's breaker.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        shard: &Shard,
+        path: &str,
+        body: &B,
+        deadline: Duration,
+    ) -> Result<T, CellError> {
+        let cell = self.cell(shard)?;
+        if !cell.http_breaker.try_acquire() {
+            return Err(CellError::Unavailable {
+                shard: shard.id.clone(),
+                reason: "breaker open".into(),
+                retry_after: retry_after(&cell.http_breaker),
+            });
+        }
+        let mut headers = http::HeaderMap::new();
+        cellbank_shared::telemetry::inject_http(&mut headers);
+        let url = cellbank_shared::hal::href(&shard.internal_url, path);
+        let sent = self
+            .inner
+            .http
+            .post(url)
+            .headers(headers)
+            .bearer_auth(self.inner.internal_token.expose())
+            .timeout(deadline)
+            .json(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                cell.http_breaker.record_failure();
+                if e.is_timeout() {
+                    return Err(CellError::Timeout {
+                        shard: shard.id.clone(),
+                        deadline_ms: deadline.as_millis() as u64,
+                    });
+                }
+                return Err(CellError::Unavailable {
+                    shard: shard.id.clone(),
+                    reason: e.to_string(),
+                    retry_after: retry_after(&cell.http_breaker),
+                });
+            }
+        };
+        let status = resp.status();
+        if status.is_server_error() {
+            cell.http_breaker.record_failure();
+            return Err(CellError::Unavailable {
+                shard: shard.id.clone(),
+                reason: format!("answered {status}"),
+                retry_after: retry_after(&cell.http_breaker),
+            });
+        }
+        cell.http_breaker.record_success();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CellError::Rejected {
+                shard: shard.id.clone(),
+                status: status.as_u16(),
+                body: body.chars().take(512).collect(),
+            });
+        }
+        resp.json::<T>().await.map_err(|e| {
+            if e.is_timeout() {
+                CellError::Timeout {
+                    shard: shard.id.clone(),
+                    deadline_ms: deadline.as_millis() as u64,
+                }
+            } else {
+                CellError::Rejected {
+                    shard: shard.id.clone(),
+                    status: status.as_u16(),
+                    body: format!("undecodable answer: {e}"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! Onboarding: places a new customer on the least loaded active shard,
+//! creates them there, and registers their identifiers; and card issuing,
+//! whose PAN global generates and only ever keeps as a keyed hash.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use rand::Rng;
+use serde::Deserialize;
+
+use cellbank_shared::contract::{CardIssued, CreateCustomer, CustomerCreated, IssueCard};
+use cellbank_shared::hal::{href, Hal};
+use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::money::{Currency, Money};
+use cellbank_shared::pan::Pan;
+use cellbank_shared::problem::{ApiJson, Problem};
+
+use crate::directory::{self, Change, DirectoryError, IdentifierKind};
+use crate::error::{ApiError, ApiResult};
+use crate::login::{hash_password, normalise_login, validate_login};
+use crate::lookup::parse_customer_id;
+use crate::state::AppState;
+
+/// Issuer identification number every PAN global generates starts with.
+pub const BIN: &str = "537461";
+
+/// Deadline of onboarding calls to a shard.
+const SHARD_CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/customers", post(onboard))
+        .route("/v1/customers/{customer_id}/cards", post(issue_card))
+}
+
+#[derive(Deserialize)]
+struct NewCustomer {
+    name: String,
+    login: String,
+    password: String,
+    #[serde(default)]
+    currency: Option<Currency>,
+}
+
+fn unavailable(e: sqlx::Error) -> ApiError {
+    DirectoryError::Unavailable(e).into()
+}
+
+#[tracing::instrument(skip_all, fields(customer_id, shard_id))]
+async fn onboard(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewCustomer>,
+) -> ApiResult<impl IntoResponse> {
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(Problem::invalid("name", "must be 1 to 200 characters").into());
+    }
+    let login = normalise_login(&body.login);
+    validate_login(&login)?;
+    if body.password.chars().count() < 8 || body.password.len() > 256 {
+        return Err(Problem::invalid("password", "must be 8 to 256 characters").into());
+    }
+    let currency = body.currency.unwrap_or(Currency::Brl);
+    let password = body.password;
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("hash password task: {e}"))??;
+
+    // 1. Reserve: a seat on a shard, the customer (pending), login, credentials.
+    let customer_id = CustomerId::new();
+    let span = tracing::Span::current();
+    span.record("customer_id", tracing::field::display(&customer_id));
+    let mut tx = state.directory.pool().begin().await.map_err(unavailable)?;
+    let shard = directory::take_seat(&mut tx).await?;
+    span.record("shard_id", tracing::field::display(&shard.id));
+    directory::insert_customer(&mut tx, customer_id, &shard.id, &name).await?;
+    directory::insert_identifier(&mut tx, IdentifierKind::Login, &login, customer_id, None)
+        .await
+        .map_err(|e| match e {
+            DirectoryError::Conflict(_) => ApiError::from(
+                Problem::conflict("login is already taken").field("login", "is already taken"),
+            ),
+            other => other.into(),
+        })?;
+    directory::insert_credentials(&mut tx, customer_id, &password_hash).await?;
+    tx.commit().await.map_err(unavailable)?;
+
+    // 2. Create the customer and checking account in the shard.
+    let created: Result<CustomerCreated, _> = state
+        .cells
+        .call(
+            &shard,
+            "/internal/v1/customers",
+            &CreateCustomer {
+                customer_id,
+                name: name.clone(),
+                epoch: Epoch::FIRST,
+                currency,
+            },
+            SHARD_CALL_DEADLINE,
+        )
+        .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(shard_id = %shard.id, error = %e, "create customer in shard failed");
+            undo_onboarding(&state, customer_id, &shard.id).await;
+            return Err(e.into());
+        }
+    };
+
+    // 3. Register the account number and activate.
+    let mut tx = state.directory.pool().begin().await.map_err(unavailable)?;
+    directory::insert_identifier(
+        &mut tx,
+        IdentifierKind::Account,
+        &created.account_number,
+        customer_id,
+        None,
+    )
+    .await?;
+    directory::set_customer_state(&mut tx, customer_id, "active").await?;
+    tx.commit().await.map_err(unavailable)?;
+    state.feed.announce(Change::Customer { customer_id }).await;
+    tracing::info!(customer_id = %customer_id, shard_id = %shard.id, "customer onboarded");
+
+    let base = &shard.public_url;
+    let path = format!("/v1/customers/{customer_id}");
+    let doc = Hal::new(serde_json::json!({
+        "customer_id": customer_id,
+        "shard": shard.id,
+        "epoch": Epoch::FIRST,
+        "login": login,
+        "account_id": created.account_id,
+        "account_number": created.account_number,
+        "currency": currency,
+    }))
+    .link("self", href(base, &path))
+    .link("customer", href(base, &path))
+    .link("accounts", href(base, &format!("{path}/accounts")))
+    .link("cards", href(base, &format!("{path}/cards")))
+    .link("transfers", href(base, &format!("{path}/transfers")))
+    .link("login", "/v1/login");
+    Ok((StatusCode::CREATED, doc))
+}
+
+/// Gives the seat back and forgets the customer when the shard refused them.
+async fn undo_onboarding(
+    state: &AppState,
+    customer_id: CustomerId,
+    shard: &cellbank_shared::ids::ShardId,
+) {
+    let result = async {
+        let mut tx = state.directory.pool().begin().await?;
+        directory::delete_customer(&mut tx, customer_id)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        directory::release_seat(&mut tx, shard)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tx.commit().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(customer_id = %customer_id, error = format!("{e:#}"), "undo onboarding failed");
+    }
+}
+
+#[derive(Deserialize)]
+struct NewCard {
+    credit_limit: i64,
+    currency: Currency,
+}
+
+/// A random luhn-valid 16-digit PAN under our BIN.
+fn generate_pan() -> Pan {
+    let mut rng = rand::thread_rng();
+    let body: String = (0..9)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect();
+    Pan::with_check_digit(&format!("{BIN}{body}")).expect("15 digits plus check digit is a pan")
+}
+
+#[tracing::instrument(skip_all, fields(customer_id, shard_id))]
+async fn issue_card(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewCard>,
+) -> ApiResult<impl IntoResponse> {
+    let customer_id = parse_customer_id(&id)?;
+    Money::positive(body.credit_limit, body.currency)
+        .map_err(|e| Problem::invalid("credit_limit", e.to_string()))?;
+    let span = tracing::Span::current();
+    span.record("customer_id", tracing::field::display(&customer_id));
+    let placement = state.directory.placement(customer_id).await?;
+    span.record("shard_id", tracing::field::display(&placement.shard_id));
+    if placement.state != "active" {
+        return Err(Problem::conflict("the customer is not active").into());
+    }
+    let shard = state.directory.shard(&placement.shard_id).await?;
+
+    // Register the PAN's hash first so a collision is caught before the shard sees it.
+    let mut attempt = 0;
+    let (pan, pan_hash) = loop {
+        attempt += 1;
+        let pan = generate_pan();
+        let hash = state.pan_hasher.hash(&pan);
+        let mut conn = state
+            .directory
+            .pool()
+            .acquire()
+            .await
+            .map_err(unavailable)?;
+        match directory::insert_identifier(
+            &mut conn,
+            IdentifierKind::Card,
+            &hash,
+            customer_id,
+            Some(pan.last4()),
+        )
+        .await
+        {
+            Ok(()) => break (pan, hash),
+            Err(DirectoryError::Conflict(_)) if attempt < 5 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let card_id = uuid::Uuid::now_v7();
+    let issued: Result<CardIssued, _> = state
+        .cells
+        .call(
+            &shard,
+            &format!("/internal/v1/customers/{customer_id}/cards"),
+            &IssueCard {
+                card_id,
+                epoch: placement.epoch,
+                pan_hash: pan_hash.clone(),
+                last4: pan.last4().to_owned(),
+                credit_limit: body.credit_limit,
+                currency: body.currency,
+            },
+            SHARD_CALL_DEADLINE,
+        )
+        .await;
+    let issued = match issued {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(shard_id = %shard.id, error = %e, "issue card in shard failed");
+            if let Ok(mut conn) = state.directory.pool().acquire().await {
+                if let Err(e) =
+                    directory::delete_identifier(&mut conn, IdentifierKind::Card, &pan_hash).await
+                {
+                    tracing::error!(error = %e, "forget card identifier failed");
+                }
+            }
+            return Err(e.into());
+        }
+    };
+    tracing::info!(customer_id = %customer_id, shard_id = %shard.id, card_id = %issued.card_id, "card issued");
+    // The full PAN leaves global exactly once, here, as an issuer sends it to
+    // the card manufacturer; it is neither stored nor logged.
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({
+            "card_id": issued.card_id,
+            "customer_id": customer_id,
+            "shard": shard.id,
+            "pan": pan.expose(),
+            "last4": issued.last4,
+            "credit_limit": issued.credit_limit,
+            "currency": issued.currency,
+        })),
+    ))
+}

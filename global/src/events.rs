@@ -1,0 +1,307 @@
+//! Routing external events: each event is validated, its owner looked up
+//! (card or account number), wrapped in the shared envelope and produced to
+//! the owning shard's inbound topic, answered only once the broker
+//! acknowledged it. The batch path does the same for up to 1,000 events in
+//! one round trip, all produced concurrently.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use cellbank_shared::contract::{RoutedEvent, EVENT_TYPES};
+use cellbank_shared::envelope::Envelope;
+use cellbank_shared::ids::{EventId, ShardId};
+use cellbank_shared::money::{Currency, Money};
+use cellbank_shared::pan::{Pan, PanHasher};
+use cellbank_shared::problem::{ApiJson, Problem};
+
+use crate::directory::IdentifierKind;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::state::AppState;
+
+/// Most events one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", post(route_one))
+        .route("/v1/events/batch", post(route_batch))
+}
+
+/// A validated external event, ready to be addressed.
+#[derive(Debug)]
+pub struct Inbound {
+    pub event_id: EventId,
+    pub event_type: String,
+    pub identifier: (IdentifierKind, String),
+    pub occurred_at: DateTime<Utc>,
+    pub payload: RoutedEvent,
+}
+
+const KNOWN: &[&str] = &[
+    "event_id",
+    "type",
+    "account_number",
+    "pan",
+    "amount",
+    "currency",
+    "occurred_at",
+];
+const RESERVED: &[&str] = &["card_hash", "card_last4", "customer_id", "epoch"];
+
+fn text<'a>(
+    obj: &'a Map<String, Value>,
+    prefix: &str,
+    field: &str,
+) -> Result<Option<&'a str>, Problem> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(Problem::invalid(
+            format!("{prefix}{field}"),
+            "must be a string",
+        )),
+    }
+}
+
+fn required<'a>(
+    obj: &'a Map<String, Value>,
+    prefix: &str,
+    field: &str,
+) -> Result<&'a str, Problem> {
+    text(obj, prefix, field)?
+        .ok_or_else(|| Problem::invalid(format!("{prefix}{field}"), "is required"))
+}
+
+/// Validates one event; `prefix` names its place in a batch (`events[3].`).
+pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inbound, Problem> {
+    let Value::Object(mut obj) = value else {
+        let field = if prefix.is_empty() {
+            "body".to_owned()
+        } else {
+            prefix.trim_end_matches('.').to_owned()
+        };
+        return Err(Problem::invalid(field, "must be a JSON object"));
+    };
+    let f = |name: &str| format!("{prefix}{name}");
+    let event_id = EventId::parse(required(&obj, prefix, "event_id")?)
+        .map_err(|e| Problem::invalid(f("event_id"), e.to_string()))?;
+    let event_type = required(&obj, prefix, "type")?;
+    if !EVENT_TYPES.contains(&event_type) {
+        return Err(Problem::invalid(
+            f("type"),
+            format!(
+                "unknown event type; expected one of {}",
+                EVENT_TYPES.join(", ")
+            ),
+        ));
+    }
+    let event_type = event_type.to_owned();
+    let currency: Currency = required(&obj, prefix, "currency")?.parse().map_err(
+        |e: cellbank_shared::money::MoneyError| Problem::invalid(f("currency"), e.to_string()),
+    )?;
+    let amount = match obj.get("amount") {
+        None | Some(Value::Null) => return Err(Problem::invalid(f("amount"), "is required")),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            Problem::invalid(
+                f("amount"),
+                "must be an integer number of minor units within range",
+            )
+        })?,
+        Some(_) => {
+            return Err(Problem::invalid(
+                f("amount"),
+                "must be an integer number of minor units",
+            ))
+        }
+    };
+    Money::positive(amount, currency).map_err(|e| Problem::invalid(f("amount"), e.to_string()))?;
+    let occurred_at = DateTime::parse_from_rfc3339(required(&obj, prefix, "occurred_at")?)
+        .map_err(|_| Problem::invalid(f("occurred_at"), "must be an RFC 3339 timestamp"))?
+        .with_timezone(&Utc);
+    let account_number = text(&obj, prefix, "account_number")?.map(str::to_owned);
+    let pan = text(&obj, prefix, "pan")?;
+    let (identifier, card_hash, card_last4) = match (&account_number, pan) {
+        (Some(a), None) => {
+            let a = a.trim();
+            if a.is_empty() || a.len() > 34 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(Problem::invalid(
+                    f("account_number"),
+                    "must be 1 to 34 letters or digits",
+                ));
+            }
+            ((IdentifierKind::Account, a.to_owned()), None, None)
+        }
+        (None, Some(p)) => {
+            let pan = Pan::parse(p).map_err(|e| Problem::invalid(f("pan"), e.to_string()))?;
+            let hash = hasher.hash(&pan);
+            (
+                (IdentifierKind::Card, hash.clone()),
+                Some(hash),
+                Some(pan.last4().to_owned()),
+            )
+        }
+        _ => {
+            return Err(Problem::invalid(
+                f("account_number"),
+                "exactly one of account_number or pan is required",
+            ))
+        }
+    };
+    if let Some(r) = RESERVED.iter().find(|r| obj.contains_key(**r)) {
+        return Err(Problem::invalid(f(r), "is reserved and may not be sent"));
+    }
+    for k in KNOWN {
+        obj.remove(*k);
+    }
+    Ok(Inbound {
+        event_id,
+        event_type,
+        identifier,
+        occurred_at,
+        payload: RoutedEvent {
+            amount,
+            currency,
+            account_number: account_number.map(|a| a.trim().to_owned()),
+            card_hash,
+            card_last4,
+            extra: obj,
+        },
+    })
+}
+
+/// The caller's correlation id, or the request id, or a new one.
+fn correlation_id(headers: &HeaderMap) -> String {
+    ["x-correlation-id", "x-request-id"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Looks up the owner, envelopes the event and produces it; returns the shard.
+async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<ShardId, ApiError> {
+    let (kind, value) = &ev.identifier;
+    let placement = state.directory.resolve(*kind, value).await?;
+    let span = tracing::Span::current();
+    span.record(
+        "customer_id",
+        tracing::field::display(&placement.customer_id),
+    );
+    span.record("shard_id", tracing::field::display(&placement.shard_id));
+    let shard = state.directory.shard(&placement.shard_id).await?;
+    let env = Envelope {
+        event_id: ev.event_id,
+        customer_id: placement.customer_id,
+        epoch: placement.epoch,
+        event_type: ev.event_type,
+        occurred_at: ev.occurred_at,
+        accepted_at: Utc::now(),
+        correlation_id,
+        payload: serde_json::to_value(&ev.payload).map_err(anyhow::Error::from)?,
+    };
+    state.cells.produce(&shard, &env).await?;
+    Ok(placement.shard_id)
+}
+
+#[tracing::instrument(skip_all, fields(customer_id, shard_id, event_id))]
+async fn route_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let ev = parse_event(body, "", &state.pan_hasher)?;
+    let event_id = ev.event_id.clone();
+    tracing::Span::current().record("event_id", event_id.as_str());
+    let shard = route(&state, ev, correlation_id(&headers)).await?;
+    metrics::observe_routing("event", started.elapsed().as_secs_f64());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "event_id": event_id,
+            "status": "accepted",
+            "shard": shard,
+        })),
+    )
+        .into_response())
+}
+
+#[tracing::instrument(skip_all, fields(events))]
+async fn route_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let Value::Object(mut obj) = body else {
+        return Err(Problem::invalid("body", "must be an object with an `events` array").into());
+    };
+    let events = match obj.remove("events") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(Problem::invalid("events", "must be an array").into()),
+        None => return Err(Problem::invalid("events", "is required").into()),
+    };
+    if events.is_empty() {
+        return Err(Problem::invalid("events", "must hold at least one event").into());
+    }
+    if events.len() > MAX_BATCH {
+        return Err(Problem::invalid(
+            "events",
+            format!(
+                "holds {} events; at most {MAX_BATCH} are allowed per batch",
+                events.len()
+            ),
+        )
+        .into());
+    }
+    tracing::Span::current().record("events", events.len());
+    let correlation = correlation_id(&headers);
+    let work = events.into_iter().enumerate().map(|(i, v)| {
+        let state = &state;
+        let correlation = &correlation;
+        async move {
+            let parsed = parse_event(v, &format!("events[{i}]."), &state.pan_hasher);
+            let outcome = match parsed {
+                Ok(ev) => {
+                    let event_id = ev.event_id.clone();
+                    route(state, ev, correlation.clone())
+                        .await
+                        .map(|shard| (event_id, shard))
+                }
+                Err(p) => Err(ApiError::from(p)),
+            };
+            match outcome {
+                Ok((event_id, shard)) => serde_json::json!({
+                    "index": i, "status": 202, "event_id": event_id, "shard": shard,
+                }),
+                Err(e) => {
+                    let p = e.to_problem();
+                    let mut item =
+                        serde_json::json!({ "index": i, "status": p.status, "problem": p });
+                    if let Some(secs) = p.retry_after {
+                        item["retry_after"] = secs.into();
+                    }
+                    item
+                }
+            }
+        }
+    });
+    let results: Vec<Value> = futures::future::join_all(work).await;
+    let accepted = results.iter().filter(|r| r["status"] == 202).count();
+    metrics::observe_routing("batch", started.elapsed().as_secs_f64());
+    Ok(Json(serde_json::json!({
+        "accepted": accepted,
+        "rejected": results.len() - accepted,
+        "results": results,
+    }))
+    .into_response())
+}

@@ -1,0 +1,137 @@
+//! The directory-change feed on the global broker: every replica announces
+//! the changes it commits and follows everyone's announcements to drop stale
+//! cache entries, so a change is seen everywhere within a second.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use cellbank_shared::kafka::{
+    Handler, HandlerError, Producer, Record, Runner, RunnerConfig, Topic,
+};
+
+use crate::directory::{Change, Directory};
+use crate::metrics;
+
+/// Announces directory changes; also applies them to this replica at once.
+#[derive(Clone)]
+pub struct Feed {
+    producer: Producer,
+    directory: Directory,
+    replica: Arc<str>,
+    live: Arc<AtomicBool>,
+}
+
+impl Feed {
+    pub fn new(producer: Producer, directory: Directory) -> Self {
+        Self {
+            producer,
+            directory,
+            replica: uuid::Uuid::new_v4().to_string().into(),
+            live: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether this replica has received its own ping back through the feed.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// Drops the local entries now and tells the other replicas. A failed
+    /// announcement is logged and counted: the change itself is committed.
+    pub async fn announce(&self, change: Change) {
+        self.directory.invalidate(&change).await;
+        if let Err(e) = self.publish(&change).await {
+            let kind = match change {
+                Change::Customer { .. } => "customer",
+                Change::Identifier { .. } => "identifier",
+                Change::Shard { .. } => "shard",
+                Change::Ping { .. } => "ping",
+            };
+            metrics::feed_publish_failed(kind);
+            tracing::warn!(error = %e, change = kind, "announce directory change failed");
+        }
+    }
+
+    async fn publish(&self, change: &Change) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(change)?;
+        self.producer
+            .send(Topic::DirectoryChanges.name(), b"directory", &payload, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// A consumer runner in a group of its own (every replica must see every
+    /// change), starting at the end of the feed: the cache starts empty.
+    pub fn runner(
+        &self,
+        bootstrap: &str,
+        group_prefix: &str,
+    ) -> anyhow::Result<Runner<FeedHandler>> {
+        let group = format!("{group_prefix}-global-directory-{}", self.replica);
+        let mut cfg = RunnerConfig::new(bootstrap, &group, &[Topic::DirectoryChanges.name()]);
+        cfg.start_at_latest = true;
+        cfg.max_batch = 256;
+        cfg.commit_interval = Duration::from_secs(5);
+        Runner::new(
+            cfg,
+            FeedHandler {
+                directory: self.directory.clone(),
+                replica: self.replica.clone(),
+                live: self.live.clone(),
+            },
+        )
+    }
+
+    /// Pings through the feed until this replica hears itself (then the feed
+    /// is live), or until shut down.
+    pub async fn ping_until_live(self, shutdown: CancellationToken) {
+        let ping = Change::Ping {
+            replica: self.replica.to_string(),
+        };
+        while !self.is_live() {
+            if let Err(e) = self.publish(&ping).await {
+                tracing::debug!(error = %e, "directory feed ping failed");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
+        tracing::info!("directory feed is live");
+    }
+}
+
+/// Applies announced changes to this replica's caches.
+pub struct FeedHandler {
+    directory: Directory,
+    replica: Arc<str>,
+    live: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Handler for FeedHandler {
+    async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
+        for record in batch {
+            match serde_json::from_slice::<Change>(&record.payload) {
+                Ok(Change::Ping { replica }) => {
+                    if *replica == *self.replica {
+                        self.live.store(true, Ordering::Relaxed);
+                    }
+                }
+                Ok(change) => self.directory.invalidate(&change).await,
+                Err(e) => {
+                    tracing::warn!(offset = record.offset, error = %e, "ignored undecodable directory change")
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! Liveness, readiness and metrics endpoints. Readiness names each check;
+//! with the directory database down the tier answers `degraded` (503) while it
+//! keeps routing from its cache.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use cellbank_shared::http::{check_postgres, liveness, Check};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(liveness))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(cellbank_shared::metrics::render))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (pg, broker) = tokio::join!(
+        check_postgres(state.directory.pool()),
+        state.feed.producer().check(Duration::from_secs(1)),
+    );
+    let feed = if state.feed.is_live() {
+        Ok(())
+    } else {
+        Err("this replica has not yet received the directory-change feed")
+    };
+    let checks = vec![
+        pg,
+        Check::from_result("broker", broker),
+        Check::from_result("directory_feed", feed),
+    ];
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        "ready"
+    } else if checks.iter().any(|c| c.name == "postgres" && !c.ok) {
+        // Lookups keep being served from the cache: degraded, not down.
+        "degraded"
+    } else {
+        "not-ready"
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "cached_entries": state.directory.cached_entries(),
+        "checks": checks,
+    });
+    (code, axum::Json(body)).into_response()
+}

@@ -1,0 +1,101 @@
+//! The router's own Prometheus metrics: routing latency, cache hits and
+//! misses, produce failures and stand-in decisions per shard.
+
+use std::sync::LazyLock;
+
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+
+use cellbank_shared::metrics::LATENCY_BUCKETS;
+
+static ROUTING_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "global_routing_duration_seconds",
+        "Time from a routed request's arrival to the shard's answer or acknowledgement",
+        &["path"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("register global_routing_duration_seconds")
+});
+
+static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_directory_cache_lookups_total",
+        "Directory cache lookups by cache and result (hit ratio = hit / (hit + miss))",
+        &["cache", "result"]
+    )
+    .expect("register global_directory_cache_lookups_total")
+});
+
+static ROUTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_events_routed_total",
+        "Events acknowledged by a shard broker",
+        &["shard"]
+    )
+    .expect("register global_events_routed_total")
+});
+
+static PRODUCE_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_produce_failures_total",
+        "Events a shard broker did not acknowledge, or refused while its breaker was open",
+        &["shard", "reason"]
+    )
+    .expect("register global_produce_failures_total")
+});
+
+static STAND_INS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_authorization_stand_ins_total",
+        "Authorizations global declined on a shard's behalf",
+        &["shard", "reason"]
+    )
+    .expect("register global_authorization_stand_ins_total")
+});
+
+static FEED_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_directory_feed_publish_failures_total",
+        "Directory changes that could not be announced on the feed",
+        &["change"]
+    )
+    .expect("register global_directory_feed_publish_failures_total")
+});
+
+pub fn observe_routing(path: &str, seconds: f64) {
+    ROUTING_LATENCY.with_label_values(&[path]).observe(seconds);
+}
+
+pub fn cache_hit(cache: &str) {
+    CACHE_LOOKUPS.with_label_values(&[cache, "hit"]).inc();
+}
+
+pub fn cache_miss(cache: &str) {
+    CACHE_LOOKUPS.with_label_values(&[cache, "miss"]).inc();
+}
+
+pub fn routed(shard: &str) {
+    ROUTED.with_label_values(&[shard]).inc();
+}
+
+pub fn produce_failed(shard: &str, reason: &str) {
+    PRODUCE_FAILURES.with_label_values(&[shard, reason]).inc();
+}
+
+pub fn stand_in(shard: &str, reason: &str) {
+    STAND_INS.with_label_values(&[shard, reason]).inc();
+}
+
+pub fn feed_publish_failed(change: &str) {
+    FEED_FAILURES.with_label_values(&[change]).inc();
+}
+
+/// Registers every metric so `/metrics` lists them before first use.
+pub fn register() {
+    LazyLock::force(&ROUTING_LATENCY);
+    LazyLock::force(&CACHE_LOOKUPS);
+    LazyLock::force(&ROUTED);
+    LazyLock::force(&PRODUCE_FAILURES);
+    LazyLock::force(&STAND_INS);
+    LazyLock::force(&FEED_FAILURES);
+}

@@ -1,0 +1,204 @@
+//! Builds the application (database, migrations, feed, caches, router,
+//! listener) and runs it: the HTTP server and the directory-feed consumer run
+//! side by side and the process logs which one exited.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use cellbank_shared::kafka::{Producer, Runner, Topic};
+use cellbank_shared::pan::PanHasher;
+use cellbank_shared::token::TokenSigner;
+
+use crate::cells::Cells;
+use crate::directory::Directory;
+use crate::feed::{Feed, FeedHandler};
+use crate::login::LoginGuard;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// A built, bound, not yet running global tier.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: Router,
+    state: AppState,
+    feed_runner: Runner<FeedHandler>,
+}
+
+/// Every route of the global tier, in one table.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::health::router())
+        .merge(crate::openapi::router())
+        .merge(crate::customers::router())
+        .merge(crate::events::router())
+        .merge(crate::authorizations::router())
+        .merge(crate::login::router())
+        .merge(crate::shards::router())
+        .merge(crate::lookup::router())
+        .with_state(state.clone());
+    cellbank_shared::http::with_standard_layers(api, &state.settings.server)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        crate::metrics::register();
+        let pool = settings
+            .database
+            .connect()
+            .await
+            .context("connect to the directory database")?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("apply directory migrations")?;
+        ensure_feed_topic(&settings).await?;
+
+        let directory = Directory::new(pool, settings.cache.max_entries);
+        directory
+            .refresh_shards()
+            .await
+            .context("load the shard registry")?;
+        let producer = Producer::new(
+            &settings.kafka.bootstrap,
+            Duration::from_millis(settings.kafka.produce_timeout_ms),
+        )
+        .context("create the global broker producer")?;
+        let feed = Feed::new(producer, directory.clone());
+        let feed_runner = feed
+            .runner(&settings.kafka.bootstrap, &settings.kafka.group_prefix)
+            .context("create the directory feed consumer")?;
+        let cells = Cells::new(
+            settings.auth.internal_token.clone(),
+            settings.routing.breaker.clone(),
+            Duration::from_millis(settings.routing.produce_timeout_ms),
+        )?;
+        let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
+            .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;
+        let pan_hasher = PanHasher::new(settings.auth.pan_hmac_key.expose().as_bytes());
+        let login_guard = LoginGuard::new(
+            settings.auth.login_max_failures,
+            Duration::from_secs(settings.auth.login_window_secs),
+        );
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .await
+            .with_context(|| format!("bind {}:{}", settings.server.host, settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let state = AppState {
+            settings: Arc::new(settings),
+            directory,
+            feed,
+            cells,
+            signer: Arc::new(signer),
+            pan_hasher: Arc::new(pan_hasher),
+            login_guard,
+        };
+        Ok(Self {
+            listener,
+            port,
+            router: router(state.clone()),
+            state,
+            feed_runner,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves or a part stops on its own.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let mut feed = tokio::spawn(self.feed_runner.run(stop.clone()));
+        tokio::spawn(self.state.feed.clone().ping_until_live(stop.clone()));
+        tokio::spawn(refresh_registry(self.state.directory.clone(), stop.clone()));
+        let server_stop = stop.clone();
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { server_stop.cancelled().await });
+        let mut server = tokio::spawn(async move { server.await });
+        tracing::info!(port = self.port, "global tier listening");
+        let outcome = tokio::select! {
+            () = shutdown => {
+                tracing::info!("shutting down");
+                stop.cancel();
+                let (s, f) = tokio::join!(&mut server, &mut feed);
+                s.context("http server task")?.context("http server")?;
+                f.context("directory feed task")??;
+                Ok(())
+            }
+            s = &mut server => {
+                tracing::error!("http server exited");
+                stop.cancel();
+                let _ = feed.await;
+                s.context("http server task")?.context("http server")
+            }
+            f = &mut feed => {
+                tracing::error!("directory feed consumer exited");
+                stop.cancel();
+                let _ = server.await;
+                f.context("directory feed task")?.context("directory feed consumer")
+            }
+        };
+        self.state.feed.producer().flush(Duration::from_secs(2));
+        outcome
+    }
+}
+
+/// The feed topic must exist before anyone produces to it; the global broker
+/// may still be starting, so retry for a while.
+async fn ensure_feed_topic(settings: &Settings) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match cellbank_shared::kafka::admin::ensure_topics(
+            &settings.kafka.bootstrap,
+            &[Topic::DirectoryChanges.name()],
+            1,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(e.context("create the directory-change topic"))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "global broker not ready, retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Reloads the shard registry now and then, in case a feed message was lost;
+/// keeps the last good copy while the database is down.
+async fn refresh_registry(directory: Directory, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        if let Err(e) = directory.refresh_shards().await {
+            tracing::warn!(error = %e, "refresh shard registry failed");
+        }
+    }
+}
