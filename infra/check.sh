@@ -127,7 +127,10 @@ drift() {
     local target
     target="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["target_directory"])' "$WORK/metadata.json")"
     if ! (cd "$REPO" && cargo build -q --locked -p cellbank-global -p cellbank-shard --bins); then
-      echo "cargo build -p cellbank-global -p cellbank-shard failed; comparing against whatever binaries exist"
+      # Never compare against stale binaries: report what else drifts, then fail.
+      echo "cargo build -p cellbank-global -p cellbank-shard failed"
+      "$PY" "$INFRA/checks/drift.py" --rendered "$WORK/rendered" --bins-json "$WORK/metadata.json"
+      return 1
     fi
     gbin="${gbin:-$target/debug/cellbank-global}"
     sbin="${sbin:-$target/debug/cellbank-shard}"
