@@ -1,1 +1,26 @@
-//! One Cellbank cell.
+//! One Cellbank cell: accounts and cards, the double-entry ledger, the card
+//! authorizer, the dead-letter mortician and the app's HAL API.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod authorizations;
+pub mod authorizer;
+pub mod cards;
+pub mod customers;
+pub mod dead_letters;
+pub mod error;
+pub mod health;
+pub mod ledger;
+pub mod metrics;
+pub mod openapi;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod transfers;
+
+pub use settings::Settings;
+pub use startup::Application;
+
+/// The cell's schema migrations (applied by `Application::build`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

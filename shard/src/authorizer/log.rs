@@ -1,0 +1,215 @@
+//! The authorizer's side of the cell's log: follows Topic::Authorizations and
+//! Topic::LedgerFacts, snapshots its state with the offsets it includes, and on
+//! start loads the latest snapshot and replays from those offsets before it
+//! reports ready.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use cellbank_shared::kafka::{Handler, HandlerError, Record, Runner, RunnerConfig, Topic};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{AuthorizationRecord, AuthorizerState};
+use super::Authorizer;
+use crate::ledger::facts::FactRecord;
+
+/// The topics the authorizer follows.
+pub const TOPICS: [Topic; 2] = [Topic::Authorizations, Topic::LedgerFacts];
+
+/// The latest snapshot, or an empty state.
+pub async fn load_latest(pool: &PgPool) -> anyhow::Result<AuthorizerState> {
+    let row: Option<(sqlx::types::Json<AuthorizerState>,)> =
+        sqlx::query_as("SELECT state FROM authorizer_snapshots ORDER BY id DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await
+            .context("read authorizer snapshot")?;
+    Ok(row.map(|r| r.0 .0).unwrap_or_default())
+}
+
+/// Stores a snapshot and keeps the three latest.
+pub async fn save_snapshot(pool: &PgPool, state: &AuthorizerState) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await.context("begin")?;
+    sqlx::query("INSERT INTO authorizer_snapshots (offsets, state) VALUES ($1, $2)")
+        .bind(sqlx::types::Json(&state.offsets))
+        .bind(sqlx::types::Json(state))
+        .execute(&mut *tx)
+        .await
+        .context("insert authorizer snapshot")?;
+    sqlx::query(
+        "DELETE FROM authorizer_snapshots WHERE id NOT IN
+           (SELECT id FROM authorizer_snapshots ORDER BY id DESC LIMIT 3)",
+    )
+    .execute(&mut *tx)
+    .await
+    .context("prune authorizer snapshots")?;
+    tx.commit().await.context("commit")?;
+    Ok(())
+}
+
+/// Writes a snapshot every `every` until cancelled (and once more at the end).
+pub async fn snapshots(
+    authorizer: Authorizer,
+    pool: PgPool,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        let stop = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if authorizer.is_ready() {
+            let state = authorizer.state();
+            if let Err(e) = save_snapshot(&pool, &state).await {
+                tracing::warn!(error = %format!("{e:#}"), "authorizer snapshot failed");
+            }
+        }
+        if stop {
+            return Ok(());
+        }
+    }
+}
+
+/// Applies the log to the in-memory state.
+pub struct LogHandler {
+    authorizer: Authorizer,
+}
+
+#[async_trait]
+impl Handler for LogHandler {
+    async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
+        self.authorizer.with_state(|s| {
+            for r in batch {
+                if r.topic == Topic::Authorizations.name() {
+                    match serde_json::from_slice::<AuthorizationRecord>(&r.payload) {
+                        Ok(rec) => s.apply_decision(&r.topic, r.partition, r.offset, &rec),
+                        Err(e) => tracing::warn!(offset = r.offset, error = %e, "skipping undecodable decision"),
+                    }
+                } else {
+                    match serde_json::from_slice::<FactRecord>(&r.payload) {
+                        Ok(rec) => s.apply_fact(&r.topic, r.partition, r.offset, &rec),
+                        Err(e) => tracing::warn!(offset = r.offset, error = %e, "skipping undecodable fact"),
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// High watermarks of every partition of the authorizer's topics, keyed `topic/partition`.
+async fn high_watermarks(bootstrap: &str) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .context("create metadata consumer")?;
+        let mut out = BTreeMap::new();
+        for t in TOPICS {
+            let md = c
+                .fetch_metadata(Some(t.name()), Duration::from_secs(10))
+                .context("fetch metadata")?;
+            for topic in md.topics() {
+                for p in topic.partitions() {
+                    let (lo, hi) = c
+                        .fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))
+                        .context("fetch watermarks")?;
+                    out.insert(format!("{}/{}", t.name(), p.id()), (lo, hi));
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .context("join watermark task")?
+}
+
+/// Stores `offsets` as the new group's committed position, so the runner
+/// starts replaying there. If the broker refuses, the runner reads from the
+/// beginning and the state skips what it already includes.
+async fn seed_group(bootstrap: &str, group: &str, offsets: &BTreeMap<String, i64>) {
+    let (bootstrap, group, offsets) = (bootstrap.to_owned(), group.to_owned(), offsets.clone());
+    let r = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for (key, next) in &offsets {
+            let Some((topic, p)) = key.rsplit_once('/') else {
+                continue;
+            };
+            tpl.add_partition_offset(topic, p.parse()?, Offset::Offset(*next))?;
+        }
+        c.commit(&tpl, CommitMode::Sync)?;
+        Ok(())
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "seeding authorizer offsets failed; replaying from the start")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "seeding authorizer offsets failed; replaying from the start")
+        }
+    }
+}
+
+/// Builds the authorizer's log runner (a fresh group per process, seeded with
+/// the snapshot's offsets) and a task that flips readiness once the state has
+/// caught up with the log as it was at start.
+pub async fn start(
+    authorizer: &Authorizer,
+    bootstrap: &str,
+    group_prefix: &str,
+) -> anyhow::Result<(
+    Runner<LogHandler>,
+    impl std::future::Future<Output = anyhow::Result<()>>,
+)> {
+    let group = format!(
+        "{group_prefix}-authorizer-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let offsets = authorizer.with_state(|s| s.offsets.clone());
+    seed_group(bootstrap, &group, &offsets).await;
+    let targets = high_watermarks(bootstrap).await?;
+    let topics: Vec<&str> = TOPICS.iter().map(|t| t.name()).collect();
+    let mut cfg = RunnerConfig::new(bootstrap, &group, &topics);
+    cfg.max_batch = 512;
+    let runner = Runner::new(
+        cfg,
+        LogHandler {
+            authorizer: authorizer.clone(),
+        },
+    )?;
+    let a = authorizer.clone();
+    let caught_up = async move {
+        loop {
+            let done = a.with_state(|s| {
+                targets
+                    .iter()
+                    .all(|(k, (lo, hi))| hi <= lo || s.offsets.get(k).copied().unwrap_or(0) >= *hi)
+            });
+            if done {
+                a.set_ready();
+                tracing::info!("authorizer replayed its log: ready");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    Ok((runner, caught_up))
+}

@@ -1,0 +1,167 @@
+//! Credit cards: issued by global through the internal API (the cell gets the
+//! PAN's keyed hash and last four digits only), and the app's cards resource
+//! with available limit and current bill from the ledger.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cellbank_shared::contract::{CardIssued, IssueCard};
+use cellbank_shared::hal::Hal;
+use cellbank_shared::ids::CustomerId;
+use cellbank_shared::money::Money;
+use cellbank_shared::problem::ApiJson;
+use chrono::Utc;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::customers::{customer_links, parse_customer};
+use crate::error::ApiError;
+use crate::ledger::event::{Body, LedgerEvent};
+use crate::ledger::rulebook::Book;
+use crate::ledger::store;
+use crate::state::AppState;
+
+pub fn internal_router() -> Router<AppState> {
+    Router::new().route("/internal/v1/customers/{customer_id}/cards", post(issue))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/customers/{customer_id}/cards", get(list))
+}
+
+#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+async fn issue(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<IssueCard>,
+) -> Result<impl IntoResponse, ApiError> {
+    let customer = parse_customer(&raw)?;
+    if body.last4.len() != 4 || !body.last4.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid("last4", "must be 4 digits"));
+    }
+    if body.pan_hash.is_empty() || body.pan_hash.len() > 128 {
+        return Err(ApiError::invalid("pan_hash", "must be 1 to 128 characters"));
+    }
+    let mut tx = s.pool.begin().await?;
+    let issued = issue_card(&mut tx, customer, &body).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// Issues a card (idempotent on card_id) and books its first limit.
+pub async fn issue_card(
+    conn: &mut PgConnection,
+    customer: CustomerId,
+    body: &IssueCard,
+) -> Result<CardIssued, ApiError> {
+    let limit = Money::positive(body.credit_limit, body.currency)
+        .map_err(|e| ApiError::invalid("credit_limit", e.to_string()))?;
+    store::check_epoch(conn, customer, body.epoch).await?;
+    let existing: Option<(Uuid, String, i64, String)> = sqlx::query_as(
+        "SELECT customer_id, last4, credit_limit, currency FROM cards WHERE card_id = $1",
+    )
+    .bind(body.card_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((owner, last4, credit_limit, currency)) = existing {
+        if owner != customer.as_uuid() {
+            return Err(ApiError::Conflict(
+                "card_id belongs to another customer".into(),
+            ));
+        }
+        return Ok(CardIssued {
+            card_id: body.card_id,
+            last4,
+            credit_limit,
+            currency: currency.parse().unwrap_or(body.currency),
+        });
+    }
+    let now = Utc::now();
+    sqlx::query(
+        "INSERT INTO cards (card_id, customer_id, epoch, pan_hash, last4, credit_limit,
+                            limit_set_at, limit_event, currency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(body.card_id)
+    .bind(customer.as_uuid())
+    .bind(body.epoch.0)
+    .bind(&body.pan_hash)
+    .bind(&body.last4)
+    .bind(body.credit_limit)
+    .bind(now)
+    .bind(format!("card:{}", body.card_id))
+    .bind(body.currency.code())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match ApiError::from(e) {
+        ApiError::Conflict(_) => ApiError::Conflict("a card with this pan_hash exists".into()),
+        other => other,
+    })?;
+    store::open_books(conn, customer, body.currency, &Book::for_card(body.card_id)).await?;
+    let ev = LedgerEvent {
+        event_id: format!("card:{}", body.card_id),
+        event_type: "card_issued".into(),
+        customer_id: customer,
+        epoch: body.epoch,
+        occurred_at: now,
+        source: "card",
+        body: Body::CardIssued {
+            card_id: body.card_id,
+            limit,
+        },
+    };
+    store::apply(conn, &ev).await?;
+    Ok(CardIssued {
+        card_id: body.card_id,
+        last4: body.last4.clone(),
+        credit_limit: body.credit_limit,
+        currency: body.currency,
+    })
+}
+
+#[derive(serde::Serialize, sqlx::FromRow)]
+struct CardView {
+    card_id: Uuid,
+    last4: String,
+    currency: String,
+    credit_limit: i64,
+    available_limit: i64,
+    current_bill: i64,
+    unsettled: i64,
+    blocked: bool,
+    closing_day: i32,
+    due_day: i32,
+}
+
+#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+async fn list(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Hal, ApiError> {
+    let c = parse_customer(&raw)?;
+    crate::auth::customer(&s, &headers, c).await?;
+    let cards: Vec<CardView> = sqlx::query_as(
+        "SELECT c.card_id, c.last4, c.currency, c.credit_limit, c.blocked, c.closing_day, c.due_day,
+           COALESCE((SELECT balance FROM book_accounts b WHERE b.customer_id = c.customer_id
+                      AND b.code = 'card:' || c.card_id || ':available'), 0) AS available_limit,
+           COALESCE((SELECT balance FROM book_accounts b WHERE b.customer_id = c.customer_id
+                      AND b.code = 'card:' || c.card_id || ':bill'), 0) AS current_bill,
+           COALESCE((SELECT balance FROM book_accounts b WHERE b.customer_id = c.customer_id
+                      AND b.code = 'card:' || c.card_id || ':unsettled'), 0) AS unsettled
+         FROM cards c WHERE c.customer_id = $1 ORDER BY c.created_at",
+    )
+    .bind(c.as_uuid())
+    .fetch_all(&s.pool)
+    .await?;
+    let items = cards
+        .into_iter()
+        .map(|card| Hal::new(card).link("customer", s.public(&format!("/v1/customers/{c}"))))
+        .collect();
+    let hal = Hal::new(serde_json::json!({}))
+        .link("self", s.public(&format!("/v1/customers/{c}/cards")))
+        .embed("cards", items);
+    Ok(customer_links(&s, hal, c))
+}

@@ -1,0 +1,170 @@
+//! Customers: created by global through the internal API (with a checking and
+//! a savings account), and the customer resource of the app's HAL API.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cellbank_shared::contract::{CreateCustomer, CustomerCreated};
+use cellbank_shared::hal::Hal;
+use cellbank_shared::ids::CustomerId;
+use cellbank_shared::problem::ApiJson;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::ledger::facts::{self, Fact};
+use crate::ledger::rulebook::Book;
+use crate::ledger::store;
+use crate::state::AppState;
+
+pub fn internal_router() -> Router<AppState> {
+    Router::new().route("/internal/v1/customers", post(create))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/customers/{customer_id}", get(show))
+}
+
+pub fn parse_customer(raw: &str) -> Result<CustomerId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::invalid("customer_id", "must be a uuid"))
+}
+
+/// Creates the customer, its accounts and book accounts; repeating it answers the same.
+#[tracing::instrument(skip_all, fields(customer_id = %body.customer_id, shard_id = %s.shard_id))]
+async fn create(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<CreateCustomer>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+    }
+    if body.epoch.0 < 1 {
+        return Err(ApiError::invalid("epoch", "must be at least 1"));
+    }
+    let mut tx = s.pool.begin().await?;
+    let created = create_customer(&mut tx, &s.settings.account_prefix(), &body).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Creates a customer with a checking and a savings account and its book
+/// accounts; a repeat (same customer id) answers the existing checking account.
+pub async fn create_customer(
+    conn: &mut PgConnection,
+    prefix: &str,
+    body: &CreateCustomer,
+) -> Result<CustomerCreated, ApiError> {
+    let inserted = sqlx::query(
+        "INSERT INTO customers (customer_id, name, epoch, currency) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (customer_id) DO NOTHING",
+    )
+    .bind(body.customer_id.as_uuid())
+    .bind(body.name.trim())
+    .bind(body.epoch.0)
+    .bind(body.currency.code())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        let checking = open_account(conn, prefix, body, "checking").await?;
+        let savings = open_account(conn, prefix, body, "savings").await?;
+        let mut books = Book::for_customer().to_vec();
+        books.push(Book::Account(checking));
+        books.push(Book::Account(savings));
+        store::open_books(conn, body.customer_id, body.currency, &books).await?;
+        facts::record(
+            conn,
+            &Fact::Customer {
+                customer_id: body.customer_id,
+                epoch: body.epoch,
+            },
+        )
+        .await?;
+    }
+    let (account_id, account_number): (Uuid, String) = sqlx::query_as(
+        "SELECT account_id, number FROM accounts WHERE customer_id = $1 AND kind = 'checking'
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(body.customer_id.as_uuid())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(CustomerCreated {
+        customer_id: body.customer_id,
+        account_id,
+        account_number,
+    })
+}
+
+async fn open_account(
+    conn: &mut PgConnection,
+    prefix: &str,
+    body: &CreateCustomer,
+    kind: &str,
+) -> Result<Uuid, ApiError> {
+    let seq: i64 = sqlx::query_scalar("SELECT nextval('account_number_seq')")
+        .fetch_one(&mut *conn)
+        .await?;
+    if seq > 99_999_999 {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "account numbers exhausted"
+        )));
+    }
+    let number = format!("{prefix}{seq:08}");
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO accounts (account_id, customer_id, epoch, kind, number, currency)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(body.customer_id.as_uuid())
+    .bind(body.epoch.0)
+    .bind(kind)
+    .bind(number)
+    .bind(body.currency.code())
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+#[derive(serde::Serialize, sqlx::FromRow)]
+struct CustomerView {
+    customer_id: Uuid,
+    name: String,
+    epoch: i64,
+    currency: String,
+}
+
+/// Links every customer resource carries.
+pub fn customer_links(s: &AppState, hal: Hal, c: CustomerId) -> Hal {
+    hal.link("customer", s.public(&format!("/v1/customers/{c}")))
+        .link("accounts", s.public(&format!("/v1/customers/{c}/accounts")))
+        .link("cards", s.public(&format!("/v1/customers/{c}/cards")))
+        .link(
+            "transfers",
+            s.public(&format!("/v1/customers/{c}/transfers")),
+        )
+}
+
+#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+async fn show(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Hal, ApiError> {
+    let c = parse_customer(&raw)?;
+    crate::auth::customer(&s, &headers, c).await?;
+    let view: CustomerView = sqlx::query_as(
+        "SELECT customer_id, name, epoch, currency FROM customers WHERE customer_id = $1",
+    )
+    .bind(c.as_uuid())
+    .fetch_optional(&s.pool)
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("customer {c}")))?;
+    let mut hal = Hal::new(view).link("self", s.public(&format!("/v1/customers/{c}")));
+    hal = customer_links(&s, hal, c).link("shard", s.public("/"));
+    Ok(hal)
+}

@@ -1,0 +1,94 @@
+//! The one API error type of the shard: every handler failure maps to a
+//! problem+json response in a single match; 5xx say nothing internal.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use cellbank_shared::problem::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The token is for another shard, an older epoch, or no longer valid:
+    /// the app must log in again at global.
+    #[error("log in again: {detail}")]
+    Relogin {
+        status: StatusCode,
+        detail: String,
+        login: String,
+    },
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().as_deref() == Some("23505") {
+                return ApiError::Conflict("it already exists".into());
+            }
+        }
+        ApiError::Internal(anyhow::Error::new(e))
+    }
+}
+
+impl From<crate::ledger::store::ApplyError> for ApiError {
+    fn from(e: crate::ledger::store::ApplyError) -> Self {
+        use crate::ledger::event::InvalidEvent;
+        use crate::ledger::store::ApplyError;
+        match e {
+            ApplyError::Invalid(InvalidEvent::StaleEpoch { .. }) => {
+                ApiError::Conflict(e.to_string())
+            }
+            ApplyError::Invalid(InvalidEvent::UnknownCustomer(c)) => {
+                ApiError::NotFound(format!("customer {c}"))
+            }
+            ApplyError::Invalid(i) => ApiError::invalid("body", i.to_string()),
+            ApplyError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            ApiError::Invalid { field, reason } => Problem::invalid(field, reason),
+            ApiError::NotFound(d) => Problem::not_found(d),
+            ApiError::Conflict(d) => Problem::conflict(d),
+            ApiError::Unauthorized(d) => Problem::unauthorized(d),
+            ApiError::Relogin {
+                status,
+                detail,
+                login,
+            } => Problem::new(status, "login-required", "log in again at global")
+                .detail(detail)
+                .links(serde_json::json!({ "login": { "href": login } })),
+            ApiError::Forbidden(d) => Problem::forbidden(d),
+            ApiError::Unavailable(d) => Problem::unavailable(d, 1),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %format!("{e:#}"), "request failed");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}

@@ -1,0 +1,38 @@
+//! Liveness, readiness (Postgres, the cell's broker, the authorizer's replay),
+//! metrics and the OpenAPI document.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use cellbank_shared::http::{check_postgres, liveness, readiness, Check};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(liveness))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(cellbank_shared::metrics::render))
+        .route("/openapi.json", get(openapi))
+}
+
+async fn ready(State(s): State<AppState>) -> Response {
+    let pg = check_postgres(&s.pool).await;
+    let broker = Check::from_result("broker", s.producer.check(Duration::from_secs(1)).await);
+    let authorizer = Check::from_result(
+        "authorizer",
+        if s.authorizer.is_ready() {
+            Ok(())
+        } else {
+            Err("replaying its log")
+        },
+    );
+    readiness(vec![pg, broker, authorizer])
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}

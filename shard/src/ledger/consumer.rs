@@ -1,0 +1,113 @@
+//! The ledger's consumers: inbound events (envelopes routed in by global) and
+//! the authorizer's approved decisions, each batch applied in one Postgres
+//! transaction together with the idempotency records.
+
+use async_trait::async_trait;
+use cellbank_shared::envelope::Envelope;
+use cellbank_shared::kafka::{Handler, HandlerError, Record};
+use sqlx::PgPool;
+
+use super::event::{InvalidEvent, LedgerEvent};
+use super::store::{self, ApplyError, Outcome};
+use crate::authorizer::AuthorizationRecord;
+use crate::metrics;
+
+/// Which log a [`LedgerConsumer`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Topic::Inbound: envelopes.
+    Inbound,
+    /// Topic::Authorizations: the authorizer's decisions (approved ones are booked).
+    Authorizations,
+}
+
+pub struct LedgerConsumer {
+    pool: PgPool,
+    source: Source,
+}
+
+impl LedgerConsumer {
+    pub fn new(pool: PgPool, source: Source) -> Self {
+        Self { pool, source }
+    }
+
+    fn decode(&self, r: &Record) -> Result<Option<LedgerEvent>, InvalidEvent> {
+        match self.source {
+            Source::Inbound => {
+                let env = Envelope::decode(&r.payload)
+                    .map_err(|e| InvalidEvent::Envelope(e.to_string()))?;
+                LedgerEvent::from_envelope(&env).map(Some)
+            }
+            Source::Authorizations => {
+                let rec: AuthorizationRecord = serde_json::from_slice(&r.payload)
+                    .map_err(|e| InvalidEvent::Payload(e.to_string()))?;
+                rec.ledger_event()
+            }
+        }
+    }
+}
+
+/// Postgres errors that retrying cannot fix (bad data, constraint violations).
+pub fn is_permanent(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || (c.starts_with("23") && c != "23505")),
+        _ => false,
+    }
+}
+
+pub fn classify(e: ApplyError) -> HandlerError {
+    match e {
+        ApplyError::Invalid(i) => HandlerError::Permanent(anyhow::Error::new(i)),
+        ApplyError::Db(db) if is_permanent(&db) => {
+            HandlerError::Permanent(anyhow::Error::new(db).context("apply event"))
+        }
+        ApplyError::Db(db) => {
+            HandlerError::Transient(anyhow::Error::new(db).context("apply event"))
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for LedgerConsumer {
+    async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
+        let mut events = Vec::with_capacity(batch.len());
+        for r in batch {
+            match self.decode(r) {
+                Ok(Some(ev)) => events.push(ev),
+                Ok(None) => {}
+                Err(e) => return Err(HandlerError::Permanent(anyhow::Error::new(e))),
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| HandlerError::Transient(anyhow::Error::new(e).context("begin")))?;
+        let (mut applied, mut duplicates, mut postings) = (0u64, 0u64, 0u64);
+        for ev in &events {
+            match store::apply(&mut tx, ev).await.map_err(classify)? {
+                Outcome::Applied { postings: n } => {
+                    applied += 1;
+                    postings += n as u64;
+                }
+                Outcome::Duplicate => duplicates += 1,
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|e| HandlerError::Transient(anyhow::Error::new(e).context("commit")))?;
+        metrics::POSTINGS.inc_by(postings);
+        metrics::EVENTS_APPLIED
+            .with_label_values(&["applied"])
+            .inc_by(applied);
+        metrics::EVENTS_APPLIED
+            .with_label_values(&["duplicate"])
+            .inc_by(duplicates);
+        Ok(())
+    }
+}

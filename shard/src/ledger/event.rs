@@ -1,0 +1,222 @@
+//! Business events as the ledger applies them: parsed and validated from
+//! inbound envelopes (or built by the cell itself), targets not yet resolved.
+
+use cellbank_shared::contract::{RoutedEvent, EVENT_TYPES};
+use cellbank_shared::envelope::Envelope;
+use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::money::{Currency, Money};
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+/// Why an event cannot be applied; it is dead-lettered with this message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidEvent {
+    #[error("envelope is not valid: {0}")]
+    Envelope(String),
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("payload is not valid: {0}")]
+    Payload(String),
+    #[error("{0}")]
+    Rule(String),
+    #[error("stale epoch: event has {event}, customer is at {current}")]
+    StaleEpoch { event: i64, current: i64 },
+    #[error("unknown customer {0}")]
+    UnknownCustomer(CustomerId),
+}
+
+/// Which card an event is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardRef {
+    pub card_id: Option<Uuid>,
+    pub card_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// deposit, transfer_in (`credit` = true) or withdrawal, transfer_out.
+    Account {
+        credit: bool,
+        account_number: Option<String>,
+        amount: Money,
+    },
+    OwnTransfer {
+        from: Uuid,
+        to: Uuid,
+        amount: Money,
+    },
+    PurchaseAuthorized {
+        card_id: Uuid,
+        authorization_id: Uuid,
+        network_reference: String,
+        amount: Money,
+    },
+    PurchaseSettled {
+        card: CardRef,
+        network_reference: Option<String>,
+        amount: Money,
+    },
+    /// refund or chargeback
+    Refund {
+        card: CardRef,
+        amount: Money,
+    },
+    BillPayment {
+        card: CardRef,
+        amount: Money,
+    },
+    LateFee {
+        card: CardRef,
+        amount: Money,
+    },
+    /// A new absolute limit.
+    CreditLimit {
+        card: CardRef,
+        limit: Money,
+    },
+    /// A card was issued with its first limit (the card row exists already).
+    CardIssued {
+        card_id: Uuid,
+        limit: Money,
+    },
+}
+
+/// One business event for one customer at its business time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub customer_id: CustomerId,
+    pub epoch: Epoch,
+    pub occurred_at: DateTime<Utc>,
+    /// `inbound`, `authorization`, `transfer`, `card`.
+    pub source: &'static str,
+    pub body: Body,
+}
+
+/// How far in the future of its acceptance an event may be dated.
+const MAX_FUTURE: Duration = Duration::minutes(5);
+
+impl LedgerEvent {
+    /// Validates an inbound envelope (its payload is a [`RoutedEvent`]).
+    pub fn from_envelope(env: &Envelope) -> Result<Self, InvalidEvent> {
+        if !EVENT_TYPES.contains(&env.event_type.as_str()) {
+            return Err(InvalidEvent::UnknownType(env.event_type.clone()));
+        }
+        if env.occurred_at > env.accepted_at + MAX_FUTURE {
+            return Err(InvalidEvent::Rule(
+                "occurred_at is in the future of accepted_at".into(),
+            ));
+        }
+        let p: RoutedEvent = serde_json::from_value(env.payload.clone())
+            .map_err(|e| InvalidEvent::Payload(e.to_string()))?;
+        let amount = Money::positive(p.amount, p.currency)
+            .map_err(|e| InvalidEvent::Payload(format!("amount: {e}")))?;
+        let str_field = |name: &str| -> Result<Option<String>, InvalidEvent> {
+            match p.extra.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
+                    Ok(Some(s.clone()))
+                }
+                Some(_) => Err(InvalidEvent::Payload(format!(
+                    "{name}: must be a non-empty string of at most 128 characters"
+                ))),
+            }
+        };
+        let card_id = match str_field("card_id")? {
+            None => None,
+            Some(s) => Some(
+                Uuid::parse_str(&s)
+                    .map_err(|_| InvalidEvent::Payload("card_id: must be a uuid".into()))?,
+            ),
+        };
+        let card = CardRef {
+            card_id,
+            card_hash: p.card_hash.clone(),
+        };
+        let account_number = p.account_number.clone();
+        let body = match env.event_type.as_str() {
+            "deposit" | "transfer_in" => Body::Account {
+                credit: true,
+                account_number,
+                amount,
+            },
+            "withdrawal" | "transfer_out" => Body::Account {
+                credit: false,
+                account_number,
+                amount,
+            },
+            "purchase_settled" => Body::PurchaseSettled {
+                card,
+                network_reference: str_field("network_reference")?,
+                amount,
+            },
+            "refund" | "chargeback" => Body::Refund { card, amount },
+            "bill_payment" => Body::BillPayment { card, amount },
+            "late_fee" => Body::LateFee { card, amount },
+            "credit_limit_changed" => Body::CreditLimit {
+                card,
+                limit: amount,
+            },
+            other => return Err(InvalidEvent::UnknownType(other.to_owned())),
+        };
+        Ok(Self {
+            event_id: env.event_id.as_str().to_owned(),
+            event_type: env.event_type.clone(),
+            customer_id: env.customer_id,
+            epoch: env.epoch,
+            occurred_at: env.occurred_at,
+            source: "inbound",
+            body,
+        })
+    }
+
+    pub fn currency(&self) -> Currency {
+        match &self.body {
+            Body::Account { amount, .. }
+            | Body::OwnTransfer { amount, .. }
+            | Body::PurchaseAuthorized { amount, .. }
+            | Body::PurchaseSettled { amount, .. }
+            | Body::Refund { amount, .. }
+            | Body::BillPayment { amount, .. }
+            | Body::LateFee { amount, .. } => amount.currency,
+            Body::CreditLimit { limit, .. } | Body::CardIssued { limit, .. } => limit.currency,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cellbank_shared::ids::EventId;
+
+    fn env(t: &str, payload: serde_json::Value) -> Envelope {
+        Envelope {
+            event_id: EventId::parse("e-1").unwrap(),
+            customer_id: CustomerId::new(),
+            epoch: Epoch(1),
+            event_type: t.into(),
+            occurred_at: Utc::now(),
+            accepted_at: Utc::now(),
+            correlation_id: "c".into(),
+            payload,
+        }
+    }
+
+    #[test]
+    fn parses_and_refuses() {
+        let ok = LedgerEvent::from_envelope(&env(
+            "deposit",
+            serde_json::json!({"amount": 100, "currency": "BRL", "account_number": "0100000001"}),
+        ))
+        .unwrap();
+        assert!(matches!(ok.body, Body::Account { credit: true, .. }));
+        let bad = LedgerEvent::from_envelope(&env(
+            "deposit",
+            serde_json::json!({"amount": -1, "currency": "BRL"}),
+        ));
+        assert!(matches!(bad, Err(InvalidEvent::Payload(_))));
+        let unknown = LedgerEvent::from_envelope(&env("teleport", serde_json::json!({})));
+        assert!(matches!(unknown, Err(InvalidEvent::UnknownType(_))));
+    }
+}

@@ -1,0 +1,138 @@
+//! Ledger facts: what the authorizer needs to know from the ledger (card state
+//! after each card movement, customer epochs). Written to an outbox table in
+//! the same transaction as the entries, then relayed to Topic::LedgerFacts in
+//! id order (so per customer in commit order) and marked sent.
+
+use std::time::Duration;
+
+use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::kafka::{Producer, Topic};
+use cellbank_shared::money::Currency;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// One fact, keyed by customer on the topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Fact {
+    /// A customer exists here at this epoch.
+    Customer {
+        customer_id: CustomerId,
+        epoch: Epoch,
+    },
+    /// A card's state after a movement (absolute values: a redelivery is harmless).
+    Card {
+        customer_id: CustomerId,
+        card_id: Uuid,
+        pan_hash: String,
+        currency: Currency,
+        credit_limit: i64,
+        blocked: bool,
+        /// The ledger's available limit: limit − unsettled − bill.
+        available: i64,
+        /// An authorization this movement booked (or found already settled).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization_id: Option<Uuid>,
+    },
+}
+
+/// A fact as relayed: `seq` is its outbox id (increasing in commit order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactRecord {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub fact: Fact,
+}
+
+impl Fact {
+    pub fn customer_id(&self) -> CustomerId {
+        match self {
+            Fact::Customer { customer_id, .. } | Fact::Card { customer_id, .. } => *customer_id,
+        }
+    }
+}
+
+/// Adds a fact to the outbox (inside the caller's transaction).
+pub async fn record(conn: &mut PgConnection, fact: &Fact) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO ledger_facts (customer_id, payload) VALUES ($1, $2)")
+        .bind(fact.customer_id().as_uuid())
+        .bind(sqlx::types::Json(fact))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: i64,
+    customer_id: Uuid,
+    payload: sqlx::types::Json<Fact>,
+}
+
+/// Relays unsent facts until cancelled. Produces a batch in order, then marks it sent.
+pub async fn relay(
+    pool: PgPool,
+    producer: Producer,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let topic = Topic::LedgerFacts.name();
+    loop {
+        let sent = match relay_once(&pool, &producer, topic).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "relay ledger facts failed");
+                0
+            }
+        };
+        if sent == 0 {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {},
+            }
+        } else if shutdown.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+async fn relay_once(pool: &PgPool, producer: &Producer, topic: &str) -> anyhow::Result<usize> {
+    use anyhow::Context as _;
+    let rows: Vec<Pending> = sqlx::query_as(
+        "SELECT id, customer_id, payload FROM ledger_facts WHERE sent_at IS NULL ORDER BY id LIMIT 500",
+    )
+    .fetch_all(pool)
+    .await
+    .context("read outbox")?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let payloads: Vec<(String, Vec<u8>)> = rows
+        .iter()
+        .map(|r| {
+            let rec = FactRecord {
+                seq: r.id,
+                fact: r.payload.0.clone(),
+            };
+            (
+                r.customer_id.to_string(),
+                serde_json::to_vec(&rec).expect("fact serializes"),
+            )
+        })
+        .collect();
+    // Polled in order by join_all, so enqueued (and kept by the idempotent producer) in order.
+    let sends = payloads
+        .iter()
+        .map(|(k, v)| producer.send(topic, k.as_bytes(), v, &[]));
+    for r in futures::future::join_all(sends).await {
+        r.context("produce ledger fact")?;
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    sqlx::query("UPDATE ledger_facts SET sent_at = now() WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(pool)
+        .await
+        .context("mark facts sent")?;
+    Ok(rows.len())
+}

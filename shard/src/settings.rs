@@ -1,0 +1,170 @@
+//! The shard's typed settings (see contract.md): loaded once at start, validated with clear messages.
+
+use cellbank_shared::config::{
+    ConfigError, DatabaseSettings, KafkaSettings, ServerSettings, TelemetrySettings, Validate,
+};
+use cellbank_shared::ids::ShardId;
+use cellbank_shared::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Everything `cellbank-shard` reads from its config file and `CELLBANK__*` env.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub shard: ShardSettings,
+    pub global: GlobalSettings,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+    pub authorizer: AuthorizerSettings,
+    pub ledger: LedgerSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            shard: ShardSettings::default(),
+            global: GlobalSettings::default(),
+            server: ServerSettings {
+                port: 8081,
+                ..ServerSettings::default()
+            },
+            database: DatabaseSettings::default(),
+            kafka: KafkaSettings::default(),
+            telemetry: TelemetrySettings::default(),
+            auth: AuthSettings::default(),
+            authorizer: AuthorizerSettings::default(),
+            ledger: LedgerSettings::default(),
+        }
+    }
+}
+
+/// Which cell this is and where apps reach it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardSettings {
+    /// `shard-<n>`.
+    pub id: String,
+    /// Absolute base URL apps use for this shard's public API.
+    pub public_url: String,
+}
+
+/// Where the global tier is (its JWKS and its login).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GlobalSettings {
+    pub url: String,
+}
+
+/// Bearer tokens for the admin and internal APIs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub admin_token: Secret,
+    pub internal_token: Secret,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizerSettings {
+    pub snapshot_interval_secs: u64,
+}
+
+impl Default for AuthorizerSettings {
+    fn default() -> Self {
+        Self {
+            snapshot_interval_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// Consecutive events of one partition applied in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self { max_batch: 256 }
+    }
+}
+
+/// A secret left at its default: serialized defaults come back as `[redacted]`.
+fn unset(s: &Secret) -> bool {
+    s.expose().trim().is_empty() || s.expose() == "[redacted]"
+}
+
+fn absolute_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    if url.is_empty() {
+        return Err(ConfigError::invalid(key, "is required"));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::invalid(key, "must be an absolute http(s) url"));
+    }
+    Ok(())
+}
+
+impl Settings {
+    pub fn shard_id(&self) -> ShardId {
+        ShardId::parse(&self.shard.id).expect("validated at load")
+    }
+
+    /// The 2-digit account-number prefix: the shard number.
+    pub fn account_prefix(&self) -> String {
+        let n: u32 = self
+            .shard
+            .id
+            .trim_start_matches("shard-")
+            .parse()
+            .unwrap_or(0);
+        format!("{:02}", n % 100)
+    }
+}
+
+impl Validate for Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ShardId::parse(&self.shard.id)
+            .map_err(|e| ConfigError::invalid("shard.id", e.to_string()))?;
+        absolute_url("shard.public_url", &self.shard.public_url)?;
+        absolute_url("global.url", &self.global.url)?;
+        self.server.validate()?;
+        if unset(&self.database.url) {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "is required (CELLBANK__DATABASE__URL)",
+            ));
+        }
+        self.database.validate()?;
+        self.kafka.validate()?;
+        self.telemetry.validate()?;
+        if unset(&self.auth.admin_token) {
+            return Err(ConfigError::invalid(
+                "auth.admin_token",
+                "is required (CELLBANK__AUTH__ADMIN_TOKEN)",
+            ));
+        }
+        if unset(&self.auth.internal_token) {
+            return Err(ConfigError::invalid(
+                "auth.internal_token",
+                "is required (CELLBANK__AUTH__INTERNAL_TOKEN)",
+            ));
+        }
+        if self.authorizer.snapshot_interval_secs == 0 {
+            return Err(ConfigError::invalid(
+                "authorizer.snapshot_interval_secs",
+                "must be positive",
+            ));
+        }
+        if !(1..=10_000).contains(&self.ledger.max_batch) {
+            return Err(ConfigError::invalid(
+                "ledger.max_batch",
+                "must be between 1 and 10000",
+            ));
+        }
+        Ok(())
+    }
+}

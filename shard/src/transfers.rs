@@ -1,0 +1,196 @@
+//! Transfers between a customer's own accounts (app API), booked through the
+//! ledger's apply path; idempotent on `transfer_id`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use cellbank_shared::hal::Hal;
+use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::money::{Currency, Money};
+use cellbank_shared::problem::ApiJson;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::customers::{customer_links, parse_customer};
+use crate::error::ApiError;
+use crate::ledger::event::{Body, LedgerEvent};
+use crate::ledger::store::{self, Outcome};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/customers/{customer_id}/transfers",
+        get(list).post(create),
+    )
+}
+
+#[derive(Deserialize)]
+struct NewTransfer {
+    transfer_id: Option<Uuid>,
+    from_account_id: Uuid,
+    to_account_id: Uuid,
+    amount: i64,
+    currency: Currency,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+struct TransferView {
+    transfer_id: Uuid,
+    from_account_id: Uuid,
+    to_account_id: Uuid,
+    amount: i64,
+    currency: String,
+    description: String,
+    created_at: DateTime<Utc>,
+}
+
+fn transfer_hal(s: &AppState, c: CustomerId, t: TransferView) -> Hal {
+    let from = t.from_account_id;
+    let to = t.to_account_id;
+    Hal::new(t)
+        .link(
+            "from",
+            s.public(&format!("/v1/customers/{c}/accounts/{from}")),
+        )
+        .link("to", s.public(&format!("/v1/customers/{c}/accounts/{to}")))
+        .link(
+            "transfers",
+            s.public(&format!("/v1/customers/{c}/transfers")),
+        )
+}
+
+const COLUMNS: &str =
+    "transfer_id, from_account AS from_account_id, to_account AS to_account_id, amount, currency, description, created_at";
+
+#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+async fn list(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Hal, ApiError> {
+    let c = parse_customer(&raw)?;
+    crate::auth::customer(&s, &headers, c).await?;
+    let rows: Vec<TransferView> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM transfers WHERE customer_id = $1 ORDER BY created_at DESC LIMIT 100"
+    ))
+    .bind(c.as_uuid())
+    .fetch_all(&s.pool)
+    .await?;
+    let items = rows.into_iter().map(|t| transfer_hal(&s, c, t)).collect();
+    let hal = Hal::new(serde_json::json!({}))
+        .link("self", s.public(&format!("/v1/customers/{c}/transfers")))
+        .embed("transfers", items);
+    Ok(customer_links(&s, hal, c))
+}
+
+#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+async fn create(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewTransfer>,
+) -> Result<(StatusCode, Hal), ApiError> {
+    let c = parse_customer(&raw)?;
+    crate::auth::customer(&s, &headers, c).await?;
+    let amount = Money::positive(body.amount, body.currency)
+        .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+    if body.from_account_id == body.to_account_id {
+        return Err(ApiError::invalid(
+            "to_account_id",
+            "must differ from from_account_id",
+        ));
+    }
+    if body.description.chars().count() > 140 {
+        return Err(ApiError::invalid(
+            "description",
+            "must be at most 140 characters",
+        ));
+    }
+    let id = body.transfer_id.unwrap_or_else(Uuid::now_v7);
+    let mut tx = s.pool.begin().await?;
+    let epoch: i64 =
+        sqlx::query_scalar("SELECT epoch FROM customers WHERE customer_id = $1 FOR UPDATE")
+            .bind(c.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("customer {c}")))?;
+    let accounts: Vec<(Uuid, String, i64)> = sqlx::query_as(
+        "SELECT a.account_id, a.currency, COALESCE(-b.balance, 0)
+         FROM accounts a LEFT JOIN book_accounts b ON b.customer_id = a.customer_id
+              AND b.code = 'account:' || a.account_id AND b.currency = a.currency
+         WHERE a.customer_id = $1 AND a.account_id = ANY($2)",
+    )
+    .bind(c.as_uuid())
+    .bind([body.from_account_id, body.to_account_id])
+    .fetch_all(&mut *tx)
+    .await?;
+    let find = |id: Uuid, field: &str| {
+        accounts
+            .iter()
+            .find(|a| a.0 == id)
+            .cloned()
+            .ok_or_else(|| ApiError::invalid(field, "is not one of this customer's accounts"))
+    };
+    let from = find(body.from_account_id, "from_account_id")?;
+    let to = find(body.to_account_id, "to_account_id")?;
+    if from.1 != body.currency.code() || to.1 != body.currency.code() {
+        return Err(ApiError::invalid(
+            "currency",
+            "must be the currency of both accounts",
+        ));
+    }
+    let ev = LedgerEvent {
+        event_id: format!("transfer:{id}"),
+        event_type: "own_transfer".into(),
+        customer_id: c,
+        epoch: Epoch(epoch),
+        occurred_at: Utc::now(),
+        source: "transfer",
+        body: Body::OwnTransfer {
+            from: from.0,
+            to: to.0,
+            amount,
+        },
+    };
+    let status = match store::apply(&mut tx, &ev).await? {
+        Outcome::Duplicate => StatusCode::OK,
+        Outcome::Applied { postings } => {
+            if from.2 < body.amount {
+                return Err(ApiError::invalid(
+                    "amount",
+                    "exceeds the balance of from_account_id",
+                ));
+            }
+            sqlx::query(
+                "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, amount, currency, description)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id)
+            .bind(c.as_uuid())
+            .bind(epoch)
+            .bind(from.0)
+            .bind(to.0)
+            .bind(body.amount)
+            .bind(body.currency.code())
+            .bind(&body.description)
+            .execute(&mut *tx)
+            .await?;
+            crate::metrics::POSTINGS.inc_by(postings as u64);
+            StatusCode::CREATED
+        }
+    };
+    tx.commit().await?;
+    let t: TransferView = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM transfers WHERE transfer_id = $1 AND customer_id = $2"
+    ))
+    .bind(id)
+    .bind(c.as_uuid())
+    .fetch_optional(&s.pool)
+    .await?
+    .ok_or_else(|| ApiError::Conflict("transfer_id was used for another customer".into()))?;
+    Ok((status, transfer_hal(&s, c, t)))
+}

@@ -1,0 +1,202 @@
+//! Test helpers: a real shard `Application` on port 0 against a fresh
+//! database and its own broker, plus a tiny stand-in for global's JWKS.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use cellbank_shard::state::AppState;
+use cellbank_shard::{Application, Settings};
+use cellbank_shared::contract::{CreateCustomer, CustomerCreated, IssueCard};
+use cellbank_shared::envelope::Envelope;
+use cellbank_shared::ids::{CustomerId, Epoch, EventId, ShardId};
+use cellbank_shared::money::Currency;
+use cellbank_shared::secret::Secret;
+use cellbank_shared::testkit::{eventually, fresh_database, Broker};
+use cellbank_shared::token::{Claims, TokenSigner, ISSUER};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+pub const INTERNAL: &str = "internal-secret";
+pub const ADMIN: &str = "admin-secret";
+pub const SHARD: &str = "shard-3";
+
+/// Serves `signer`'s JWKS at `/.well-known/jwks.json`; returns its base URL.
+pub async fn jwks_server(signer: &TokenSigner) -> String {
+    let jwks = signer.jwks();
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let j = jwks.clone();
+            async move { axum::Json(j) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://127.0.0.1:{port}")
+}
+
+pub fn settings(db: &str, bootstrap: &str, global: &str) -> Settings {
+    let mut s = Settings::default();
+    s.shard.id = SHARD.into();
+    s.shard.public_url = "http://shard-3.test".into();
+    s.global.url = global.into();
+    s.server.port = 0;
+    s.database.url = Secret::new(db);
+    s.database.max_connections = 8;
+    s.kafka.bootstrap = bootstrap.into();
+    s.kafka.partitions = 2;
+    s.auth.admin_token = Secret::new(ADMIN);
+    s.auth.internal_token = Secret::new(INTERNAL);
+    s.authorizer.snapshot_interval_secs = 1;
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub signer: TokenSigner,
+    pub settings: Settings,
+    pub db: String,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    /// A fresh database and a running shard on `broker`.
+    pub async fn spawn(broker: &Broker) -> TestApp {
+        let db = fresh_database("shard_test").await;
+        let signer = TokenSigner::from_seed_b64(&TokenSigner::generate_seed_b64()).unwrap();
+        let global = jwks_server(&signer).await;
+        Self::start(settings(&db, &broker.bootstrap(), &global), signer).await
+    }
+
+    pub async fn start(settings: Settings, signer: TokenSigner) -> TestApp {
+        cellbank_shared::telemetry::init_for_tests();
+        let db = settings.database.url.expose().to_owned();
+        let app = Application::build(settings.clone())
+            .await
+            .expect("build shard");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        let stop = CancellationToken::new();
+        let s2 = stop.clone();
+        let handle = tokio::spawn(app.run_until_stopped(async move { s2.cancelled().await }));
+        let t = TestApp {
+            base,
+            state,
+            signer,
+            settings,
+            db,
+            client: reqwest::Client::new(),
+            stop,
+            handle,
+        };
+        t.wait_ready().await;
+        t
+    }
+
+    pub async fn wait_ready(&self) {
+        eventually(Duration::from_secs(30), "shard ready", || async {
+            matches!(self.client.get(format!("{}/readyz", self.base)).send().await, Ok(r) if r.status() == 200)
+        })
+        .await;
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn token(&self, customer: CustomerId, epoch: i64) -> String {
+        let now = Utc::now().timestamp();
+        self.signer.sign(&Claims {
+            sub: customer,
+            shard: ShardId::parse(SHARD).unwrap(),
+            epoch: Epoch(epoch),
+            iat: now,
+            exp: now + 600,
+            iss: ISSUER.into(),
+        })
+    }
+
+    pub async fn create_customer(&self) -> CustomerCreated {
+        let c = CreateCustomer {
+            customer_id: CustomerId::new(),
+            name: "Ada".into(),
+            epoch: Epoch(1),
+            currency: Currency::Brl,
+        };
+        let r = self
+            .client
+            .post(self.url("/internal/v1/customers"))
+            .bearer_auth(INTERNAL)
+            .json(&c)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    /// Issues a card with `limit`; returns (card_id, pan_hash).
+    pub async fn issue_card(&self, customer: CustomerId, limit: i64) -> (uuid::Uuid, String) {
+        let card_id = uuid::Uuid::new_v4();
+        let pan_hash = format!("hash-{}", card_id.simple());
+        let body = IssueCard {
+            card_id,
+            epoch: Epoch(1),
+            pan_hash: pan_hash.clone(),
+            last4: "1234".into(),
+            credit_limit: limit,
+            currency: Currency::Brl,
+        };
+        let r = self
+            .client
+            .post(self.url(&format!("/internal/v1/customers/{customer}/cards")))
+            .bearer_auth(INTERNAL)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        (card_id, pan_hash)
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        self.state.pool.clone()
+    }
+}
+
+pub fn envelope(
+    id: &str,
+    customer: CustomerId,
+    epoch: i64,
+    kind: &str,
+    occurred_at: DateTime<Utc>,
+    payload: serde_json::Value,
+) -> Envelope {
+    Envelope {
+        event_id: EventId::parse(id).unwrap(),
+        customer_id: customer,
+        epoch: Epoch(epoch),
+        event_type: kind.into(),
+        occurred_at,
+        accepted_at: Utc::now(),
+        correlation_id: format!("corr-{id}"),
+        payload,
+    }
+}
+
+pub async fn scalar(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

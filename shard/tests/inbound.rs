@@ -1,0 +1,155 @@
+//! The inbound consumer applies envelopes once, dead-letters invalid ones, and
+//! keeps the books balanced.
+
+mod common;
+
+use std::time::Duration;
+
+use cellbank_shared::kafka::{Producer, Topic};
+use cellbank_shared::testkit::{eventually, Broker};
+use chrono::Utc;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_each_event_once_and_dead_letters_bad_ones() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let cust = app.create_customer().await;
+    let pool = app.pool().await;
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+    let deposit = envelope(
+        "evt-1",
+        cust.customer_id,
+        1,
+        "deposit",
+        Utc::now(),
+        serde_json::json!({"amount": 1000, "currency": "BRL", "account_number": cust.account_number}),
+    );
+    // delivered twice: applied once
+    producer
+        .send_envelope(Topic::Inbound.name(), &deposit)
+        .await
+        .unwrap();
+    producer
+        .send_envelope(Topic::Inbound.name(), &deposit)
+        .await
+        .unwrap();
+    let stale = envelope(
+        "evt-2",
+        cust.customer_id,
+        0,
+        "deposit",
+        Utc::now(),
+        serde_json::json!({"amount": 5, "currency": "BRL"}),
+    );
+    producer
+        .send_envelope(Topic::Inbound.name(), &stale)
+        .await
+        .unwrap();
+    let unknown = envelope(
+        "evt-3",
+        cust.customer_id,
+        1,
+        "teleport",
+        Utc::now(),
+        serde_json::json!({}),
+    );
+    producer
+        .send_envelope(Topic::Inbound.name(), &unknown)
+        .await
+        .unwrap();
+
+    eventually(
+        Duration::from_secs(30),
+        "two dead letters stored",
+        || async { scalar(&pool, "SELECT count(*) FROM dead_letters").await == 2 },
+    )
+    .await;
+    eventually(Duration::from_secs(30), "deposit applied", || async {
+        scalar(
+            &pool,
+            "SELECT count(*) FROM events WHERE source = 'inbound'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let balance = scalar(
+        &pool,
+        "SELECT -balance FROM book_accounts WHERE code LIKE 'account:%' ORDER BY balance LIMIT 1",
+    )
+    .await;
+    assert_eq!(balance, 1000);
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT COALESCE(sum(balance),0)::bigint FROM book_accounts"
+        )
+        .await,
+        0
+    );
+    let errors: Vec<String> = sqlx::query_scalar("SELECT error FROM dead_letters ORDER BY error")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        errors.iter().any(|e| e.contains("stale epoch")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("unknown event type")),
+        "{errors:?}"
+    );
+
+    // the admin API lists them and republishes one back to the inbound topic
+    let list: serde_json::Value = app
+        .client
+        .get(app.url("/admin/v1/dead-letters?limit=10"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["source_topic"], Topic::Inbound.name());
+    assert!(items[0]["headers"]["cellbank-event-id"].is_string());
+    let unauth = app
+        .client
+        .get(app.url("/admin/v1/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauth.status(), 401);
+    let id = items[0]["id"].as_i64().unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("/admin/v1/dead-letters/{id}/republish")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // still invalid, so it comes back as a third dead letter
+    eventually(
+        Duration::from_secs(30),
+        "republished message dead-lettered again",
+        || async { scalar(&pool, "SELECT count(*) FROM dead_letters").await == 3 },
+    )
+    .await;
+    let summary: serde_json::Value = app
+        .client
+        .get(app.url("/admin/v1/summary"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["events_applied"], 1);
+    assert_eq!(summary["trial_balance"][0]["balance"], 0);
+    app.stop().await;
+}

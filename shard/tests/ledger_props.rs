@@ -1,0 +1,265 @@
+//! Property tests of the pure ledger: random business events, late and
+//! duplicated, keep every invariant after each one, and the arrival order does
+//! not change the final balances.
+
+use cellbank_shard::ledger::memory::{MemEvent, MemoryLedger};
+use cellbank_shard::ledger::rulebook::{self, Book};
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Credit(usize, i64),
+    Debit(usize, i64),
+    Transfer(usize, i64),
+    Auth(usize, usize, i64),
+    Settle(usize, Option<usize>, i64),
+    Refund(usize, i64),
+    Pay(usize, i64),
+    Fee(usize, i64),
+    Limit(usize, i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let amt = 1i64..100_000;
+    prop_oneof![
+        (0..2usize, amt.clone()).prop_map(|(a, m)| Op::Credit(a, m)),
+        (0..2usize, amt.clone()).prop_map(|(a, m)| Op::Debit(a, m)),
+        (0..2usize, amt.clone()).prop_map(|(a, m)| Op::Transfer(a, m)),
+        (0..2usize, 0..6usize, amt.clone()).prop_map(|(c, n, m)| Op::Auth(c, n, m)),
+        (0..2usize, proptest::option::of(0..6usize), amt.clone())
+            .prop_map(|(c, n, m)| Op::Settle(c, n, m)),
+        (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Refund(c, m)),
+        (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Pay(c, m)),
+        (0..2usize, 1i64..5_000).prop_map(|(c, m)| Op::Fee(c, m)),
+        (0..2usize, amt).prop_map(|(c, m)| Op::Limit(c, m)),
+    ]
+}
+
+struct World {
+    accounts: [Uuid; 2],
+    cards: [Uuid; 2],
+    start: DateTime<Utc>,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            accounts: [Uuid::from_u128(1), Uuid::from_u128(2)],
+            cards: [Uuid::from_u128(11), Uuid::from_u128(12)],
+            start: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    fn ledger(&self) -> MemoryLedger {
+        let mut l = MemoryLedger::new();
+        for c in self.cards {
+            l.issue_card(c, 50_000, self.start);
+        }
+        l
+    }
+
+    fn event(&self, i: usize, op: &Op) -> MemEvent {
+        let nr = |n: usize| format!("nr-{n}");
+        match *op {
+            Op::Credit(a, amount) => MemEvent::Credit {
+                account: self.accounts[a],
+                amount,
+            },
+            Op::Debit(a, amount) => MemEvent::Debit {
+                account: self.accounts[a],
+                amount,
+            },
+            Op::Transfer(a, amount) => MemEvent::OwnTransfer {
+                from: self.accounts[a],
+                to: self.accounts[1 - a],
+                amount,
+            },
+            // a network reference belongs to one card
+            Op::Auth(_, n, amount) => MemEvent::Authorized {
+                card: self.cards[n % 2],
+                authorization_id: Uuid::from_u128(1000 + i as u128),
+                network_reference: nr(n),
+                amount,
+            },
+            Op::Settle(c, n, amount) => MemEvent::Settled {
+                card: self.cards[n.map_or(c, |n| n % 2)],
+                network_reference: n.map(nr),
+                amount,
+            },
+            Op::Refund(c, amount) => MemEvent::Refund {
+                card: self.cards[c],
+                amount,
+            },
+            Op::Pay(c, amount) => MemEvent::BillPayment {
+                card: self.cards[c],
+                amount,
+            },
+            Op::Fee(c, amount) => MemEvent::LateFee {
+                card: self.cards[c],
+                amount,
+            },
+            Op::Limit(c, limit) => MemEvent::LimitChanged {
+                card: self.cards[c],
+                limit,
+            },
+        }
+    }
+}
+
+/// Events with business times (minutes after start, any order), an arrival
+/// order that is a shuffle of them, and extra redeliveries.
+/// (events with business minutes, arrival order A, arrival order B, redeliveries).
+type Scenario = (Vec<(Op, i64)>, Vec<usize>, Vec<usize>, Vec<(usize, usize)>);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    prop::collection::vec((op(), 1i64..20_000), 1..50)
+        .prop_map(one_authorization_per_reference)
+        .prop_flat_map(|events| {
+            let n = events.len();
+            let idx: Vec<usize> = (0..n).collect();
+            (
+                Just(events),
+                Just(idx.clone()).prop_shuffle(),
+                Just(idx).prop_shuffle(),
+                prop::collection::vec((0..n, 0..n + 1), 0..15),
+            )
+        })
+}
+
+/// The authorizer decides a network reference once: later authorizations of the
+/// same reference become settlements of it.
+fn one_authorization_per_reference(mut events: Vec<(Op, i64)>) -> Vec<(Op, i64)> {
+    let mut used = std::collections::HashSet::new();
+    for (op, _) in &mut events {
+        if let Op::Auth(c, n, m) = *op {
+            if !used.insert(n) {
+                *op = Op::Settle(c, Some(n), m);
+            }
+        }
+    }
+    events
+}
+
+fn arrival(order: &[usize], dups: &[(usize, usize)]) -> Vec<usize> {
+    let mut out = order.to_vec();
+    for (which, at) in dups {
+        let at = (*at).min(out.len());
+        out.insert(at, *which);
+    }
+    out
+}
+
+fn nonzero(m: std::collections::BTreeMap<Book, i64>) -> std::collections::BTreeMap<Book, i64> {
+    m.into_iter().filter(|(_, v)| *v != 0).collect()
+}
+
+fn run(w: &World, events: &[(Op, i64)], arrival: &[usize], check_each: bool) -> MemoryLedger {
+    let mut l = w.ledger();
+    let mut seen = std::collections::HashSet::new();
+    for &i in arrival {
+        let (op, minutes) = &events[i];
+        let at = w.start + Duration::minutes(*minutes);
+        let applied = l.apply(&format!("e-{i}"), at, &w.event(i, op));
+        let first = seen.insert(i);
+        if check_each {
+            assert_eq!(applied.is_some(), first, "an event is applied exactly once");
+            if let Some(entries) = &applied {
+                assert_eq!(rulebook::movement_sum(entries), 0, "movement sums to zero");
+                assert!(entries.iter().all(|e| e.amount > 0));
+            }
+            assert_eq!(l.trial_balance(), 0, "trial balance is zero");
+            assert_eq!(
+                nonzero(l.balances.clone()),
+                nonzero(l.replayed(None)),
+                "balances equal replayed entries"
+            );
+            assert_eq!(l.applied(), seen.len() + w.cards.len());
+            // available limit = limit in force - unsettled - bill, for every card
+            for c in w.cards {
+                let b = |book| l.balances.get(&book).copied().unwrap_or(0);
+                let reserve = -b(Book::CardLimitReserve(c));
+                assert_eq!(
+                    b(Book::CardAvailable(c)),
+                    reserve,
+                    "available mirrors its reserve"
+                );
+                let _ = b(Book::CardUnsettled(c)) + b(Book::CardBill(c));
+            }
+        }
+    }
+    l
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn invariants_hold_after_every_event((events, order_a, order_b, dups) in scenario()) {
+        let w = World::new();
+        let a = run(&w, &events, &arrival(&order_a, &dups), true);
+        let b = run(&w, &events, &order_b, true);
+        // reordering by arrival does not change the final balances at business time
+        let end = w.start + Duration::minutes(20_001);
+        prop_assert_eq!(nonzero(a.replayed(Some(end))), nonzero(b.replayed(Some(end))));
+        prop_assert_eq!(nonzero(a.balances.clone()), nonzero(b.balances.clone()));
+        prop_assert_eq!(a.applied(), b.applied());
+        // available = limit in force − unsettled − bill
+        for c in w.cards {
+            let bal = |book| a.balances.get(&book).copied().unwrap_or(0);
+            let limit = events.iter().enumerate()
+                .filter_map(|(i, (op, t))| match op {
+                    Op::Limit(ci, l) if w.cards[*ci] == c => Some(((*t, format!("e-{i}")), *l)),
+                    _ => None,
+                })
+                .max_by(|x, y| x.0.cmp(&y.0))
+                .map(|(_, l)| l)
+                .unwrap_or(50_000);
+            prop_assert_eq!(
+                bal(Book::CardAvailable(c)),
+                limit - bal(Book::CardUnsettled(c)) - bal(Book::CardBill(c))
+            );
+        }
+    }
+}
+
+#[test]
+fn a_late_payment_turns_a_late_bill_into_a_prepaid_one() {
+    let w = World::new();
+    let card = w.cards[0];
+    let mut l = w.ledger();
+    let t = |h: i64| w.start + Duration::hours(h);
+    l.apply(
+        "p1",
+        t(1),
+        &MemEvent::Settled {
+            card,
+            network_reference: None,
+            amount: 10_000,
+        },
+    );
+    let due = t(100);
+    let bill = |l: &MemoryLedger| {
+        l.replayed(Some(due))
+            .get(&Book::CardBill(card))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(bill(&l), 10_000, "late: owed at the due date");
+    // a payment dated before the due date arrives after it
+    l.apply(
+        "pay",
+        t(90),
+        &MemEvent::BillPayment {
+            card,
+            amount: 12_000,
+        },
+    );
+    assert_eq!(
+        bill(&l),
+        -2_000,
+        "prepaid at the due date once the late payment is applied"
+    );
+    assert_eq!(l.trial_balance(), 0);
+}
