@@ -73,7 +73,11 @@ PY="$CACHE/tools/bin/python"
 KUBECTL="$CACHE/tools/bin/kubectl"
 
 # --- yaml
-run yaml "$CACHE/tools/bin/yamllint" -s -c "$INFRA/checks/yamllint.yaml" "$INFRA/k8s" "$INFRA/checks"
+yaml_check() {
+  "$CACHE/tools/bin/yamllint" -s -c "$INFRA/checks/yamllint.yaml" "$INFRA/k8s" "$INFRA/checks" || return 1
+  echo "yamllint: $(find "$INFRA/k8s" "$INFRA/checks" -name '*.yaml' -o -name '*.yml' | wc -l) YAML files parse and are clean"
+}
+run yaml yaml_check
 
 # --- terraform (structure)
 run terraform "$PY" "$INFRA/checks/terraform.py"
