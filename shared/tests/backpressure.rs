@@ -95,7 +95,10 @@ async fn memory_stays_bounded_when_the_producer_is_ten_times_faster() {
         produce_rate > 10.0 * consume_rate,
         "the producer must outrun the consumer tenfold for this test to mean anything"
     );
-    assert!(backlog_kib > 30 * 1024, "a large backlog remained unconsumed");
+    assert!(
+        backlog_kib > 30 * 1024,
+        "a large backlog remained unconsumed"
+    );
     assert!(
         stats.max_in_flight.load(Ordering::SeqCst) <= 2 * 64 + 2,
         "in-flight work is bounded by the per-partition queues"

@@ -44,13 +44,14 @@ impl Handler for IdempotentHandler {
         for r in batch {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let id = String::from_utf8_lossy(&r.payload).into_owned();
-            let fresh = sqlx::query("INSERT INTO processed (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| HandlerError::Transient(e.into()))?
-                .rows_affected()
-                == 1;
+            let fresh =
+                sqlx::query("INSERT INTO processed (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| HandlerError::Transient(e.into()))?
+                    .rows_affected()
+                    == 1;
             if fresh {
                 sqlx::query("UPDATE counter SET total = total + 1")
                     .execute(&mut *tx)
@@ -198,9 +199,14 @@ async fn a_poison_message_lands_in_dead_letters_with_its_error_and_headers() {
     broker.create_topics(&["in", "dlq"], 1).await;
     let p = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
     for payload in ["a", "b", "poison", "c", "d"] {
-        p.send("in", b"k", payload.as_bytes(), &[("x-origin", b"partner-7")])
-            .await
-            .unwrap();
+        p.send(
+            "in",
+            b"k",
+            payload.as_bytes(),
+            &[("x-origin", b"partner-7")],
+        )
+        .await
+        .unwrap();
     }
 
     let ok = Arc::new(Mutex::new(Vec::new()));
@@ -228,9 +234,11 @@ async fn a_poison_message_lands_in_dead_letters_with_its_error_and_headers() {
     .unwrap();
     let dlq_task = tokio::spawn(dlq_reader.run(stop.clone()));
 
-    eventually(WAIT, "good messages processed and poison dead-lettered", || async {
-        ok.lock().unwrap().len() == 4 && dead.lock().unwrap().len() == 1
-    })
+    eventually(
+        WAIT,
+        "good messages processed and poison dead-lettered",
+        || async { ok.lock().unwrap().len() == 4 && dead.lock().unwrap().len() == 1 },
+    )
     .await;
     stop.cancel();
     task.await.unwrap().unwrap();
@@ -264,7 +272,9 @@ struct Flaky {
 impl Handler for Flaky {
     async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
         if !self.healthy.load(Ordering::SeqCst) {
-            return Err(HandlerError::Transient(anyhow::anyhow!("database unreachable")));
+            return Err(HandlerError::Transient(anyhow::anyhow!(
+                "database unreachable"
+            )));
         }
         let mut done = self.done.lock().unwrap();
         for r in batch {
@@ -318,14 +328,20 @@ async fn an_open_breaker_pauses_consumption_and_resumes_with_nothing_lost() {
     })
     .await;
     assert!(*breaker.subscribe().borrow(), "breaker is open");
-    assert!(done.lock().unwrap().is_empty(), "nothing succeeded while down");
+    assert!(
+        done.lock().unwrap().is_empty(),
+        "nothing succeeded while down"
+    );
 
     healthy.store(true, Ordering::SeqCst);
     eventually(WAIT, "all messages processed after recovery", || async {
         done.lock().unwrap().len() >= 40
     })
     .await;
-    assert!(stats.resumes.load(Ordering::SeqCst) >= 1, "consumption resumed");
+    assert!(
+        stats.resumes.load(Ordering::SeqCst) >= 1,
+        "consumption resumed"
+    );
     stop.cancel();
     task.await.unwrap().unwrap();
 

@@ -195,9 +195,18 @@ impl<H: Handler> Runner<H> {
                 self.cfg.prefetch_kbytes.to_string(),
             )
             .set("queued.min.messages", "100")
+            // librdkafka wants fetch.max.bytes >= message.max.bytes (1 MB).
             .set(
                 "fetch.max.bytes",
-                (self.cfg.prefetch_kbytes.max(64) as usize * 1024).to_string(),
+                (self.cfg.prefetch_kbytes as usize * 1024)
+                    .max(1_048_576)
+                    .to_string(),
+            )
+            .set(
+                "max.partition.fetch.bytes",
+                (self.cfg.prefetch_kbytes as usize * 1024)
+                    .clamp(65_536, 1_048_576)
+                    .to_string(),
             )
             .set("max.poll.interval.ms", "600000")
             .set("session.timeout.ms", "10000")
