@@ -8,6 +8,7 @@
 #   generator  overlays are exactly what render-shard.sh writes, and a new shard renders
 #   kustomize  every overlay builds (kubectl's built-in kustomize)
 #   isolation  the NetworkPolicies keep shards from reaching each other
+#   selftest   the validators catch deliberately broken copies of infra/
 #   policy     checkov passes, or its findings are justified in checks/checkov-baseline.yaml
 #   drift      every env var and port in the manifests exists in the binaries' config-keys
 # Installs what it needs (idempotent; venvs under $CELLBANK_INFRA_CACHE, default
@@ -15,6 +16,7 @@
 # The drift check builds the binaries with cargo unless CELLBANK_GLOBAL_BIN and
 # CELLBANK_SHARD_BIN name already built ones.
 set -uo pipefail
+export PYTHONDONTWRITEBYTECODE=1
 
 INFRA="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$INFRA")"
@@ -118,6 +120,9 @@ run generator generator
 
 # --- isolation: evaluate the NetworkPolicies, including the freshly generated shard
 run isolation "$PY" "$INFRA/checks/isolation.py" "$WORK/rendered" "$WORK/generated"
+
+# --- selftest: the validators above fail on deliberately broken copies of infra/
+run selftest "$PY" "$INFRA/checks/selftest.py" "$KUBECTL"
 
 # --- policy: checkov with a justified baseline
 run policy "$CACHE/checkov/bin/python" "$INFRA/checks/policy.py" \

@@ -343,10 +343,28 @@ def main():
             err(f"terraform/modules/{mod}: local.app_port {tf_port} but the manifests use {sorted(seen_ports[kind])}")
     check_dockerfiles(keys, seen_ports, bins)
 
-    # The Terraform shard set and the overlays are the same set.
+    # The Terraform shard set and the overlays are the same set, on the same domain:
+    # the registry's public_url (Terraform) must be the URL the shard puts in its links.
     tfvars = {}
     for f in glob.glob(os.path.join(TF, "envs", "*", "*.tfvars")):
-        tfvars[f] = set(load_tfvars(f).get("shards", {}))
+        values = load_tfvars(f)
+        tfvars[f] = set(values.get("shards", {}))
+        env_vars = Module(os.path.dirname(f)).variables
+        domain = unq(values.get("domain", env_vars.get("domain", {}).get("default")))
+        rel = os.path.relpath(f, INFRA)
+        for name, docs in rendered.items():
+            for d in docs:
+                if d["kind"] == "ConfigMap" and "CELLBANK__SHARD__PUBLIC_URL" in d.get("data", {}):
+                    want = f"https://{name}.{domain}"
+                    if d["data"]["CELLBANK__SHARD__PUBLIC_URL"] != want:
+                        err(f"{name}: CELLBANK__SHARD__PUBLIC_URL={d['data']['CELLBANK__SHARD__PUBLIC_URL']} but "
+                            f"{rel} registers {want} (render-shard.sh --domain {domain})")
+                if d["kind"] == "Ingress":
+                    hosts = {r.get("host") for r in d["spec"].get("rules", [])}
+                    want = {domain} if name == "global" else {f"{name}.{domain}"}
+                    if hosts != want:
+                        err(f"{name}: Ingress {d['metadata']['name']} hosts {sorted(map(str, hosts))}, "
+                            f"but {rel} points DNS {sorted(want)} at the ingress")
     overlays = {os.path.basename(d) for d in glob.glob(os.path.join(K8S, "overlays", "shard-*"))}
     for f, shards in tfvars.items():
         rel = os.path.relpath(f, INFRA)
