@@ -319,11 +319,16 @@ def main():
     ap.add_argument("--bins-json")
     a = ap.parse_args()
 
-    keys = {"global": config_keys("global", a.global_bin), "shard": config_keys("shard", a.shard_bin)}
     bins = None
     if a.bins_json:
         meta = json.load(open(a.bins_json))
         bins = {t["name"] for p in meta["packages"] for t in p["targets"] if "bin" in t["kind"]}
+        for kind, name in BINARY.items():
+            if name not in bins:
+                # A binary left in target/ by an older build must not stand in for it.
+                err(f"the workspace has no binary target {name} (its crate has no main.rs yet?)")
+                setattr(a, f"{kind}_bin", None)
+    keys = {"global": config_keys("global", a.global_bin), "shard": config_keys("shard", a.shard_bin)}
     tf = terraform_objects()
     for kind in ("global", "shard"):
         mod = "cell" if kind == "shard" else "global"
