@@ -110,6 +110,12 @@ impl TestApp {
         let _ = self.handle.await;
     }
 
+    /// Stops it abruptly: no graceful shutdown, no final snapshot.
+    pub async fn abort(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -199,4 +205,57 @@ pub async fn scalar(pool: &sqlx::PgPool, sql: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+pub fn auth_request(
+    customer: CustomerId,
+    pan_hash: &str,
+    amount: i64,
+    network_reference: &str,
+) -> cellbank_shared::contract::AuthorizationRequest {
+    cellbank_shared::contract::AuthorizationRequest {
+        customer_id: customer,
+        epoch: Epoch(1),
+        pan_hash: pan_hash.into(),
+        amount,
+        currency: Currency::Brl,
+        merchant: cellbank_shared::contract::Merchant {
+            name: "Padaria".into(),
+            mcc: "5411".into(),
+            country: "BR".into(),
+        },
+        network_reference: network_reference.into(),
+    }
+}
+
+impl TestApp {
+    pub async fn authorize(
+        &self,
+        req: &cellbank_shared::contract::AuthorizationRequest,
+    ) -> cellbank_shared::contract::AuthorizationDecision {
+        let r = self
+            .client
+            .post(self.url("/internal/v1/authorizations"))
+            .bearer_auth(INTERNAL)
+            .json(req)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        r.json().await.unwrap()
+    }
+
+    /// Waits until the authorizer knows the card (its ledger fact arrived).
+    pub async fn wait_card_known(&self, pan_hash: &str) {
+        eventually(
+            Duration::from_secs(30),
+            "authorizer knows the card",
+            || async {
+                self.state
+                    .authorizer
+                    .with_state(|s| s.card(pan_hash).is_some())
+            },
+        )
+        .await;
+    }
 }

@@ -1,0 +1,221 @@
+//! The authorizer: no double spending under concurrency, duplicates answer the
+//! first decision, and a restarted replica (snapshot + replay) reaches the
+//! state of one that never stopped.
+
+mod common;
+
+use std::time::Duration;
+
+use cellbank_shared::contract::Decision;
+use cellbank_shared::kafka::{Producer, Topic};
+use cellbank_shared::testkit::{eventually, Broker};
+use chrono::Utc;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_authorizations_never_exceed_the_limit() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let cust = app.create_customer().await;
+    let (_card, pan) = app.issue_card(cust.customer_id, 10_000).await;
+    app.wait_card_known(&pan).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        let client = app.client.clone();
+        let url = app.url("/internal/v1/authorizations");
+        let req = auth_request(cust.customer_id, &pan, 100 + (i % 7), &format!("nr-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(INTERNAL)
+                .json(&req)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let d: cellbank_shared::contract::AuthorizationDecision = r.json().await.unwrap();
+            (req.amount, d)
+        }));
+    }
+    let mut approved = 0;
+    let mut approved_count = 0;
+    for t in tasks {
+        let (amount, d) = t.await.unwrap();
+        if d.decision == Decision::Approved {
+            approved += amount;
+            approved_count += 1;
+        } else {
+            assert_eq!(d.reason, "insufficient_limit");
+        }
+    }
+    assert!(
+        approved <= 10_000,
+        "approved {approved} over a limit of 10000"
+    );
+    assert!(approved > 10_000 - 107, "the limit was used up: {approved}");
+
+    // a repeated network reference answers the first decision again
+    let first = app
+        .authorize(&auth_request(cust.customer_id, &pan, 1, "nr-0"))
+        .await;
+    let again = app
+        .authorize(&auth_request(cust.customer_id, &pan, 1, "nr-0"))
+        .await;
+    assert_eq!(first, again);
+    let unknown = app
+        .authorize(&auth_request(cust.customer_id, "nope", 1, "nr-x"))
+        .await;
+    assert_eq!(
+        (unknown.decision, unknown.reason.as_str()),
+        (Decision::Declined, "unknown_card")
+    );
+
+    // the ledger books every approved authorization as an unsettled purchase
+    let pool = app.pool().await;
+    eventually(Duration::from_secs(30), "authorizations booked", || async {
+        scalar(
+            &pool,
+            "SELECT count(*) FROM events WHERE source = 'authorization'",
+        )
+        .await
+            == approved_count
+    })
+    .await;
+    let unsettled = scalar(
+        &pool,
+        "SELECT balance FROM book_accounts WHERE code LIKE '%:unsettled'",
+    )
+    .await;
+    assert_eq!(unsettled, approved);
+    // and the authorizer's open-to-buy follows the ledger's available limit
+    eventually(
+        Duration::from_secs(30),
+        "pending authorizations booked",
+        || async {
+            app.state.authorizer.with_state(|s| {
+                let c = s.card(&pan).unwrap();
+                c.pending.is_empty() && c.available == 10_000 - approved
+            })
+        },
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarted_replica_converges_with_one_that_never_stopped() {
+    let broker = Broker::start().await;
+    let steady = TestApp::spawn(&broker).await;
+    // a second replica of the same shard: same database, same broker
+    let replica = TestApp::start(steady.settings.clone(), steady.signer.clone()).await;
+    let cust = steady.create_customer().await;
+    let (card, pan) = steady.issue_card(cust.customer_id, 50_000).await;
+    steady.wait_card_known(&pan).await;
+    replica.wait_card_known(&pan).await;
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &steady } else { &replica };
+        app.authorize(&auth_request(
+            cust.customer_id,
+            &pan,
+            1_000,
+            &format!("a-{i}"),
+        ))
+        .await;
+    }
+    let settle = envelope(
+        "settle-a-0",
+        cust.customer_id,
+        1,
+        "purchase_settled",
+        Utc::now(),
+        serde_json::json!({"amount": 900, "currency": "BRL", "card_id": card, "network_reference": "a-0"}),
+    );
+    producer
+        .send_envelope(Topic::Inbound.name(), &settle)
+        .await
+        .unwrap();
+    let pool = steady.pool().await;
+    eventually(
+        Duration::from_secs(30),
+        "replica snapshot written",
+        || async { scalar(&pool, "SELECT count(*) FROM authorizer_snapshots").await > 0 },
+    )
+    .await;
+    let snapshots_before = scalar(&pool, "SELECT max(id) FROM authorizer_snapshots").await;
+    let settings = replica.settings.clone();
+    let signer = replica.signer.clone();
+    // crash: no final snapshot
+    replica.abort().await;
+
+    // life goes on while it is down
+    for i in 20..40 {
+        steady
+            .authorize(&auth_request(
+                cust.customer_id,
+                &pan,
+                1_500,
+                &format!("a-{i}"),
+            ))
+            .await;
+    }
+    let pay = envelope(
+        "pay-1",
+        cust.customer_id,
+        1,
+        "bill_payment",
+        Utc::now(),
+        serde_json::json!({"amount": 5_000, "currency": "BRL", "card_id": card}),
+    );
+    producer
+        .send_envelope(Topic::Inbound.name(), &pay)
+        .await
+        .unwrap();
+    let limit = envelope(
+        "limit-1",
+        cust.customer_id,
+        1,
+        "credit_limit_changed",
+        Utc::now(),
+        serde_json::json!({"amount": 60_000, "currency": "BRL", "card_id": card}),
+    );
+    producer
+        .send_envelope(Topic::Inbound.name(), &limit)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "steady replica saw the limit change",
+        || async {
+            steady
+                .state
+                .authorizer
+                .with_state(|s| s.card(&pan).unwrap().credit_limit == 60_000)
+        },
+    )
+    .await;
+
+    let restarted = TestApp::start(settings, signer).await;
+    assert!(snapshots_before > 0);
+    // ready means replayed: the state equals the steady one's once both are quiet
+    eventually(
+        Duration::from_secs(30),
+        "restarted replica converges",
+        || async {
+            let a = steady.state.authorizer.state();
+            let b = restarted.state.authorizer.state();
+            a.cards == b.cards
+                && a.decisions == b.decisions
+                && a.epochs == b.epochs
+                && a.offsets == b.offsets
+        },
+    )
+    .await;
+    let a = steady.state.authorizer.state();
+    assert_eq!(a.decisions.len(), 40);
+    assert!(a.card(&pan).unwrap().pending.is_empty());
+    restarted.stop().await;
+    steady.stop().await;
+}
