@@ -16,6 +16,7 @@ usage: drift.py --global-bin PATH --shard-bin PATH --rendered DIR [--bins-json F
 """
 
 import argparse
+import fnmatch
 import glob
 import ipaddress
 import json
@@ -276,7 +277,24 @@ def check_egress_cidr(rendered_docs):
 
 # ---------------------------------------------------------------- Dockerfiles
 
-def check_dockerfiles(keys, seen_ports, bins):
+def ignored(path, patterns):
+    """Whether .dockerignore `patterns` (in order, `!` re-includes) exclude `path`."""
+    state = False
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pat in patterns:
+        neg = pat.startswith("!")
+        pat = pat.lstrip("!").strip("/")
+        if pat.startswith("**/"):
+            hit = any(fnmatch.fnmatch(p.split("/")[-1], pat[3:]) for p in prefixes)
+        else:
+            hit = any(fnmatch.fnmatch(p, pat) for p in prefixes)
+        if hit:
+            state = not neg
+    return state
+
+
+def check_dockerfiles(keys, seen_ports, bins, members):
     for kind, binary in BINARY.items():
         path = os.path.join(DOCKER, f"{kind}.Dockerfile")
         if not os.path.exists(path):
@@ -300,6 +318,16 @@ def check_dockerfiles(keys, seen_ports, bins):
         toolchain = re.search(r'channel\s*=\s*"([^"]+)"', open(os.path.join(INFRA, "..", "rust-toolchain.toml")).read())
         if toolchain and f"FROM rust:{toolchain.group(1)}-" not in text:
             err(f"docker/{kind}.Dockerfile: builder image must be rust:{toolchain.group(1)} (rust-toolchain.toml)")
+        ignore_file = f"{path}.dockerignore"
+        if not os.path.exists(ignore_file):
+            err(f"docker/{kind}.Dockerfile: no {os.path.basename(ignore_file)} (target/ would be sent as context)")
+        else:
+            patterns = [line.strip() for line in open(ignore_file) if line.strip() and not line.startswith("#")]
+            for member in members or []:
+                if ignored(member, patterns):
+                    err(f"docker/{kind}.Dockerfile.dockerignore excludes workspace member {member}: cargo cannot load the workspace")
+            if not ignored("target", patterns):
+                err(f"docker/{kind}.Dockerfile.dockerignore must exclude target/")
         built = set(re.findall(r"--bin ([\w-]+)", text))
         if binary not in built:
             err(f"docker/{kind}.Dockerfile: does not build --bin {binary}")
@@ -320,8 +348,11 @@ def main():
     a = ap.parse_args()
 
     bins = None
+    members = None
     if a.bins_json:
         meta = json.load(open(a.bins_json))
+        root = meta["workspace_root"]
+        members = sorted(os.path.relpath(os.path.dirname(p["manifest_path"]), root) for p in meta["packages"])
         bins = {t["name"] for p in meta["packages"] for t in p["targets"] if "bin" in t["kind"]}
         for kind, name in BINARY.items():
             if name not in bins:
@@ -346,7 +377,7 @@ def main():
         tf_port = tf.get((kind, "app_port", mod), {None})
         if seen_ports.get(kind) and tf_port != seen_ports[kind]:
             err(f"terraform/modules/{mod}: local.app_port {tf_port} but the manifests use {sorted(seen_ports[kind])}")
-    check_dockerfiles(keys, seen_ports, bins)
+    check_dockerfiles(keys, seen_ports, bins, members)
 
     # The Terraform shard set and the overlays are the same set, on the same domain:
     # the registry's public_url (Terraform) must be the URL the shard puts in its links.
