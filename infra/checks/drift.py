@@ -337,6 +337,45 @@ def check_dockerfiles(keys, seen_ports, bins, members):
                     err(f"docker/{kind}.Dockerfile: --bin {b} is not a binary target of the workspace ({sorted(bins)})")
 
 
+# ---------------------------------------------------------------- routes
+
+CRATE = {"global": "global", "shard": "shard"}
+
+
+def check_routes(rendered_docs):
+    """Probe and scrape paths must be routes the crate registers (`.route("/x", ...)`)."""
+    routes = {}
+    for kind, crate in CRATE.items():
+        text = ""
+        for path in glob.glob(os.path.join(INFRA, "..", crate, "src", "**", "*.rs"), recursive=True):
+            text += open(path).read()
+        routes[kind] = set(re.findall(r'\.route\(\s*"([^"]+)"', text))
+        if not routes[kind]:
+            err(f"no routes found in {crate}/src: cannot check probe and Ingress paths")
+    for name, docs in rendered_docs.items():
+        for d in docs:
+            if d["kind"] == "Ingress":
+                kind = "global" if name == "global" else "shard"
+                for rule in d["spec"].get("rules", []):
+                    for path in rule.get("http", {}).get("paths", []):
+                        if not any(r.startswith(path["path"]) for r in routes[kind]):
+                            err(f"{name}: Ingress path {path['path']} matches no route of the {CRATE[kind]} crate")
+            if d["kind"] != "Deployment":
+                continue
+            pod = d["spec"]["template"]
+            paths = {pod["metadata"].get("annotations", {}).get("prometheus.io/path")}
+            for c in pod["spec"]["containers"]:
+                kind = kind_of_image(c.get("image", ""))
+                for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                    paths.add(((c.get(probe) or {}).get("httpGet") or {}).get("path"))
+                if kind is None:
+                    continue
+                for p in sorted(x for x in paths if x):
+                    if p not in routes[kind]:
+                        err(f"{name}: {p} is not a route of the {CRATE[kind]} crate "
+                            f"(routes: {sorted(routes[kind])[:12]}...)")
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -373,6 +412,7 @@ def main():
     for name, docs in rendered.items():
         check_overlay(name, docs, keys, tf, seen_ports)
     check_egress_cidr(rendered)
+    check_routes(rendered)
     for kind, mod in (("shard", "cell"), ("global", "global")):
         tf_port = tf.get((kind, "app_port", mod), {None})
         if seen_ports.get(kind) and tf_port != seen_ports[kind]:

@@ -100,6 +100,9 @@ CASES = [
     ("a tfvars shard without an overlay", "drift",
      lambda i, r: edit(f"{i}/terraform/envs/example/terraform.tfvars", '"shard-2" = {}', '"shard-2" = {}\n  "shard-7" = {}'),
      "shard-7 has no overlay"),
+    ("probe on a path the service does not serve", "drift",
+     lambda i, r: edit(f"{r}/shard-1.yaml", "path: /readyz", "path: /ready"),
+     "/ready is not a route of the shard crate"),
     ("shards allowed to reach each other", "isolation",
      lambda i, r: (yaml_edit(f"{r}/shard-1.yaml", open_shard_to_shards), yaml_edit(f"{r}/shard-2.yaml", open_shard_to_shards)),
      "cellbank-shard-1 -> cellbank-shard-2:8081 is open, should be closed"),
@@ -142,6 +145,8 @@ def main(kubectl):
             infra = os.path.join(tmp, f"case{n}", "infra")
             shutil.copytree(INFRA, infra, ignore=shutil.ignore_patterns("__pycache__"))
             shutil.copy(os.path.join(INFRA, "..", "rust-toolchain.toml"), os.path.join(tmp, f"case{n}"))
+            for crate in ("global", "shard"):  # drift reads their routes
+                shutil.copytree(os.path.join(INFRA, "..", crate, "src"), os.path.join(tmp, f"case{n}", crate, "src"))
             rendered = os.path.join(tmp, f"case{n}", "rendered")
             shutil.copytree(good, rendered)
             if mutate:
