@@ -14,11 +14,11 @@ use serde::Deserialize;
 use cellbank_shared::contract::{AuthorizationDecision, AuthorizationRequest, Decision, Merchant};
 use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::Pan;
-use cellbank_shared::problem::{ApiJson, Problem};
+use cellbank_shared::problem::Problem;
 
 use crate::cells::CellError;
 use crate::directory::{DirectoryError, IdentifierKind};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Input};
 use crate::metrics;
 use crate::state::AppState;
 
@@ -65,7 +65,7 @@ fn stand_in(reason: &str) -> Json<AuthorizationDecision> {
 #[tracing::instrument(skip_all, fields(customer_id, shard_id, network_reference))]
 async fn authorize(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<NetworkRequest>,
+    Input(body): Input<NetworkRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let started = Instant::now();
     let pan = Pan::parse(&body.pan).map_err(|e| Problem::invalid("pan", e.to_string()))?;

@@ -17,10 +17,10 @@ use cellbank_shared::hal::{href, Hal};
 use cellbank_shared::ids::{CustomerId, Epoch};
 use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::Pan;
-use cellbank_shared::problem::{ApiJson, Problem};
+use cellbank_shared::problem::Problem;
 
 use crate::directory::{self, Change, DirectoryError, IdentifierKind};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Input};
 use crate::login::{hash_password, normalise_login, validate_login};
 use crate::lookup::parse_customer_id;
 use crate::state::AppState;
@@ -53,7 +53,7 @@ fn unavailable(e: sqlx::Error) -> ApiError {
 #[tracing::instrument(skip_all, fields(customer_id, shard_id))]
 async fn onboard(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<NewCustomer>,
+    Input(body): Input<NewCustomer>,
 ) -> ApiResult<impl IntoResponse> {
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 200 {
@@ -190,7 +190,7 @@ fn generate_pan() -> Pan {
 async fn issue_card(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<NewCard>,
+    Input(body): Input<NewCard>,
 ) -> ApiResult<impl IntoResponse> {
     let customer_id = parse_customer_id(&id)?;
     Money::positive(body.credit_limit, body.currency)

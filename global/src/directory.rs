@@ -195,9 +195,7 @@ pub enum Change {
         shard_id: ShardId,
     },
     /// A replica checking that it receives the feed.
-    Ping {
-        replica: String,
-    },
+    Ping,
 }
 
 /// Cheap handle on the directory and its caches.
@@ -297,7 +295,7 @@ impl Directory {
                     tracing::warn!(error = %e, "refresh shard registry failed");
                 }
             }
-            Change::Ping { .. } => {}
+            Change::Ping => {}
         }
     }
 

@@ -1,10 +1,12 @@
 //! The one API error type of the global tier, mapped to problem+json in a
 //! single place: 4xx say what was wrong, 5xx say nothing internal.
 
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 
-use cellbank_shared::problem::Problem;
+use cellbank_shared::problem::{ApiJson, Problem};
 
 use crate::cells::CellError;
 use crate::directory::DirectoryError;
@@ -76,3 +78,45 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The JSON body extractor of the global API: [`ApiJson`]'s problems, with a
+/// missing field named as the field itself (`merchant.mcc`: is required)
+/// rather than as the object that lacks it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Input<T>(pub T);
+
+impl<T, S> FromRequest<S> for Input<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(v)| Input(v))
+            .map_err(name_missing_field)
+    }
+}
+
+fn name_missing_field(mut p: Problem) -> Problem {
+    let Some(e) = p.errors.first_mut() else {
+        return p;
+    };
+    let Some(name) = e
+        .reason
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    else {
+        return p;
+    };
+    e.field = if e.field == "body" {
+        name.to_owned()
+    } else {
+        format!("{}.{name}", e.field)
+    };
+    e.reason = "is required".to_owned();
+    p.detail = Some(format!("{}: is required", e.field));
+    p
+}

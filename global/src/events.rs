@@ -19,10 +19,10 @@ use cellbank_shared::envelope::Envelope;
 use cellbank_shared::ids::{EventId, ShardId};
 use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::{Pan, PanHasher};
-use cellbank_shared::problem::{ApiJson, Problem};
+use cellbank_shared::problem::Problem;
 
 use crate::directory::IdentifierKind;
-use crate::error::ApiError;
+use crate::error::{ApiError, Input};
 use crate::metrics;
 use crate::state::AppState;
 
@@ -216,7 +216,7 @@ async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<
 async fn route_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    Input(body): Input<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let ev = parse_event(body, "", &state.pan_hasher)?;
@@ -239,7 +239,7 @@ async fn route_one(
 async fn route_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    Input(body): Input<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let Value::Object(mut obj) = body else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use cellbank_shared::kafka::{
@@ -15,6 +16,14 @@ use cellbank_shared::kafka::{
 
 use crate::directory::{Change, Directory};
 use crate::metrics;
+
+/// What travels on the feed: a change and the replica that committed it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Message {
+    origin: String,
+    #[serde(flatten)]
+    change: Change,
+}
 
 /// Announces directory changes; also applies them to this replica at once.
 #[derive(Clone)]
@@ -53,7 +62,7 @@ impl Feed {
                 Change::Customer { .. } => "customer",
                 Change::Identifier { .. } => "identifier",
                 Change::Shard { .. } => "shard",
-                Change::Ping { .. } => "ping",
+                Change::Ping => "ping",
             };
             metrics::feed_publish_failed(kind);
             tracing::warn!(error = %e, change = kind, "announce directory change failed");
@@ -61,7 +70,10 @@ impl Feed {
     }
 
     async fn publish(&self, change: &Change) -> anyhow::Result<()> {
-        let payload = serde_json::to_vec(change)?;
+        let payload = serde_json::to_vec(&Message {
+            origin: self.replica.to_string(),
+            change: change.clone(),
+        })?;
         self.producer
             .send(Topic::DirectoryChanges.name(), b"directory", &payload, &[])
             .await?;
@@ -93,9 +105,7 @@ impl Feed {
     /// Pings through the feed until this replica hears itself (then the feed
     /// is live), or until shut down.
     pub async fn ping_until_live(self, shutdown: CancellationToken) {
-        let ping = Change::Ping {
-            replica: self.replica.to_string(),
-        };
+        let ping = Change::Ping;
         while !self.is_live() {
             if let Err(e) = self.publish(&ping).await {
                 tracing::debug!(error = %e, "directory feed ping failed");
@@ -120,13 +130,15 @@ pub struct FeedHandler {
 impl Handler for FeedHandler {
     async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
         for record in batch {
-            match serde_json::from_slice::<Change>(&record.payload) {
-                Ok(Change::Ping { replica }) => {
-                    if *replica == *self.replica {
+            match serde_json::from_slice::<Message>(&record.payload) {
+                // This replica applied its own changes when it announced them;
+                // dropping them again would only throw away fresh entries.
+                Ok(m) if *m.origin == *self.replica => {
+                    if m.change == Change::Ping {
                         self.live.store(true, Ordering::Relaxed);
                     }
                 }
-                Ok(change) => self.directory.invalidate(&change).await,
+                Ok(m) => self.directory.invalidate(&m.change).await,
                 Err(e) => {
                     tracing::warn!(offset = record.offset, error = %e, "ignored undecodable directory change")
                 }

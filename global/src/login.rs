@@ -17,11 +17,11 @@ use moka::sync::Cache;
 use serde::Deserialize;
 
 use cellbank_shared::hal::{href, Hal};
-use cellbank_shared::problem::{ApiJson, Problem};
+use cellbank_shared::problem::Problem;
 use cellbank_shared::token::{Claims, ISSUER};
 
 use crate::directory::{self, DirectoryError, IdentifierKind};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Input};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -143,7 +143,7 @@ fn bad_credentials() -> ApiError {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<LoginBody>,
+    Input(body): Input<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
     let login = normalise_login(&body.login);
     if login.is_empty() {

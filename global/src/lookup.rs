@@ -8,10 +8,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use cellbank_shared::ids::{CustomerId, ShardId};
-use cellbank_shared::problem::{ApiJson, Problem};
+use cellbank_shared::problem::Problem;
 
 use crate::directory::{self, Change, IdentifierKind};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Input};
 use crate::state::{Admin, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -99,7 +99,7 @@ async fn place(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<PlacementBody>,
+    Input(body): Input<PlacementBody>,
 ) -> ApiResult<impl IntoResponse> {
     let customer_id = parse_customer_id(&id)?;
     tracing::Span::current().record("shard_id", tracing::field::display(&body.shard));

@@ -92,8 +92,14 @@ pub fn feed_publish_failed(change: &str) {
 
 /// Registers every metric so `/metrics` lists them before first use.
 pub fn register() {
-    LazyLock::force(&ROUTING_LATENCY);
-    LazyLock::force(&CACHE_LOOKUPS);
+    for path in ["event", "batch", "authorization"] {
+        ROUTING_LATENCY.with_label_values(&[path]);
+    }
+    for cache in ["identifier", "placement"] {
+        for result in ["hit", "miss"] {
+            CACHE_LOOKUPS.with_label_values(&[cache, result]);
+        }
+    }
     LazyLock::force(&ROUTED);
     LazyLock::force(&PRODUCE_FAILURES);
     LazyLock::force(&STAND_INS);

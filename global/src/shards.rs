@@ -7,10 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use cellbank_shared::ids::ShardId;
-use cellbank_shared::problem::{ApiJson, Problem};
+use cellbank_shared::problem::Problem;
 
 use crate::directory::{self, Change, NewShard, ShardState};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, Input};
 use crate::state::{Admin, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -62,7 +62,7 @@ async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<impl IntoRes
 async fn add(
     _: Admin,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<NewShard>,
+    Input(body): Input<NewShard>,
 ) -> ApiResult<impl IntoResponse> {
     tracing::Span::current().record("shard_id", tracing::field::display(&body.id));
     validate(&body)?;

@@ -1,0 +1,291 @@
+//! `cellbank-demo`: the platform's main job on one machine, end to end and
+//! only through public APIs. Onboards customers across the shards, issues
+//! cards, logs in and follows the HAL links (never building a shard URL),
+//! routes deposits through global's batch endpoint and card purchases through
+//! its authorization proxy, then prints a per-shard summary.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "cellbank-demo",
+    about = "Run the Cellbank demo against a running platform"
+)]
+struct Cli {
+    /// Base URL of the global tier.
+    #[arg(
+        long,
+        env = "CELLCTL_GLOBAL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    global: String,
+    /// Admin token for the ops API (used only to read the shard registry and summaries).
+    #[arg(
+        long = "admin-token",
+        env = "CELLCTL_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: String,
+    /// How many customers to onboard.
+    #[arg(long, default_value_t = 6)]
+    customers: usize,
+}
+
+struct Demo {
+    http: reqwest::Client,
+    global: String,
+    admin: String,
+}
+
+impl Demo {
+    async fn call(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+        let resp = req.send().await.with_context(|| format!("{what}: send"))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{what}: {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.global.trim_end_matches('/'), path)
+    }
+
+    async fn post(&self, path: &str, body: Value, what: &str) -> anyhow::Result<Value> {
+        self.call(self.http.post(self.url(path)).json(&body), what)
+            .await
+    }
+
+    async fn admin_get(&self, url: &str, what: &str) -> anyhow::Result<Value> {
+        self.call(self.http.get(url).bearer_auth(&self.admin), what)
+            .await
+    }
+}
+
+fn link(doc: &Value, rel: &str) -> anyhow::Result<String> {
+    doc["_links"][rel]["href"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("document has no `{rel}` link: {doc}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let demo = Demo {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+        global: cli.global.clone(),
+        admin: cli.admin_token.clone(),
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    println!("== cellbank demo (run {run}) against {}", cli.global);
+
+    // 1. Onboard customers: global places each on the least-loaded active shard.
+    let mut customers = Vec::new();
+    for i in 0..cli.customers {
+        let login = format!("demo-{run}-{i}@cellbank.dev");
+        let doc = demo
+            .post(
+                "/v1/customers",
+                json!({"name": format!("Demo Customer {i}"), "login": login, "password": "correct horse battery"}),
+                "onboard customer",
+            )
+            .await?;
+        let id = doc["customer_id"]
+            .as_str()
+            .context("customer_id")?
+            .to_owned();
+        let shard = doc["shard"].as_str().context("shard")?.to_owned();
+        let account = doc["account_number"]
+            .as_str()
+            .context("account_number")?
+            .to_owned();
+        let card = demo
+            .post(
+                &format!("/v1/customers/{id}/cards"),
+                json!({"credit_limit": 200_000, "currency": "BRL"}),
+                "issue card",
+            )
+            .await?;
+        let pan = card["pan"].as_str().context("pan")?.to_owned();
+        println!(
+            "onboarded {login} -> {shard} (account {account}, card ****{})",
+            &pan[pan.len() - 4..]
+        );
+        customers.push((id, shard, account, pan, login));
+    }
+
+    // 2. Deposits, routed asynchronously through global into each owner's shard broker.
+    let events: Vec<Value> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, account, _, _))| {
+            json!({
+                "event_id": format!("demo-{run}-deposit-{i}"),
+                "type": "deposit",
+                "account_number": account,
+                "amount": 100_000 + i as i64 * 1_000,
+                "currency": "BRL",
+                "occurred_at": chrono::Utc::now().to_rfc3339(),
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let batch = demo
+        .post(
+            "/v1/events/batch",
+            json!({"events": events}),
+            "route deposits",
+        )
+        .await?;
+    println!(
+        "routed {} deposits in one batch in {:?}: {}",
+        customers.len(),
+        started.elapsed(),
+        batch["accepted"]
+    );
+    // The same deposit again: accepted, but the shard applies it once.
+    demo.post("/v1/events", events[0].clone(), "route a duplicate deposit")
+        .await?;
+    println!(
+        "re-sent deposit {} (a duplicate, applied once)",
+        events[0]["event_id"]
+    );
+
+    // 3. Card purchases, authorized synchronously by each card's shard.
+    let mut approved = 0;
+    let mut declined = 0;
+    for (i, (_, shard, _, pan, _)) in customers.iter().enumerate() {
+        for (j, amount) in [4_990_i64, 250_000].into_iter().enumerate() {
+            let started = Instant::now();
+            let d = demo
+                .post(
+                    "/v1/authorizations",
+                    json!({
+                        "pan": pan,
+                        "amount": amount,
+                        "currency": "BRL",
+                        "merchant": {"name": "Padaria Central", "mcc": "5812", "country": "BR"},
+                        "network_reference": format!("demo-{run}-{i}-{j}"),
+                    }),
+                    "authorize purchase",
+                )
+                .await?;
+            let decision = d["decision"].as_str().unwrap_or("?");
+            if decision == "approved" {
+                approved += 1;
+            } else {
+                declined += 1;
+            }
+            println!(
+                "purchase of {amount} on ****{} at {shard}: {decision} ({}) in {:?}",
+                &pan[pan.len() - 4..],
+                d["reason"].as_str().unwrap_or(""),
+                started.elapsed()
+            );
+        }
+    }
+
+    // 4. Log in and follow the HAL links straight to the shard.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, (_, shard, _, _, login)) in customers.iter().enumerate() {
+        let doc = demo
+            .post(
+                "/v1/login",
+                json!({"login": login, "password": "correct horse battery"}),
+                "log in",
+            )
+            .await?;
+        let token = doc["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_owned();
+        let accounts_url = link(&doc, "accounts")?;
+        let expected = 100_000 + i as i64 * 1_000;
+        let balance = loop {
+            let accounts = demo
+                .call(
+                    demo.http.get(&accounts_url).bearer_auth(&token),
+                    "list accounts",
+                )
+                .await?;
+            let first = &accounts["_embedded"]["accounts"][0];
+            let balance = first["balance"].as_i64().unwrap_or_default();
+            if balance == expected || Instant::now() > deadline {
+                break (balance, first.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let entries_url = link(&balance.1, "entries").ok();
+        let entries = match entries_url {
+            Some(u) => demo
+                .call(demo.http.get(&u).bearer_auth(&token), "list entries")
+                .await?["_embedded"]["entries"]
+                .as_array()
+                .map_or(0, Vec::len),
+            None => 0,
+        };
+        println!(
+            "{login} logged in: links point at {shard} ({}); checking balance {} (expected {expected}), {entries} entries",
+            accounts_url.split("/v1/").next().unwrap_or(""),
+            balance.0
+        );
+        if balance.0 != expected {
+            bail!("{login}: balance {} never reached {expected}", balance.0);
+        }
+    }
+
+    // 5. Per-shard summary, straight from each cell's admin API.
+    let shards = demo
+        .admin_get(&demo.url("/ops/v1/shards"), "list shards")
+        .await?;
+    let mut per_shard: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, shard, ..) in &customers {
+        *per_shard.entry(shard.clone()).or_default() += 1;
+    }
+    println!(
+        "\n{:<10} {:>9} {:>8} {:>14} {:>12} {:>13}  trial balance",
+        "shard", "customers", "(demo)", "events applied", "authorized", "dead letters"
+    );
+    for s in shards["items"].as_array().cloned().unwrap_or_default() {
+        let id = s["id"].as_str().unwrap_or("?");
+        let internal = s["internal_url"].as_str().unwrap_or("");
+        let sum = demo
+            .admin_get(
+                &format!("{}/admin/v1/summary", internal.trim_end_matches('/')),
+                "shard summary",
+            )
+            .await?;
+        let trial: Vec<String> = sum["trial_balance"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| format!("{} {}", t["currency"].as_str().unwrap_or("?"), t["balance"]))
+            .collect();
+        println!(
+            "{:<10} {:>9} {:>8} {:>14} {:>12} {:>13}  {}",
+            id,
+            sum["customers"],
+            per_shard.get(id).copied().unwrap_or(0),
+            sum["events_applied"],
+            sum["authorizations"],
+            sum["dead_letters"],
+            if trial.is_empty() {
+                "0".to_owned()
+            } else {
+                trial.join(", ")
+            }
+        );
+    }
+    println!("\npurchases: {approved} approved, {declined} declined (over the limit)");
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! A test peer that implements the shard's internal API from the contract
+//! (customers, cards, authorizations) over a real socket, so the global
+//! tier's calls to a shard can be exercised without the shard crate. The real
+//! shard is exercised end to end by the platform's e2e test.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use cellbank_shared::contract::{
+    AuthorizationDecision, AuthorizationRequest, CardIssued, CreateCustomer, CustomerCreated,
+    Decision, IssueCard,
+};
+use cellbank_shared::ids::CustomerId;
+
+#[derive(Default)]
+struct Books {
+    customers: HashMap<CustomerId, CustomerCreated>,
+    cards: HashMap<String, (CustomerId, IssueCard)>,
+    authorizations: Vec<AuthorizationRequest>,
+}
+
+#[derive(Clone)]
+struct Peer {
+    number: u32,
+    token: String,
+    seq: Arc<AtomicU64>,
+    auth_delay_ms: Arc<AtomicU64>,
+    books: Arc<Mutex<Books>>,
+}
+
+/// A running fake shard; stops when dropped.
+pub struct FakeShard {
+    pub url: String,
+    peer: Peer,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeShard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeShard {
+    /// Serves shard `number`'s internal API, requiring `internal_token`.
+    pub async fn start(number: u32, internal_token: &str) -> FakeShard {
+        let peer = Peer {
+            number,
+            token: internal_token.to_owned(),
+            seq: Arc::new(AtomicU64::new(0)),
+            auth_delay_ms: Arc::new(AtomicU64::new(0)),
+            books: Arc::new(Mutex::new(Books::default())),
+        };
+        let app = Router::new()
+            .route("/internal/v1/customers", post(create_customer))
+            .route(
+                "/internal/v1/customers/{customer_id}/cards",
+                post(issue_card),
+            )
+            .route("/internal/v1/authorizations", post(authorize))
+            .with_state(peer.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake shard");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("fake shard serves");
+        });
+        FakeShard { url, peer, task }
+    }
+
+    /// Makes the authorizer answer only after `delay`.
+    pub fn delay_authorizations(&self, delay: Duration) {
+        self.peer
+            .auth_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn customers(&self) -> Vec<CustomerId> {
+        self.peer
+            .books
+            .lock()
+            .unwrap()
+            .customers
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Card hashes this shard was given (never PANs).
+    pub fn card_hashes(&self) -> Vec<String> {
+        self.peer
+            .books
+            .lock()
+            .unwrap()
+            .cards
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn authorizations(&self) -> Vec<AuthorizationRequest> {
+        self.peer.books.lock().unwrap().authorizations.clone()
+    }
+}
+
+fn authorized(peer: &Peer, headers: &HeaderMap) -> bool {
+    let ok = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v == format!("Bearer {}", peer.token))
+        .unwrap_or(false);
+    ok
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "bad internal token").into_response()
+}
+
+async fn create_customer(
+    State(peer): State<Peer>,
+    headers: HeaderMap,
+    Json(body): Json<CreateCustomer>,
+) -> Response {
+    if !authorized(&peer, &headers) {
+        return unauthorized();
+    }
+    let mut books = peer.books.lock().unwrap();
+    let created = books
+        .customers
+        .entry(body.customer_id)
+        .or_insert_with(|| CustomerCreated {
+            customer_id: body.customer_id,
+            account_id: uuid::Uuid::new_v4(),
+            account_number: format!(
+                "{:02}{:08}",
+                peer.number,
+                peer.seq.fetch_add(1, Ordering::SeqCst) + 1
+            ),
+        })
+        .clone();
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+async fn issue_card(
+    State(peer): State<Peer>,
+    headers: HeaderMap,
+    Path(customer_id): Path<CustomerId>,
+    Json(body): Json<IssueCard>,
+) -> Response {
+    if !authorized(&peer, &headers) {
+        return unauthorized();
+    }
+    let mut books = peer.books.lock().unwrap();
+    if !books.customers.contains_key(&customer_id) {
+        return (StatusCode::NOT_FOUND, "unknown customer").into_response();
+    }
+    let issued = CardIssued {
+        card_id: body.card_id,
+        last4: body.last4.clone(),
+        credit_limit: body.credit_limit,
+        currency: body.currency,
+    };
+    books
+        .cards
+        .insert(body.pan_hash.clone(), (customer_id, body));
+    (StatusCode::CREATED, Json(issued)).into_response()
+}
+
+async fn authorize(
+    State(peer): State<Peer>,
+    headers: HeaderMap,
+    Json(body): Json<AuthorizationRequest>,
+) -> Response {
+    if !authorized(&peer, &headers) {
+        return unauthorized();
+    }
+    let delay = peer.auth_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut books = peer.books.lock().unwrap();
+    books.authorizations.push(body.clone());
+    let decision = match books.cards.get(&body.pan_hash) {
+        None => (Decision::Declined, "unknown_card"),
+        Some((_, card)) if body.amount > card.credit_limit => {
+            (Decision::Declined, "insufficient_limit")
+        }
+        Some(_) => (Decision::Approved, "approved"),
+    };
+    Json(AuthorizationDecision {
+        decision: decision.0,
+        reason: decision.1.to_owned(),
+        authorization_id: uuid::Uuid::now_v7(),
+    })
+    .into_response()
+}
