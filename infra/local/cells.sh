@@ -117,9 +117,13 @@ up() {
       CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$broker" \
       "$bin/cellbank-shard"
     wait_ready "http://127.0.0.1:$port"
-    CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" \
-      shards add "shard-$i" --public-url "http://127.0.0.1:$port" \
-      --internal-url "http://127.0.0.1:$port" --broker "127.0.0.1:$broker" --capacity 100000 >/dev/null
+    if ! CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" \
+      shards list | grep -qw "shard-$i"; then
+      CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" \
+        shards add --id "shard-$i" --public-url "http://127.0.0.1:$port" \
+        --internal-url "http://127.0.0.1:$port" --broker "127.0.0.1:$broker" --capacity 100000 >/dev/null
+      log "registered shard-$i with global"
+    fi
   done
   status
 }

@@ -1,0 +1,313 @@
+//! End to end with the real processes: `cellbank-global` and two
+//! `cellbank-shard` processes, each cell with its own Postgres database and
+//! its own broker. Customers are onboarded through global, events are routed
+//! into the owning shard's broker and consumed there, the app follows the
+//! HAL links straight to its shard, and SIGTERM stops every process cleanly.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cellbank_shared::testkit::{eventually, free_port, fresh_database, Broker};
+use cellbank_shared::token::TokenSigner;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "e2e-admin-token";
+const INTERNAL: &str = "e2e-internal-token";
+
+/// A child process killed on drop (SIGKILL) unless it was stopped cleanly.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, bin: &PathBuf, env: &[(String, String)], dir: &tempfile::TempDir) -> Proc {
+        let log = dir.path().join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .envs(env.iter().cloned())
+            .env("CELLBANK__TELEMETRY__FORMAT", "json")
+            .env("CELLBANK__TELEMETRY__FILTER", "info")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        Proc {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        panic!("{} did not stop within 10 s of SIGTERM", self.name);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn shard_bin() -> PathBuf {
+    let global = PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global"));
+    let shard = global.with_file_name("cellbank-shard");
+    assert!(
+        shard.exists(),
+        "{} is missing: build the workspace first (`cargo test --workspace` does)",
+        shard.display()
+    );
+    shard
+}
+
+async fn ready(http: &reqwest::Client, base: &str, p: &Proc) {
+    let url = format!("{base}/readyz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(&url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never became ready; its log:\n{}",
+            p.name,
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, auth: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = http.post(url).json(&body);
+    if let Some(t) = auth {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(http: &reqwest::Client, url: &str, auth: &str) -> (u16, Value) {
+    let r = http.get(url).bearer_auth(auth).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
+    cellbank_shared::telemetry::init_for_tests();
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+
+    // One broker and one database per cell.
+    let global_broker = Broker::start().await;
+    let shard_brokers = [Broker::start().await, Broker::start().await];
+    let global_db = fresh_database("e2e_global").await;
+    let shard_dbs = [
+        fresh_database("e2e_shard1").await,
+        fresh_database("e2e_shard2").await,
+    ];
+
+    let global_port = free_port();
+    let global_url = format!("http://127.0.0.1:{global_port}");
+    let common = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let mut global = Proc::spawn(
+        "global",
+        &PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global")),
+        &[
+            common("CELLBANK__SERVER__PORT", &global_port.to_string()),
+            common("CELLBANK__DATABASE__URL", &global_db),
+            common("CELLBANK__KAFKA__BOOTSTRAP", &global_broker.bootstrap()),
+            common(
+                "CELLBANK__AUTH__SIGNING_KEY",
+                &TokenSigner::generate_seed_b64(),
+            ),
+            common(
+                "CELLBANK__AUTH__PAN_HMAC_KEY",
+                "e2e-pan-key-0123456789abcdef",
+            ),
+            common("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN),
+            common("CELLBANK__AUTH__INTERNAL_TOKEN", INTERNAL),
+        ],
+        &dir,
+    );
+    ready(&http, &global_url, &global).await;
+
+    let mut shards = Vec::new();
+    for (i, (broker, db)) in shard_brokers.iter().zip(&shard_dbs).enumerate() {
+        let id = format!("shard-{}", i + 1);
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let p = Proc::spawn(
+            &id,
+            &shard_bin(),
+            &[
+                common("CELLBANK__SHARD__ID", &id),
+                common("CELLBANK__SHARD__PUBLIC_URL", &url),
+                common("CELLBANK__GLOBAL__URL", &global_url),
+                common("CELLBANK__SERVER__PORT", &port.to_string()),
+                common("CELLBANK__DATABASE__URL", db),
+                common("CELLBANK__KAFKA__BOOTSTRAP", &broker.bootstrap()),
+                common("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN),
+                common("CELLBANK__AUTH__INTERNAL_TOKEN", INTERNAL),
+            ],
+            &dir,
+        );
+        ready(&http, &url, &p).await;
+        let (status, body) = post(
+            &http,
+            &format!("{global_url}/ops/v1/shards"),
+            Some(ADMIN),
+            json!({"id": id, "public_url": url, "internal_url": url,
+                   "broker_bootstrap": broker.bootstrap(), "capacity": 1000}),
+        )
+        .await;
+        assert!(
+            status == 201 || status == 200,
+            "register {id}: {status} {body}"
+        );
+        shards.push((id, url, p));
+    }
+
+    // Onboard customers through global; placement spreads them over both shards.
+    let mut customers = Vec::new();
+    for i in 0..4 {
+        let login = format!("e2e-{i}@cellbank.dev");
+        let (status, doc) = post(
+            &http,
+            &format!("{global_url}/v1/customers"),
+            None,
+            json!({"name": format!("E2E {i}"), "login": login, "password": "e2e password"}),
+        )
+        .await;
+        assert_eq!(status, 201, "onboard: {doc}");
+        customers.push((
+            login,
+            doc["shard"].as_str().unwrap().to_owned(),
+            doc["account_number"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (id, ..) in &shards {
+        assert!(
+            customers.iter().any(|c| &c.1 == id),
+            "placement put nobody on {id}: {customers:?}"
+        );
+    }
+
+    // One deposit per customer, routed through global; one sent twice.
+    for (i, (_, _, account)) in customers.iter().enumerate() {
+        let event = json!({
+            "event_id": format!("e2e-deposit-{i}"),
+            "type": "deposit",
+            "account_number": account,
+            "amount": 10_000 + i as i64,
+            "currency": "BRL",
+            "occurred_at": "2026-11-28T12:00:00Z",
+        });
+        let times = if i == 0 { 2 } else { 1 };
+        for _ in 0..times {
+            let (status, body) = post(
+                &http,
+                &format!("{global_url}/v1/events"),
+                None,
+                event.clone(),
+            )
+            .await;
+            assert_eq!(status, 202, "route event: {body}");
+        }
+    }
+
+    // Each shard consumed exactly its own customers' events (the duplicate once).
+    for (id, url, _) in &shards {
+        let expected = customers.iter().filter(|c| &c.1 == id).count() as i64;
+        eventually(
+            Duration::from_secs(30),
+            "the shard applied its events",
+            || async {
+                let (_, s) = get(&http, &format!("{url}/admin/v1/summary"), ADMIN).await;
+                s["events_applied"].as_i64() == Some(expected)
+            },
+        )
+        .await;
+        let (_, s) = get(&http, &format!("{url}/admin/v1/summary"), ADMIN).await;
+        assert_eq!(s["shard_id"], json!(id));
+        assert_eq!(s["customers"].as_i64(), Some(expected));
+        for t in s["trial_balance"].as_array().unwrap() {
+            assert_eq!(t["balance"].as_i64(), Some(0), "trial balance is zero: {s}");
+        }
+    }
+
+    // The app logs in at global and follows HAL links straight to its shard.
+    for (i, (login, shard, _)) in customers.iter().enumerate() {
+        let (status, doc) = post(
+            &http,
+            &format!("{global_url}/v1/login"),
+            None,
+            json!({"login": login, "password": "e2e password"}),
+        )
+        .await;
+        assert_eq!(status, 200, "login: {doc}");
+        let token = doc["access_token"].as_str().unwrap();
+        let accounts = doc["_links"]["accounts"]["href"].as_str().unwrap();
+        let shard_url = &shards.iter().find(|s| &s.0 == shard).unwrap().1;
+        assert!(
+            accounts.starts_with(shard_url.as_str()),
+            "{accounts} is on {shard}"
+        );
+        let (status, list) = get(&http, accounts, token).await;
+        assert_eq!(status, 200, "accounts: {list}");
+        assert_eq!(
+            list["_embedded"]["accounts"][0]["balance"].as_i64(),
+            Some(10_000 + i as i64),
+            "deposit applied once: {list}"
+        );
+        // The other shard refuses this customer's token.
+        let other = &shards.iter().find(|s| &s.0 != shard).unwrap().1;
+        let foreign = accounts.replacen(shard_url.as_str(), other, 1);
+        let (status, _) = get(&http, &foreign, token).await;
+        assert!(
+            status == 401 || status == 403,
+            "a token for {shard} is refused elsewhere ({status})"
+        );
+    }
+
+    // SIGTERM: every process finishes in-flight work and exits cleanly.
+    for (_, _, p) in &mut shards {
+        let status = p.terminate().await;
+        assert!(
+            status.success(),
+            "{} exited with {status}; log:\n{}",
+            p.name,
+            p.logs()
+        );
+    }
+    let status = global.terminate().await;
+    assert!(
+        status.success(),
+        "global exited with {status}; log:\n{}",
+        global.logs()
+    );
+}
