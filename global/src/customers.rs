@@ -278,3 +278,21 @@ async fn issue_card(
         })),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_pans_are_luhn_valid_under_our_bin() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let pan = generate_pan();
+            assert_eq!(pan.expose().len(), 16);
+            assert!(pan.expose().starts_with(BIN));
+            assert!(Pan::parse(pan.expose()).is_ok());
+            seen.insert(pan.expose().to_owned());
+        }
+        assert!(seen.len() > 190, "random enough");
+    }
+}

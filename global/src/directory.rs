@@ -204,7 +204,7 @@ pub struct Directory {
     pool: PgPool,
     identifiers: Cache<(IdentifierKind, String), CustomerId>,
     placements: Cache<CustomerId, Placement>,
-    shards: Arc<RwLock<Arc<HashMap<ShardId, Shard>>>>,
+    shards: Arc<RwLock<Arc<HashMap<ShardId, Arc<Shard>>>>>,
 }
 
 impl Directory {
@@ -300,7 +300,7 @@ impl Directory {
     }
 
     /// A shard from the in-memory registry (reloaded once if unknown).
-    pub async fn shard(&self, id: &ShardId) -> Result<Shard, DirectoryError> {
+    pub async fn shard(&self, id: &ShardId) -> Result<Arc<Shard>, DirectoryError> {
         if let Some(s) = self.snapshot().get(id) {
             return Ok(s.clone());
         }
@@ -312,14 +312,17 @@ impl Directory {
     }
 
     /// The last loaded registry.
-    pub fn snapshot(&self) -> Arc<HashMap<ShardId, Shard>> {
+    pub fn snapshot(&self) -> Arc<HashMap<ShardId, Arc<Shard>>> {
         self.shards.read().expect("shard registry lock").clone()
     }
 
     /// Reloads the registry from the database; keeps the old one on failure.
     pub async fn refresh_shards(&self) -> Result<Vec<Shard>, DirectoryError> {
         let shards = list_shards(&self.pool).await?;
-        let map = shards.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        let map = shards
+            .iter()
+            .map(|s| (s.id.clone(), Arc::new(s.clone())))
+            .collect();
         *self.shards.write().expect("shard registry lock") = Arc::new(map);
         Ok(shards)
     }

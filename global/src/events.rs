@@ -305,3 +305,59 @@ async fn route_batch(
     }))
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher() -> PanHasher {
+        PanHasher::new(b"0123456789abcdef")
+    }
+
+    fn base() -> Value {
+        serde_json::json!({
+            "event_id": "e-1", "type": "deposit", "account_number": "0100000001",
+            "amount": 250, "currency": "BRL", "occurred_at": "2026-11-28T12:00:00Z",
+            "memo": {"note": "kept"},
+        })
+    }
+
+    #[test]
+    fn passes_unknown_fields_through_and_drops_known_ones() {
+        let ev = parse_event(base(), "", &hasher()).unwrap();
+        assert_eq!(
+            ev.identifier,
+            (IdentifierKind::Account, "0100000001".into())
+        );
+        assert_eq!(ev.payload.amount, 250);
+        let payload = serde_json::to_value(&ev.payload).unwrap();
+        assert_eq!(payload["memo"]["note"], "kept");
+        assert!(payload.get("event_id").is_none());
+        assert!(payload.get("occurred_at").is_none());
+    }
+
+    #[test]
+    fn replaces_the_pan_by_its_hash() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("account_number");
+        v["pan"] = "4111 1111 1111 1111".into();
+        let ev = parse_event(v, "", &hasher()).unwrap();
+        let hash = hasher().hash(&Pan::parse("4111111111111111").unwrap());
+        assert_eq!(ev.identifier, (IdentifierKind::Card, hash.clone()));
+        let payload = serde_json::to_string(&ev.payload).unwrap();
+        assert!(!payload.contains("4111"), "{payload}");
+        assert_eq!(ev.payload.card_hash.as_deref(), Some(hash.as_str()));
+        assert_eq!(ev.payload.card_last4.as_deref(), Some("1111"));
+    }
+
+    #[test]
+    fn names_the_field_with_its_batch_position() {
+        let mut v = base();
+        v["amount"] = (-1).into();
+        let p = parse_event(v, "events[7].", &hasher()).unwrap_err();
+        assert_eq!(p.status, 422);
+        assert_eq!(p.errors[0].field, "events[7].amount");
+        let p = parse_event(serde_json::json!(3), "events[2].", &hasher()).unwrap_err();
+        assert_eq!(p.errors[0].field, "events[2]");
+    }
+}

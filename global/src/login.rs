@@ -232,3 +232,48 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
         Json(signer.jwks()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_are_normalised_and_checked() {
+        assert_eq!(normalise_login("  Ana@Example.COM "), "ana@example.com");
+        assert!(validate_login("ana@example.com").is_ok());
+        for bad in ["ab", "a b c", "x".repeat(65).as_str(), "ana#1"] {
+            assert!(validate_login(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"), "{h}");
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn failures_are_limited_per_login_and_cleared_by_success() {
+        let g = LoginGuard::new(2, Duration::from_secs(60));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert!(g.check("ana", ip).is_ok());
+        g.failed("ana", ip);
+        g.failed("ana", ip);
+        let p = g.check("ana", ip).unwrap_err();
+        assert_eq!(p.status, 429);
+        assert_eq!(p.retry_after, Some(60));
+        assert!(g.check("bia", ip).is_ok(), "other logins are not affected");
+        g.succeeded("ana");
+        assert!(g.check("ana", ip).is_ok());
+        for _ in 0..20 {
+            g.failed("spray", ip);
+        }
+        assert!(
+            g.check("someone-else", ip).is_err(),
+            "one address spraying logins is limited"
+        );
+    }
+}

@@ -169,3 +169,113 @@ impl Validate for Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        let mut s = Settings::default();
+        s.database.url = Secret::new("postgres://u:p@127.0.0.1/db");
+        s.kafka.bootstrap = "127.0.0.1:9092".into();
+        s.auth.signing_key = Secret::new(TokenSigner::generate_seed_b64());
+        s.auth.pan_hmac_key = Secret::new("0123456789abcdef");
+        s.auth.admin_token = Secret::new("a");
+        s.auth.internal_token = Secret::new("i");
+        s
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::default();
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.auth.token_ttl_secs, 900);
+        assert_eq!(s.routing.authorization_timeout_ms, 1000);
+        assert_eq!(s.routing.produce_timeout_ms, 5000);
+        assert_eq!(s.cache.max_entries, 1_000_000);
+        valid()
+            .validate()
+            .expect("a complete configuration is valid");
+    }
+
+    #[test]
+    fn lists_every_contract_key() {
+        let keys = cellbank_shared::config::env_keys::<Settings>();
+        for k in [
+            "CELLBANK__SERVER__PORT",
+            "CELLBANK__DATABASE__URL",
+            "CELLBANK__KAFKA__BOOTSTRAP",
+            "CELLBANK__TELEMETRY__FORMAT",
+            "CELLBANK__AUTH__SIGNING_KEY",
+            "CELLBANK__AUTH__PAN_HMAC_KEY",
+            "CELLBANK__AUTH__ADMIN_TOKEN",
+            "CELLBANK__AUTH__INTERNAL_TOKEN",
+            "CELLBANK__AUTH__TOKEN_TTL_SECS",
+            "CELLBANK__ROUTING__AUTHORIZATION_TIMEOUT_MS",
+            "CELLBANK__ROUTING__BREAKER__FAILURE_THRESHOLD",
+            "CELLBANK__ROUTING__BREAKER__OPEN_MS",
+            "CELLBANK__ROUTING__PRODUCE_TIMEOUT_MS",
+            "CELLBANK__CACHE__MAX_ENTRIES",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing");
+        }
+    }
+
+    #[test]
+    fn refuses_missing_secrets_and_bad_keys_by_name() {
+        for (key, edit) in [
+            (
+                "auth.signing_key",
+                (|s: &mut Settings| s.auth.signing_key = Secret::new("")) as fn(&mut Settings),
+            ),
+            ("auth.signing_key", |s| {
+                s.auth.signing_key = Secret::new("not-a-key")
+            }),
+            ("auth.pan_hmac_key", |s| {
+                s.auth.pan_hmac_key = Secret::new("[redacted]")
+            }),
+            ("auth.pan_hmac_key", |s| {
+                s.auth.pan_hmac_key = Secret::new("short")
+            }),
+            ("auth.admin_token", |s| s.auth.admin_token = Secret::new("")),
+            ("auth.internal_token", |s| {
+                s.auth.internal_token = Secret::new("")
+            }),
+            ("routing.authorization_timeout_ms", |s| {
+                s.routing.authorization_timeout_ms = 0
+            }),
+            ("cache.max_entries", |s| s.cache.max_entries = 0),
+        ] {
+            let mut s = valid();
+            edit(&mut s);
+            let err = s.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn loads_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CELLBANK__DATABASE__URL", "postgres://u@h/d");
+            jail.set_env("CELLBANK__KAFKA__BOOTSTRAP", "127.0.0.1:9092");
+            jail.set_env(
+                "CELLBANK__AUTH__SIGNING_KEY",
+                TokenSigner::generate_seed_b64(),
+            );
+            jail.set_env("CELLBANK__AUTH__PAN_HMAC_KEY", "0123456789abcdef");
+            jail.set_env("CELLBANK__AUTH__ADMIN_TOKEN", "a");
+            jail.set_env("CELLBANK__AUTH__INTERNAL_TOKEN", "i");
+            jail.set_env("CELLBANK__ROUTING__AUTHORIZATION_TIMEOUT_MS", "250");
+            let s: Settings = cellbank_shared::config::load(None).expect("loads");
+            assert_eq!(s.routing.authorization_timeout_ms, 250);
+            let err = {
+                jail.set_env("CELLBANK__AUTH__ADMIN_TOKEN", "");
+                cellbank_shared::config::load::<Settings>(None)
+                    .unwrap_err()
+                    .to_string()
+            };
+            assert!(err.contains("auth.admin_token"), "{err}");
+            Ok(())
+        });
+    }
+}
