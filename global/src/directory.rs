@@ -198,13 +198,16 @@ pub enum Change {
     Ping,
 }
 
+/// An immutable copy of the shard registry, swapped whole on reload.
+pub type Registry = Arc<HashMap<ShardId, Arc<Shard>>>;
+
 /// Cheap handle on the directory and its caches.
 #[derive(Clone)]
 pub struct Directory {
     pool: PgPool,
     identifiers: Cache<(IdentifierKind, String), CustomerId>,
     placements: Cache<CustomerId, Placement>,
-    shards: Arc<RwLock<Arc<HashMap<ShardId, Arc<Shard>>>>>,
+    shards: Arc<RwLock<Registry>>,
 }
 
 impl Directory {
@@ -312,7 +315,7 @@ impl Directory {
     }
 
     /// The last loaded registry.
-    pub fn snapshot(&self) -> Arc<HashMap<ShardId, Arc<Shard>>> {
+    pub fn snapshot(&self) -> Registry {
         self.shards.read().expect("shard registry lock").clone()
     }
 
