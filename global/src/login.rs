@@ -129,6 +129,18 @@ impl LoginGuard {
     }
 }
 
+/// The client's address: behind an ingress every connection comes from the
+/// proxy, so the last `X-Forwarded-For` hop (the one our proxy appended, which
+/// a client cannot forge) counts when present; otherwise the peer.
+fn client_addr(headers: &axum::http::HeaderMap, peer: SocketAddr) -> IpAddr {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
 #[derive(Deserialize)]
 struct LoginBody {
     login: String,
@@ -143,6 +155,7 @@ fn bad_credentials() -> ApiError {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Input(body): Input<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
     let login = normalise_login(&body.login);
@@ -155,7 +168,7 @@ async fn login(
     if body.password.len() > 256 {
         return Err(Problem::invalid("password", "must be at most 256 characters").into());
     }
-    let addr = peer.ip();
+    let addr = client_addr(&headers, peer);
     state.login_guard.check(&login, addr)?;
 
     let customer = match state
@@ -236,6 +249,17 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_hop_our_proxy_appended() {
+        let peer: SocketAddr = "10.1.1.1:5000".parse().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(client_addr(&h, peer), peer.ip());
+        h.insert("x-forwarded-for", "1.2.3.4, 203.0.113.7".parse().unwrap());
+        assert_eq!(client_addr(&h, peer).to_string(), "203.0.113.7");
+        h.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_addr(&h, peer), peer.ip());
+    }
 
     #[test]
     fn logins_are_normalised_and_checked() {
