@@ -90,10 +90,17 @@ pub async fn watch_lag(
     }
 }
 
-fn measure_lag(bootstrap: &str, groups: &[(String, &'static str)]) -> anyhow::Result<()> {
+/// Total lag of `group` on `topic` (also updates [`CONSUMER_LAG`]).
+pub async fn lag_of(bootstrap: &str, group: &str, topic: &'static str) -> anyhow::Result<i64> {
+    let (b, g) = (bootstrap.to_owned(), vec![(group.to_owned(), topic)]);
+    tokio::task::spawn_blocking(move || measure_lag(&b, &g)).await?
+}
+
+fn measure_lag(bootstrap: &str, groups: &[(String, &'static str)]) -> anyhow::Result<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
     use std::time::Duration;
+    let mut total = 0;
     for (group, topic) in groups {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -119,10 +126,12 @@ fn measure_lag(bootstrap: &str, groups: &[(String, &'static str)]) -> anyhow::Re
                     _ => None,
                 })
                 .unwrap_or(0);
+            let lag = (hi - pos).max(0);
+            total += lag;
             CONSUMER_LAG
                 .with_label_values(&[group.as_str(), topic, &p.to_string()])
-                .set((hi - pos).max(0));
+                .set(lag);
         }
     }
-    Ok(())
+    Ok(total)
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use cellbank_shared::kafka::{admin, Producer, Runner, RunnerConfig, Topic};
+use std::sync::atomic::Ordering;
+
+use cellbank_shared::kafka::{admin, Handler, Producer, Runner, RunnerConfig, Topic};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +48,58 @@ async fn ensure_topics(settings: &Settings) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "create topics failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Runs a consumer, and rejoins its group when it stalls: lag but no progress
+/// for `patience` (a member left with no partitions after a peer died, which
+/// the broker does not always repair).
+async fn supervised<H: Handler>(
+    name: &'static str,
+    make: impl Fn() -> anyhow::Result<Runner<H>>,
+    bootstrap: String,
+    group: String,
+    topic: &'static str,
+    patience: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let runner = make()?;
+        let stats = runner.stats();
+        let this_run = stop.child_token();
+        let run = runner.run(this_run.clone());
+        tokio::pin!(run);
+        let watchdog = async {
+            let mut last = stats.processed.load(Ordering::Relaxed);
+            let mut since = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let now = stats.processed.load(Ordering::Relaxed);
+                if now != last {
+                    (last, since) = (now, tokio::time::Instant::now());
+                    continue;
+                }
+                if since.elapsed() >= patience
+                    && metrics::lag_of(&bootstrap, &group, topic)
+                        .await
+                        .unwrap_or(0)
+                        > 0
+                {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = &mut run => return r,
+            () = watchdog => {
+                tracing::warn!(consumer = name, group = %group, "consumer stalled with lag; rejoining its group");
+                this_run.cancel();
+                (&mut run).await?;
+                if stop.is_cancelled() {
+                    return Ok(());
+                }
             }
         }
     }
@@ -177,7 +231,16 @@ impl Application {
             &[Topic::DeadLetters.name()],
         );
         dl_cfg.max_batch = 64;
-        let mortician = Runner::new(dl_cfg, dead_letters::Mortician::new(s.pool.clone()))?;
+        let pool = s.pool.clone();
+        let mortician = supervised(
+            "mortician",
+            move || Runner::new(dl_cfg.clone(), dead_letters::Mortician::new(pool.clone())),
+            bootstrap.clone(),
+            group("mortician"),
+            Topic::DeadLetters.name(),
+            Duration::from_secs(15),
+            stop.clone(),
+        );
 
         let (auth_log, caught_up) = authorizer::log::start(
             &s.authorizer,
@@ -210,7 +273,7 @@ impl Application {
                 "ledger authorizations consumer",
                 Box::pin(auths.run(stop.clone())),
             ),
-            ("mortician", Box::pin(mortician.run(stop.clone()))),
+            ("mortician", Box::pin(mortician)),
             ("authorizer log", Box::pin(auth_log.run(stop.clone()))),
             ("authorizer replay", Box::pin(caught_up)),
             (
