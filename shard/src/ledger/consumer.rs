@@ -89,8 +89,12 @@ impl Handler for LedgerConsumer {
             .await
             .map_err(|e| HandlerError::Transient(anyhow::Error::new(e).context("begin")))?;
         let (mut applied, mut duplicates, mut postings) = (0u64, 0u64, 0u64);
+        let mut cache = store::Batch::default();
         for ev in &events {
-            match store::apply(&mut tx, ev).await.map_err(classify)? {
+            match store::apply_in(&mut tx, ev, &mut cache)
+                .await
+                .map_err(classify)?
+            {
                 Outcome::Applied { postings: n } => {
                     applied += 1;
                     postings += n as u64;

@@ -26,7 +26,7 @@ pub enum InvalidEvent {
 }
 
 /// Which card an event is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CardRef {
     pub card_id: Option<Uuid>,
     pub card_hash: Option<String>,

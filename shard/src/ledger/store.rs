@@ -2,7 +2,7 @@
 //! record, epoch check, target resolution, entries, balances and outbox facts —
 //! inside the caller's transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use cellbank_shared::ids::{CustomerId, Epoch};
 use cellbank_shared::money::{Currency, Money};
@@ -45,13 +45,13 @@ struct AccountRow {
     currency: String,
 }
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct CardRow {
-    pub card_id: Uuid,
-    pub credit_limit: i64,
-    pub limit_set_at: chrono::DateTime<chrono::Utc>,
-    pub limit_event: String,
-    pub currency: String,
+#[derive(Clone, sqlx::FromRow)]
+struct CardRow {
+    card_id: Uuid,
+    credit_limit: i64,
+    limit_set_at: chrono::DateTime<chrono::Utc>,
+    limit_event: String,
+    currency: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -63,8 +63,28 @@ struct PurchaseRow {
     status: String,
 }
 
+/// Lookups already made in the current transaction (customers locked, book
+/// account ids, accounts, cards), so consecutive events of one customer in a
+/// batch skip them. Valid for one transaction only.
+#[derive(Default)]
+pub struct Batch {
+    epochs: HashMap<CustomerId, i64>,
+    books: HashMap<(CustomerId, String), i64>,
+    accounts: HashMap<(CustomerId, Option<String>, Currency), Uuid>,
+    cards: HashMap<(CustomerId, CardRef), CardRow>,
+}
+
 /// Applies `ev` in the caller's transaction. A duplicate id changes nothing.
 pub async fn apply(conn: &mut PgConnection, ev: &LedgerEvent) -> Result<Outcome, ApplyError> {
+    apply_in(conn, ev, &mut Batch::default()).await
+}
+
+/// [`apply`] within a batch sharing one transaction and its lookups.
+pub async fn apply_in(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    batch: &mut Batch,
+) -> Result<Outcome, ApplyError> {
     let inserted = sqlx::query(
         "INSERT INTO events (event_id, customer_id, epoch, event_type, occurred_at, source)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
@@ -81,12 +101,18 @@ pub async fn apply(conn: &mut PgConnection, ev: &LedgerEvent) -> Result<Outcome,
     if inserted == 0 {
         return Ok(Outcome::Duplicate);
     }
-    check_epoch(conn, ev.customer_id, ev.epoch).await?;
+    match batch.epochs.get(&ev.customer_id) {
+        Some(e) if ev.epoch.0 == *e => {}
+        _ => {
+            let e = check_epoch(conn, ev.customer_id, ev.epoch).await?;
+            batch.epochs.insert(ev.customer_id, e);
+        }
+    }
     let currency = ev.currency();
-    let (action, card, authorization_id) = resolve(conn, ev, currency).await?;
+    let (action, card, authorization_id) = resolve(conn, ev, currency, batch).await?;
     let entries = rulebook::entries(&action);
     debug_assert_eq!(rulebook::movement_sum(&entries), 0);
-    let postings = write_entries(conn, ev, currency, &entries).await?;
+    let postings = write_entries(conn, ev, currency, &entries, batch).await?;
     if let Some(card) = card {
         card_fact(conn, ev.customer_id, card, authorization_id).await?;
     }
@@ -99,7 +125,7 @@ pub async fn check_epoch(
     conn: &mut PgConnection,
     customer_id: CustomerId,
     epoch: Epoch,
-) -> Result<(), ApplyError> {
+) -> Result<i64, ApplyError> {
     let row: Option<CustomerRow> =
         sqlx::query_as("SELECT epoch FROM customers WHERE customer_id = $1 FOR UPDATE")
             .bind(customer_id.as_uuid())
@@ -123,7 +149,7 @@ pub async fn check_epoch(
             .await?;
         facts::record(conn, &Fact::Customer { customer_id, epoch }).await?;
     }
-    Ok(())
+    Ok(epoch.0.max(row.epoch))
 }
 
 fn same_currency(expected: &str, got: Currency, what: &str) -> Result<(), ApplyError> {
@@ -141,7 +167,12 @@ async fn account(
     customer: CustomerId,
     number: Option<&str>,
     currency: Currency,
+    batch: &mut Batch,
 ) -> Result<Uuid, ApplyError> {
+    let key = (customer, number.map(str::to_owned), currency);
+    if let Some(id) = batch.accounts.get(&key) {
+        return Ok(*id);
+    }
     let row: Option<AccountRow> =
         match number {
             Some(n) => sqlx::query_as(
@@ -165,12 +196,30 @@ async fn account(
         };
     let row = row.ok_or_else(|| rule("unknown account for this customer"))?;
     same_currency(&row.currency, currency, "account")?;
+    batch.accounts.insert(key, row.account_id);
     Ok(row.account_id)
 }
 
 const CARD_COLUMNS: &str = "card_id, credit_limit, limit_set_at, limit_event, currency";
 
-pub(crate) async fn card(
+async fn card(
+    conn: &mut PgConnection,
+    customer: CustomerId,
+    r: &CardRef,
+    currency: Currency,
+    batch: &mut Batch,
+) -> Result<CardRow, ApplyError> {
+    let key = (customer, r.clone());
+    if let Some(c) = batch.cards.get(&key) {
+        same_currency(&c.currency, currency, "card")?;
+        return Ok(c.clone());
+    }
+    let row = load_card(conn, customer, r, currency).await?;
+    batch.cards.insert(key, row.clone());
+    Ok(row)
+}
+
+async fn load_card(
     conn: &mut PgConnection,
     customer: CustomerId,
     r: &CardRef,
@@ -267,6 +316,7 @@ async fn resolve(
     conn: &mut PgConnection,
     ev: &LedgerEvent,
     currency: Currency,
+    batch: &mut Batch,
 ) -> Result<(Action, Option<Uuid>, Option<Uuid>), ApplyError> {
     let customer = ev.customer_id;
     Ok(match &ev.body {
@@ -275,7 +325,8 @@ async fn resolve(
             account_number,
             amount,
         } => {
-            let account = account(conn, customer, account_number.as_deref(), currency).await?;
+            let account =
+                account(conn, customer, account_number.as_deref(), currency, batch).await?;
             let amount = amount.minor;
             let action = if *credit {
                 Action::Credit { account, amount }
@@ -307,6 +358,7 @@ async fn resolve(
                     card_hash: None,
                 },
                 currency,
+                batch,
             )
             .await?;
             let current = purchase(conn, network_reference).await?;
@@ -331,7 +383,7 @@ async fn resolve(
             network_reference,
             amount,
         } => {
-            let mut c = card(conn, customer, r, currency).await?;
+            let mut c = card(conn, customer, r, currency, batch).await?;
             let mut release = 0;
             let mut authorization_id = None;
             if let Some(nr) = network_reference {
@@ -347,6 +399,7 @@ async fn resolve(
                                 card_hash: None,
                             },
                             currency,
+                            batch,
                         )
                         .await?;
                     }
@@ -367,7 +420,7 @@ async fn resolve(
             )
         }
         Body::Refund { card: r, amount } => {
-            let c = card(conn, customer, r, currency).await?;
+            let c = card(conn, customer, r, currency, batch).await?;
             (
                 Action::Refund {
                     card: c.card_id,
@@ -378,7 +431,7 @@ async fn resolve(
             )
         }
         Body::BillPayment { card: r, amount } => {
-            let c = card(conn, customer, r, currency).await?;
+            let c = card(conn, customer, r, currency, batch).await?;
             (
                 Action::BillPayment {
                     card: c.card_id,
@@ -389,7 +442,7 @@ async fn resolve(
             )
         }
         Body::LateFee { card: r, amount } => {
-            let c = card(conn, customer, r, currency).await?;
+            let c = card(conn, customer, r, currency, batch).await?;
             (
                 Action::LateFee {
                     card: c.card_id,
@@ -408,7 +461,7 @@ async fn resolve(
             None,
         ),
         Body::CreditLimit { card: r, limit } => {
-            let c = card(conn, customer, r, currency).await?;
+            let c = card(conn, customer, r, currency, batch).await?;
             let current = LimitInForce {
                 limit: c.credit_limit,
                 set_at: c.limit_set_at,
@@ -423,6 +476,7 @@ async fn resolve(
                 },
             );
             if next != current {
+                batch.cards.clear();
                 sqlx::query(
                     "UPDATE cards SET credit_limit = $2, limit_set_at = $3, limit_event = $4
                      WHERE card_id = $1",
@@ -478,6 +532,7 @@ async fn write_entries(
     ev: &LedgerEvent,
     currency: Currency,
     entries: &[rulebook::Entry],
+    batch: &mut Batch,
 ) -> Result<usize, ApplyError> {
     if entries.is_empty() {
         return Ok(0);
@@ -488,6 +543,34 @@ async fn write_entries(
         .collect();
     codes.sort();
     codes.dedup();
+    let cached: Option<BTreeMap<String, i64>> = codes
+        .iter()
+        .map(|c| {
+            batch
+                .books
+                .get(&(ev.customer_id, c.clone()))
+                .map(|id| (c.clone(), *id))
+        })
+        .collect();
+    let ids = match cached {
+        Some(ids) => ids,
+        None => {
+            let ids = book_ids(conn, ev, currency, &codes).await?;
+            for (c, id) in &ids {
+                batch.books.insert((ev.customer_id, c.clone()), *id);
+            }
+            ids
+        }
+    };
+    write_legs(conn, ev, currency, entries, &ids).await
+}
+
+async fn book_ids(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    currency: Currency,
+    codes: &[String],
+) -> Result<BTreeMap<String, i64>, ApplyError> {
     let mut rows: Vec<BookRow> = sqlx::query_as(
         "SELECT id, code FROM book_accounts WHERE customer_id = $1 AND currency = $2 AND code = ANY($3)",
     )
@@ -508,7 +591,16 @@ async fn write_entries(
         .fetch_all(&mut *conn)
         .await?;
     }
-    let ids: BTreeMap<String, i64> = rows.into_iter().map(|r| (r.code, r.id)).collect();
+    Ok(rows.into_iter().map(|r| (r.code, r.id)).collect())
+}
+
+async fn write_legs(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    currency: Currency,
+    entries: &[rulebook::Entry],
+    ids: &BTreeMap<String, i64>,
+) -> Result<usize, ApplyError> {
     let mut entry_nos = Vec::new();
     let mut book_ids = Vec::new();
     let mut amounts = Vec::new();
@@ -551,48 +643,30 @@ async fn write_entries(
     Ok(book_ids.len())
 }
 
-/// Records the card's state after this movement in the outbox.
+/// Records the card's state after this movement in the outbox (one statement;
+/// the JSON is [`Fact::Card`]'s serde form).
 pub async fn card_fact(
     conn: &mut PgConnection,
     customer: CustomerId,
     card_id: Uuid,
     authorization_id: Option<Uuid>,
 ) -> Result<(), ApplyError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        pan_hash: String,
-        currency: String,
-        credit_limit: i64,
-        blocked: bool,
-        available: Option<i64>,
-    }
-    let r: Row = sqlx::query_as(
-        "SELECT c.pan_hash, c.currency, c.credit_limit, c.blocked,
-                (SELECT balance FROM book_accounts b
-                  WHERE b.customer_id = c.customer_id AND b.code = $2 AND b.currency = c.currency) AS available
-         FROM cards c WHERE c.card_id = $1",
+    sqlx::query(
+        "INSERT INTO ledger_facts (customer_id, payload)
+         SELECT c.customer_id, jsonb_strip_nulls(jsonb_build_object(
+             'type', 'card', 'customer_id', c.customer_id, 'card_id', c.card_id,
+             'pan_hash', c.pan_hash, 'currency', c.currency, 'credit_limit', c.credit_limit,
+             'blocked', c.blocked, 'available', COALESCE(b.balance, 0),
+             'authorization_id', $3::uuid))
+         FROM cards c LEFT JOIN book_accounts b
+           ON b.customer_id = c.customer_id AND b.code = $2 AND b.currency = c.currency
+         WHERE c.card_id = $1 AND c.customer_id = $4",
     )
     .bind(card_id)
     .bind(Book::CardAvailable(card_id).code())
-    .fetch_one(&mut *conn)
-    .await?;
-    let currency: Currency = r
-        .currency
-        .parse()
-        .map_err(|_| rule("card currency is not valid"))?;
-    facts::record(
-        conn,
-        &Fact::Card {
-            customer_id: customer,
-            card_id,
-            pan_hash: r.pan_hash,
-            currency,
-            credit_limit: r.credit_limit,
-            blocked: r.blocked,
-            available: r.available.unwrap_or(0),
-            authorization_id,
-        },
-    )
+    .bind(authorization_id)
+    .bind(customer.as_uuid())
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -1,0 +1,481 @@
+//! Shard benchmark: ledger postings per second (direct apply path and
+//! end-to-end through the inbound topic) with a raw-INSERT baseline of the
+//! same Postgres, and authorization latency p50/p99 at a fixed rate with the
+//! `/healthz` and raw produce-ack latencies as baselines. Each figure is the
+//! median of `RUNS` runs.
+//!
+//! `cargo run --release -p cellbank-shard --example shard_bench`
+//! (env: RUNS=3 EVENTS=20000 RATE=500 SECS=10)
+
+use std::time::{Duration, Instant};
+
+use cellbank_shard::cards::issue_card;
+use cellbank_shard::customers::create_customer;
+use cellbank_shard::ledger::event::{Body, CardRef, LedgerEvent};
+use cellbank_shard::ledger::store;
+use cellbank_shard::{Application, Settings};
+use cellbank_shared::contract::{AuthorizationRequest, CreateCustomer, IssueCard, Merchant};
+use cellbank_shared::envelope::Envelope;
+use cellbank_shared::ids::{CustomerId, Epoch, EventId};
+use cellbank_shared::kafka::{Producer, Topic};
+use cellbank_shared::money::{Currency, Money};
+use cellbank_shared::secret::Secret;
+use cellbank_shared::testkit::{fresh_database, Broker};
+use chrono::Utc;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+struct Cust {
+    id: CustomerId,
+    number: String,
+    card: Uuid,
+    pan_hash: String,
+}
+
+async fn setup_customers(pool: &PgPool, n: usize) -> Vec<Cust> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut tx = pool.begin().await.unwrap();
+        let id = CustomerId::new();
+        let c = create_customer(
+            &mut tx,
+            "01",
+            &CreateCustomer {
+                customer_id: id,
+                name: "bench".into(),
+                epoch: Epoch(1),
+                currency: Currency::Brl,
+            },
+        )
+        .await
+        .unwrap();
+        let card = Uuid::new_v4();
+        let pan_hash = format!("bench-{}", card.simple());
+        issue_card(
+            &mut tx,
+            id,
+            &IssueCard {
+                card_id: card,
+                epoch: Epoch(1),
+                pan_hash: pan_hash.clone(),
+                last4: "4242".into(),
+                credit_limit: Money::MAX_MINOR / 10,
+                currency: Currency::Brl,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        out.push(Cust {
+            id,
+            number: c.account_number,
+            card,
+            pan_hash,
+        });
+    }
+    out
+}
+
+/// The mix of business events: deposits, withdrawals, settled purchases, bill payments.
+fn body(c: &Cust, i: usize) -> (&'static str, serde_json::Value) {
+    let amount = 100 + (i % 900) as i64;
+    match i % 4 {
+        0 => (
+            "deposit",
+            serde_json::json!({"amount": amount, "currency": "BRL", "account_number": c.number}),
+        ),
+        1 => (
+            "withdrawal",
+            serde_json::json!({"amount": amount, "currency": "BRL", "account_number": c.number}),
+        ),
+        2 => (
+            "purchase_settled",
+            serde_json::json!({"amount": amount, "currency": "BRL", "card_id": c.card}),
+        ),
+        _ => (
+            "bill_payment",
+            serde_json::json!({"amount": amount, "currency": "BRL", "card_id": c.card}),
+        ),
+    }
+}
+
+fn ledger_event(c: &Cust, i: usize, run: usize) -> LedgerEvent {
+    let amount = Money::positive(100 + (i % 900) as i64, Currency::Brl).unwrap();
+    let card = CardRef {
+        card_id: Some(c.card),
+        card_hash: None,
+    };
+    let body = match i % 4 {
+        0 => Body::Account {
+            credit: true,
+            account_number: Some(c.number.clone()),
+            amount,
+        },
+        1 => Body::Account {
+            credit: false,
+            account_number: Some(c.number.clone()),
+            amount,
+        },
+        2 => Body::PurchaseSettled {
+            card,
+            network_reference: None,
+            amount,
+        },
+        _ => Body::BillPayment { card, amount },
+    };
+    LedgerEvent {
+        event_id: format!("direct-{run}-{i}"),
+        event_type: "bench".into(),
+        customer_id: c.id,
+        epoch: Epoch(1),
+        occurred_at: Utc::now(),
+        source: "inbound",
+        body,
+    }
+}
+
+/// Postings/s through `store::apply`, `workers` concurrent transactions of `batch` events.
+async fn direct_apply(
+    pool: &PgPool,
+    custs: &[Cust],
+    events: usize,
+    batch: usize,
+    workers: usize,
+    run: usize,
+) -> (f64, f64) {
+    let evs: Vec<LedgerEvent> = (0..events)
+        .map(|i| ledger_event(&custs[i % custs.len()], i, run))
+        .collect();
+    // one partition per worker: customers are partitioned, so are their events
+    let mut parts: Vec<Vec<LedgerEvent>> = vec![Vec::new(); workers];
+    for (i, e) in evs.into_iter().enumerate() {
+        parts[(i % custs.len()) % workers].push(e);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for part in parts {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut postings = 0usize;
+            for chunk in part.chunks(batch) {
+                let mut tx = pool.begin().await.unwrap();
+                let mut cache = store::Batch::default();
+                for e in chunk {
+                    if let store::Outcome::Applied { postings: n } =
+                        store::apply_in(&mut tx, e, &mut cache).await.unwrap()
+                    {
+                        postings += n;
+                    }
+                }
+                tx.commit().await.unwrap();
+            }
+            postings
+        }));
+    }
+    let mut postings = 0;
+    for t in tasks {
+        postings += t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (postings as f64 / secs, events as f64 / secs)
+}
+
+/// Baseline: single-row INSERTs of a posting-sized row, same batching and concurrency.
+async fn raw_inserts(pool: &PgPool, rows: usize, batch: usize, workers: usize) -> f64 {
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, event_id text, customer_id uuid, amount bigint, at timestamptz)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mine = rows / workers;
+            for chunk in (0..mine).collect::<Vec<_>>().chunks(batch) {
+                let mut tx = pool.begin().await.unwrap();
+                for i in chunk {
+                    sqlx::query("INSERT INTO bench_raw (event_id, customer_id, amount, at) VALUES ($1, $2, $3, now())")
+                        .bind(format!("raw-{w}-{i}"))
+                        .bind(Uuid::new_v4())
+                        .bind(*i as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    rows as f64 / start.elapsed().as_secs_f64()
+}
+
+fn settings(db: &str, bootstrap: &str) -> Settings {
+    let mut s = Settings::default();
+    s.shard.id = "shard-1".into();
+    s.shard.public_url = "http://127.0.0.1".into();
+    s.global.url = "http://127.0.0.1:9".into();
+    s.server.port = 0;
+    s.database.url = Secret::new(db);
+    s.kafka.bootstrap = bootstrap.into();
+    s.kafka.partitions = 4;
+    s.auth.admin_token = Secret::new("a");
+    s.auth.internal_token = Secret::new("i");
+    s.telemetry.filter = "error".into();
+    s
+}
+
+/// Open-loop requests at `rate`/s for `secs`: latencies in ms (errors counted apart).
+async fn fixed_rate<F, Fut>(rate: usize, secs: usize, mut make: F) -> (Vec<f64>, usize)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let total = rate * secs;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        tick.tick().await;
+        let f = make(i);
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = f.await;
+            (t.elapsed().as_secs_f64() * 1000.0, ok)
+        }));
+    }
+    let mut lat = Vec::with_capacity(total);
+    let mut errors = 0;
+    for t in tasks {
+        let (ms, ok) = t.await.unwrap();
+        if ok {
+            lat.push(ms);
+        } else {
+            errors += 1;
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (lat, errors)
+}
+
+#[tokio::main]
+async fn main() {
+    let runs = env("RUNS", 3);
+    let events = env("EVENTS", 20_000);
+    let rate = env("RATE", 500);
+    let secs = env("SECS", 10);
+    let batch = env("BATCH", 256);
+    let workers = 4;
+    cellbank_shared::telemetry::init_for_tests();
+    let (mut direct_p, mut direct_e, mut raw, mut e2e_p, mut e2e_e) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut auth50, mut auth99, mut health50, mut health99, mut ack50, mut ack99) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut approved_errors = 0;
+    for run in 0..runs {
+        // -- ledger, direct apply path
+        let db = fresh_database("shard_bench").await;
+        let pool = PgPool::connect(&db).await.unwrap();
+        cellbank_shard::MIGRATOR.run(&pool).await.unwrap();
+        let custs = setup_customers(&pool, 256).await;
+        let (p, e) = direct_apply(&pool, &custs, events, batch, workers, run).await;
+        direct_p.push(p);
+        direct_e.push(e);
+        raw.push(raw_inserts(&pool, events * 4, batch, workers).await);
+
+        // -- ledger, end to end: a pre-filled inbound topic consumed by the running shard
+        let topic_broker = Broker::start().await;
+        topic_broker
+            .create_topics(
+                &Topic::SHARD.iter().map(|t| t.name()).collect::<Vec<_>>(),
+                4,
+            )
+            .await;
+        let producer = Producer::new(&topic_broker.bootstrap(), Duration::from_secs(30)).unwrap();
+        let sends = (0..events).map(|i| {
+            let c = &custs[i % custs.len()];
+            let (kind, payload) = body(c, i);
+            let env = Envelope {
+                event_id: EventId::parse(&format!("e2e-{run}-{i}")).unwrap(),
+                customer_id: c.id,
+                epoch: Epoch(1),
+                event_type: kind.into(),
+                occurred_at: Utc::now(),
+                accepted_at: Utc::now(),
+                correlation_id: "bench".into(),
+                payload,
+            };
+            let producer = producer.clone();
+            async move {
+                producer
+                    .send_envelope(Topic::Inbound.name(), &env)
+                    .await
+                    .unwrap()
+            }
+        });
+        futures::future::join_all(sends).await;
+        let before: i64 = sqlx::query_scalar("SELECT count(*) FROM postings")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let app = Application::build(settings(&db, &topic_broker.bootstrap()))
+            .await
+            .unwrap();
+        let port = app.port();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s2 = stop.clone();
+        let start = Instant::now();
+        let handle = tokio::spawn(app.run_until_stopped(async move { s2.cancelled().await }));
+        loop {
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id LIKE 'e2e-%'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            if n as usize >= events {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs_e2e = start.elapsed().as_secs_f64();
+        let after: i64 = sqlx::query_scalar("SELECT count(*) FROM postings")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        e2e_p.push((after - before) as f64 / secs_e2e);
+        e2e_e.push(events as f64 / secs_e2e);
+
+        // -- authorization latency at a fixed rate, with baselines at the same rate
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        loop {
+            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let cards: Vec<(CustomerId, String)> =
+            custs.iter().map(|c| (c.id, c.pan_hash.clone())).collect();
+        let (lat, errs) = fixed_rate(rate, secs, |i| {
+            let (c, pan) = cards[i % cards.len()].clone();
+            let client = client.clone();
+            let url = format!("{base}/internal/v1/authorizations");
+            async move {
+                let req = AuthorizationRequest {
+                    customer_id: c,
+                    epoch: Epoch(1),
+                    pan_hash: pan,
+                    amount: 1000,
+                    currency: Currency::Brl,
+                    merchant: Merchant {
+                        name: "m".into(),
+                        mcc: "5411".into(),
+                        country: "BR".into(),
+                    },
+                    network_reference: format!("bench-{run}-{i}"),
+                };
+                match client.post(url).bearer_auth("i").json(&req).send().await {
+                    Ok(r) if r.status() == 200 => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .map(|v| v["decision"] == "approved")
+                        .unwrap_or(false),
+                    _ => false,
+                }
+            }
+        })
+        .await;
+        approved_errors += errs;
+        auth50.push(pct(&lat, 0.5));
+        auth99.push(pct(&lat, 0.99));
+        let (lat, _) = fixed_rate(rate, secs, |_| {
+            let client = client.clone();
+            let url = format!("{base}/healthz");
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status() == 200)
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        health50.push(pct(&lat, 0.5));
+        health99.push(pct(&lat, 0.99));
+        let acks =
+            Producer::with_linger(&topic_broker.bootstrap(), Duration::from_secs(10), 0).unwrap();
+        let (lat, _) = fixed_rate(rate, secs, |i| {
+            let p = acks.clone();
+            async move {
+                p.send(
+                    "cellbank.ledger-facts",
+                    b"k",
+                    format!("{i}").as_bytes(),
+                    &[],
+                )
+                .await
+                .is_ok()
+            }
+        })
+        .await;
+        ack50.push(pct(&lat, 0.5));
+        ack99.push(pct(&lat, 0.99));
+        stop.cancel();
+        let _ = handle.await;
+        eprintln!("run {run} done");
+    }
+    println!(
+        "runs={runs} events={events} batch={batch} workers={workers} rate={rate}/s for {secs}s"
+    );
+    println!(
+        "ledger direct apply: {:.0} postings/s ({:.0} events/s)",
+        median(direct_p),
+        median(direct_e)
+    );
+    println!(
+        "baseline raw single-row INSERT, same batching: {:.0} rows/s",
+        median(raw)
+    );
+    println!(
+        "ledger end to end via inbound topic: {:.0} postings/s ({:.0} events/s)",
+        median(e2e_p),
+        median(e2e_e)
+    );
+    println!(
+        "authorization p50 {:.2} ms p99 {:.2} ms (not approved or failed: {approved_errors})",
+        median(auth50),
+        median(auth99)
+    );
+    println!(
+        "baseline GET /healthz p50 {:.2} ms p99 {:.2} ms",
+        median(health50),
+        median(health99)
+    );
+    println!(
+        "baseline raw produce ack (linger 0) p50 {:.2} ms p99 {:.2} ms",
+        median(ack50),
+        median(ack99)
+    );
+}
