@@ -576,7 +576,7 @@ async fn book_ids(
     )
     .bind(ev.customer_id.as_uuid())
     .bind(currency.code())
-    .bind(&codes)
+    .bind(codes)
     .fetch_all(&mut *conn)
     .await?;
     if rows.len() != codes.len() {
@@ -587,7 +587,7 @@ async fn book_ids(
         )
         .bind(ev.customer_id.as_uuid())
         .bind(currency.code())
-        .bind(&codes)
+        .bind(codes)
         .fetch_all(&mut *conn)
         .await?;
     }
