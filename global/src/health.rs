@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(liveness))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(cellbank_shared::metrics::render))
+        .route("/metrics", get(metrics))
 }
 
 #[derive(serde::Deserialize)]
@@ -27,6 +27,11 @@ struct ReadyQuery {
     /// outage (`/readyz?allow_degraded=true`) gets 200 while degraded.
     #[serde(default)]
     allow_degraded: bool,
+}
+
+async fn metrics() -> Response {
+    crate::metrics::update_hit_ratio();
+    cellbank_shared::metrics::render().await
 }
 
 async fn readyz(State(state): State<AppState>, Query(query): Query<ReadyQuery>) -> Response {

@@ -3,7 +3,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_gauge_vec, register_histogram_vec, register_int_counter_vec, GaugeVec, HistogramVec,
+    IntCounterVec,
+};
 
 use cellbank_shared::metrics::LATENCY_BUCKETS;
 
@@ -24,6 +27,15 @@ static CACHE_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["cache", "result"]
     )
     .expect("register global_directory_cache_lookups_total")
+});
+
+static HIT_RATIO: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "global_directory_cache_hit_ratio",
+        "Share of directory lookups answered from the cache since start",
+        &["cache"]
+    )
+    .expect("register global_directory_cache_hit_ratio")
 });
 
 static ROUTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -90,6 +102,20 @@ pub fn feed_publish_failed(change: &str) {
     FEED_FAILURES.with_label_values(&[change]).inc();
 }
 
+/// Recomputes the hit-ratio gauges from the lookup counters.
+pub fn update_hit_ratio() {
+    for cache in ["identifier", "placement"] {
+        let hits = CACHE_LOOKUPS.with_label_values(&[cache, "hit"]).get() as f64;
+        let misses = CACHE_LOOKUPS.with_label_values(&[cache, "miss"]).get() as f64;
+        let ratio = if hits + misses > 0.0 {
+            hits / (hits + misses)
+        } else {
+            0.0
+        };
+        HIT_RATIO.with_label_values(&[cache]).set(ratio);
+    }
+}
+
 /// Registers every metric so `/metrics` lists them before first use.
 pub fn register() {
     for path in ["event", "batch", "authorization"] {
@@ -100,6 +126,7 @@ pub fn register() {
             CACHE_LOOKUPS.with_label_values(&[cache, result]);
         }
     }
+    update_hit_ratio();
     LazyLock::force(&ROUTED);
     LazyLock::force(&PRODUCE_FAILURES);
     LazyLock::force(&STAND_INS);

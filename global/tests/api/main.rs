@@ -7,6 +7,7 @@ mod support;
 mod authorizations;
 mod availability;
 mod bad_input;
+mod cellctl;
 mod events;
 mod login;
 mod onboarding;

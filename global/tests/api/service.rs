@@ -27,6 +27,7 @@ async fn serves_health_readiness_metrics_openapi_and_jwks() {
         "http_requests_total",
         "global_directory_cache_lookups_total",
         "global_routing_duration_seconds",
+        "global_directory_cache_hit_ratio",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }

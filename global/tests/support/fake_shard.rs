@@ -1,5 +1,6 @@
 //! A test peer that implements the shard's internal API from the contract
-//! (customers, cards, authorizations) over a real socket, so the global
+//! (customers, cards, authorizations), a canned admin API (dead letters) and
+//! a readiness probe over a real socket, so the global
 //! tier's calls to a shard can be exercised without the shard crate. The real
 //! shard is exercised end to end by the platform's e2e test.
 
@@ -8,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use cellbank_shared::contract::{
@@ -31,6 +32,7 @@ struct Books {
 struct Peer {
     number: u32,
     token: String,
+    admin_token: String,
     seq: Arc<AtomicU64>,
     auth_delay_ms: Arc<AtomicU64>,
     books: Arc<Mutex<Books>>,
@@ -55,6 +57,7 @@ impl FakeShard {
         let peer = Peer {
             number,
             token: internal_token.to_owned(),
+            admin_token: super::ADMIN_TOKEN.to_owned(),
             seq: Arc::new(AtomicU64::new(0)),
             auth_delay_ms: Arc::new(AtomicU64::new(0)),
             books: Arc::new(Mutex::new(Books::default())),
@@ -66,6 +69,13 @@ impl FakeShard {
                 post(issue_card),
             )
             .route("/internal/v1/authorizations", post(authorize))
+            .route(
+                "/readyz",
+                get(|| async { Json(serde_json::json!({"status": "ready"})) }),
+            )
+            .route("/admin/v1/dead-letters", get(dead_letters))
+            .route("/admin/v1/dead-letters/republish-all", post(republish_all))
+            .route("/admin/v1/dead-letters/{id}/republish", post(republish_one))
             .with_state(peer.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -202,4 +212,55 @@ async fn authorize(
         authorization_id: uuid::Uuid::now_v7(),
     })
     .into_response()
+}
+
+/// Two canned dead letters, behind the admin token.
+fn admin(peer: &Peer, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v == format!("Bearer {}", peer.admin_token))
+        .unwrap_or(false)
+}
+
+#[derive(serde::Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn dead_letters(
+    State(peer): State<Peer>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Response {
+    if !admin(&peer, &headers) {
+        return unauthorized();
+    }
+    let items: Vec<serde_json::Value> = ["dl-1", "dl-2"]
+        .iter()
+        .take(q.limit.unwrap_or(50))
+        .map(|id| serde_json::json!({"id": id, "source_topic": "cellbank.inbound", "error": "stale epoch", "status": "open"}))
+        .collect();
+    Json(serde_json::json!({ "items": items })).into_response()
+}
+
+async fn republish_one(
+    State(peer): State<Peer>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if !admin(&peer, &headers) {
+        return unauthorized();
+    }
+    if id != "dl-1" && id != "dl-2" {
+        return (StatusCode::NOT_FOUND, "no such dead letter").into_response();
+    }
+    Json(serde_json::json!({"republished": 1})).into_response()
+}
+
+async fn republish_all(State(peer): State<Peer>, headers: HeaderMap) -> Response {
+    if !admin(&peer, &headers) {
+        return unauthorized();
+    }
+    Json(serde_json::json!({"republished": 2})).into_response()
 }
