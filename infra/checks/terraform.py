@@ -4,6 +4,8 @@ validate`, which needs providers this machine cannot download):
 - every .tf and .tfvars file parses (python-hcl2);
 - every var./local./module.<m>.<output> reference is declared;
 - every module call passes only declared variables and all required ones;
+- every `moved` block moves an address this module no longer declares to a
+  resource that exists (here or in a module it calls), so refactors keep state;
 - every tfvars entry is a declared variable and every required variable is set;
 - every resource type's provider is in required_providers;
 - the production settings the platform relies on are set (multi-AZ, encryption at
@@ -31,8 +33,13 @@ def strip_comments(text):
     return "\n".join(re.sub(r"(^|\s)(#|//).*$", "", line) for line in text.splitlines())
 
 
+def strip_moved(text):
+    """`moved` blocks name old and new addresses, not references: check_moved checks them."""
+    return re.sub(r"(?ms)^moved\s*\{.*?^\}", "", text)
+
+
 def check_references(mod):
-    text = strip_comments(mod.text())
+    text = strip_moved(strip_comments(mod.text()))
     for name in sorted(set(re.findall(r"\bvar\.(\w+)", text))):
         if name not in mod.variables:
             err(mod.path, f"var.{name} is used but not declared")
@@ -65,6 +72,36 @@ def check_module_calls(mod):
         for var, body in target.variables.items():
             if "default" not in body and var not in call:
                 err(mod.path, f"module {name} does not pass required variable {var}")
+
+
+ADDRESS = re.compile(r'^((?:module\.\w+\.)*)(\w+)\.(\w+)(\[[^\]]+\])?$')
+
+
+def check_moved(mod):
+    declared = {f"{t}.{n}": body for t, n, body in mod.resources}
+    for frm, to in mod.moved:
+        src, dst = ADDRESS.match(frm or ""), ADDRESS.match(to or "")
+        if not src or not dst:
+            err(mod.path, f"moved block {frm} -> {to}: not two resource addresses")
+            continue
+        if not src.group(1) and f"{src.group(2)}.{src.group(3)}" in declared:
+            err(mod.path, f"moved from {frm}, which is still declared here")
+        target, path = mod, mod.path
+        for m in re.findall(r"module\.(\w+)\.", dst.group(1)):
+            if m not in target.modules:
+                err(mod.path, f"moved to {to}: module {m} is not declared")
+                target = None
+                break
+            path = os.path.normpath(os.path.join(path, unq(target.modules[m]["source"])))
+            target = Module(path)
+        if target is None:
+            continue
+        bodies = {f"{t}.{n}": body for t, n, body in target.resources}
+        body = bodies.get(f"{dst.group(2)}.{dst.group(3)}")
+        if body is None:
+            err(mod.path, f"moved to {to}: {os.path.relpath(path, ROOT)} declares no {dst.group(2)}.{dst.group(3)}")
+        elif bool(dst.group(4)) != ("for_each" in body or "count" in body):
+            err(mod.path, f"moved to {to}: the instance key does not match the resource's for_each/count")
 
 
 def check_providers(mod):
@@ -156,6 +193,7 @@ def main():
             continue
         check_references(mod)
         check_module_calls(mod)
+        check_moved(mod)
         check_providers(mod)
         check_production_settings(mod)
         if os.path.basename(os.path.dirname(d)) == "envs":

@@ -49,6 +49,7 @@ class Module:
         self.modules = {}
         self.providers = []
         self.terraform = []
+        self.moved = []  # (from, to) addresses of `moved` blocks
         for f in self.files:
             with open(f) as fh:
                 doc = clean(hcl2.load(fh))
@@ -70,6 +71,8 @@ class Module:
                 self.modules.update(block)
             self.providers += doc.get("provider", [])
             self.terraform += doc.get("terraform", [])
+            for block in doc.get("moved", []):
+                self.moved.append((expr(block.get("from")), expr(block.get("to"))))
 
     def resolve(self, value):
         """A literal string, following one `${local.x}` indirection; None if dynamic."""
