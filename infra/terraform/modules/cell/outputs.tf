@@ -4,7 +4,7 @@ output "registry_entry" {
     id               = var.shard_id
     public_url       = "https://${local.host}"
     internal_url     = "http://cellbank-shard.${local.namespace}.svc.cluster.local:${local.app_port}"
-    broker_bootstrap = aws_msk_cluster.this.bootstrap_brokers
+    broker_bootstrap = module.kafka.bootstrap_brokers
     capacity         = var.capacity
   }
 }
@@ -14,7 +14,7 @@ output "namespace" {
 }
 
 output "database_endpoint" {
-  value = aws_db_instance.this.address
+  value = module.postgres.address
 }
 
 output "database_url_secret_arn" {
@@ -22,7 +22,7 @@ output "database_url_secret_arn" {
 }
 
 output "kafka_cluster_arn" {
-  value = aws_msk_cluster.this.arn
+  value = module.kafka.arn
 }
 
 output "pod_security_group_id" {

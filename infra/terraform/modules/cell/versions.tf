@@ -9,10 +9,6 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 2.31"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
-    }
     kustomization = {
       source  = "kbst/kustomization"
       version = "~> 0.9"

@@ -4,9 +4,6 @@
 # tokens shared with every cell, the workloads (infra/k8s/overlays/global) and
 # the public DNS name of the global API.
 
-data "aws_partition" "current" {}
-data "aws_caller_identity" "current" {}
-
 locals {
   name      = "${var.environment}-global"
   namespace = "cellbank-global"
@@ -21,38 +18,11 @@ locals {
 
 # --- encryption ---
 
-resource "aws_kms_key" "global" {
-  description             = "${local.name}: RDS, MSK, secrets and logs of the global tier"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.kms.json
-  tags                    = local.tags
-}
-
-resource "aws_kms_alias" "global" {
-  name          = "alias/${local.name}"
-  target_key_id = aws_kms_key.global.key_id
-}
-
-data "aws_iam_policy_document" "kms" {
-  statement {
-    sid       = "AccountAdmin"
-    actions   = ["kms:*"]
-    resources = ["*"]
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
-  statement {
-    sid       = "CloudWatchLogs"
-    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.amazonaws.com"]
-    }
-  }
+module "kms" {
+  source      = "../kms"
+  name        = local.name
+  description = "${local.name}: RDS, MSK, secrets and logs of the global tier"
+  tags        = local.tags
 }
 
 # --- network ---
@@ -96,221 +66,46 @@ resource "aws_vpc_security_group_egress_rule" "pods_to_kafka" {
 resource "aws_vpc_security_group_egress_rule" "pods_to_postgres" {
   security_group_id            = aws_security_group.pods.id
   description                  = "The directory database"
-  referenced_security_group_id = aws_security_group.db.id
+  referenced_security_group_id = module.postgres.security_group_id
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
 }
 
-resource "aws_security_group" "db" {
-  name        = "${local.name}-postgres"
-  description = "Directory Postgres: the router's pods only"
-  vpc_id      = var.vpc_id
+# --- the directory database and the global broker (production settings live in those modules) ---
+
+module "postgres" {
+  source                     = "../postgres"
+  name                       = local.name
+  engine_version             = var.postgres_version
+  instance_class             = var.db_instance_class
+  allocated_storage          = var.db_allocated_storage
+  vpc_id                     = var.vpc_id
+  subnet_ids                 = var.data_subnet_ids
+  security_group_description = "Directory Postgres: the router's pods only"
+  client_security_groups = {
+    pods = { description = "Router pods", security_group_id = aws_security_group.pods.id }
+  }
+  kms_key_arn = module.kms.arn
   tags        = local.tags
 }
 
-resource "aws_vpc_security_group_ingress_rule" "db_from_pods" {
-  security_group_id            = aws_security_group.db.id
-  description                  = "Router pods"
-  referenced_security_group_id = aws_security_group.pods.id
-  ip_protocol                  = "tcp"
-  from_port                    = 5432
-  to_port                      = 5432
-}
-
-resource "aws_security_group" "kafka" {
-  name        = "${local.name}-kafka"
-  description = "Global brokers: the router's pods only"
-  vpc_id      = var.vpc_id
+# Global creates its directory-change topic at start; nothing is created implicitly.
+module "kafka" {
+  source                     = "../kafka"
+  name                       = local.name
+  kafka_version              = var.kafka_version
+  instance_type              = var.kafka_instance_type
+  broker_count               = 3
+  volume_size                = var.kafka_volume_size
+  vpc_id                     = var.vpc_id
+  subnet_ids                 = var.data_subnet_ids
+  security_group_description = "Global brokers: the router's pods only"
+  client_security_groups = {
+    pods = { description = "Router pods", security_group_id = aws_security_group.pods.id }
+  }
+  kms_key_arn = module.kms.arn
   tags        = local.tags
-}
-
-resource "aws_vpc_security_group_ingress_rule" "kafka_from_pods" {
-  security_group_id            = aws_security_group.kafka.id
-  description                  = "Router pods"
-  referenced_security_group_id = aws_security_group.pods.id
-  ip_protocol                  = "tcp"
-  from_port                    = 9092
-  to_port                      = 9092
-}
-
-# --- Postgres ---
-
-resource "random_password" "db" {
-  length  = 40
-  special = false
-}
-
-resource "aws_db_subnet_group" "this" {
-  name       = local.name
-  subnet_ids = var.data_subnet_ids
-  tags       = local.tags
-}
-
-resource "aws_db_parameter_group" "this" {
-  name   = local.name
-  family = "postgres${split(".", var.postgres_version)[0]}"
-  # RDS for PostgreSQL 15+ defaults rds.force_ssl to 1, but the binaries' sqlx has
-  # no TLS backend yet: allow plaintext inside the VPC until it does (see
-  # infra/README.md, "Known gaps"; checkov CKV2_AWS_69 is baselined for this).
-  parameter {
-    name  = "rds.force_ssl"
-    value = "0"
-  }
-  parameter {
-    name  = "log_min_duration_statement"
-    value = "500"
-  }
-  parameter {
-    name  = "log_lock_waits"
-    value = "1"
-  }
-  parameter {
-    name  = "log_statement"
-    value = "ddl"
-  }
-  tags = local.tags
-}
-
-resource "aws_iam_role" "rds_monitoring" {
-  name = "${local.name}-rds-monitoring"
-  assume_role_policy = jsonencode({
-    Version   = "2012-10-17"
-    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "monitoring.rds.amazonaws.com" } }]
-  })
-  tags = local.tags
-}
-
-resource "aws_iam_role_policy_attachment" "rds_monitoring" {
-  role       = aws_iam_role.rds_monitoring.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
-}
-
-resource "aws_db_instance" "this" {
-  identifier     = local.name
-  engine         = "postgres"
-  engine_version = var.postgres_version
-  instance_class = var.db_instance_class
-  db_name        = "cellbank"
-  username       = "cellbank"
-  password       = random_password.db.result
-
-  allocated_storage     = var.db_allocated_storage
-  max_allocated_storage = var.db_allocated_storage * 10
-  storage_type          = "gp3"
-  storage_encrypted     = true
-  kms_key_id            = aws_kms_key.global.arn
-
-  multi_az               = true
-  db_subnet_group_name   = aws_db_subnet_group.this.name
-  vpc_security_group_ids = [aws_security_group.db.id]
-  publicly_accessible    = false
-  parameter_group_name   = aws_db_parameter_group.this.name
-
-  deletion_protection       = true
-  skip_final_snapshot       = false
-  final_snapshot_identifier = "${local.name}-final"
-  backup_retention_period   = 14
-  backup_window             = "03:00-04:00"
-  maintenance_window        = "sun:04:30-sun:05:30"
-  copy_tags_to_snapshot     = true
-
-  auto_minor_version_upgrade          = true
-  iam_database_authentication_enabled = true
-  performance_insights_enabled        = true
-  performance_insights_kms_key_id     = aws_kms_key.global.arn
-  monitoring_interval                 = 60
-  monitoring_role_arn                 = aws_iam_role.rds_monitoring.arn
-  enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
-
-  tags = local.tags
-}
-
-# --- Kafka ---
-
-resource "aws_msk_configuration" "this" {
-  name           = local.name
-  kafka_versions = [var.kafka_version]
-  # Global creates its directory-change topic at start; nothing is created implicitly.
-  server_properties = <<-PROPS
-    auto.create.topics.enable=false
-    default.replication.factor=3
-    min.insync.replicas=2
-    unclean.leader.election.enable=false
-    num.partitions=12
-  PROPS
-}
-
-resource "aws_cloudwatch_log_group" "kafka" {
-  name              = "/cellbank/${local.name}/msk"
-  retention_in_days = 365
-  kms_key_id        = aws_kms_key.global.arn
-  tags              = local.tags
-}
-
-resource "aws_msk_cluster" "this" {
-  cluster_name           = local.name
-  kafka_version          = var.kafka_version
-  number_of_broker_nodes = 3
-  enhanced_monitoring    = "PER_TOPIC_PER_BROKER"
-
-  broker_node_group_info {
-    instance_type   = var.kafka_instance_type
-    client_subnets  = var.data_subnet_ids
-    security_groups = [aws_security_group.kafka.id]
-    storage_info {
-      ebs_storage_info {
-        volume_size = var.kafka_volume_size
-      }
-    }
-    connectivity_info {
-      public_access {
-        type = "DISABLED"
-      }
-    }
-  }
-
-  configuration_info {
-    arn      = aws_msk_configuration.this.arn
-    revision = aws_msk_configuration.this.latest_revision
-  }
-
-  encryption_info {
-    encryption_at_rest_kms_key_arn = aws_kms_key.global.arn
-    encryption_in_transit {
-      # The binaries' KafkaSettings has no TLS/SASL settings yet, so clients use the
-      # plaintext listener (9092) inside the VPC; brokers encrypt among themselves.
-      # Switch to "TLS" once kafka.security_protocol exists (see infra/README.md).
-      client_broker = "TLS_PLAINTEXT"
-      in_cluster    = true
-    }
-  }
-
-  client_authentication {
-    unauthenticated = true
-  }
-
-  open_monitoring {
-    prometheus {
-      jmx_exporter {
-        enabled_in_broker = true
-      }
-      node_exporter {
-        enabled_in_broker = true
-      }
-    }
-  }
-
-  logging_info {
-    broker_logs {
-      cloudwatch_logs {
-        enabled   = true
-        log_group = aws_cloudwatch_log_group.kafka.name
-      }
-    }
-  }
-
-  tags = local.tags
 }
 
 # --- secrets ---
@@ -336,7 +131,7 @@ resource "random_password" "internal_token" {
 }
 
 locals {
-  database_url = "postgres://cellbank:${random_password.db.result}@${aws_db_instance.this.address}:${aws_db_instance.this.port}/cellbank"
+  database_url = module.postgres.url
   signing_key  = replace(replace(replace(random_bytes.signing_key.base64, "+", "-"), "/", "_"), "=", "")
   pan_hmac_key = replace(replace(replace(random_bytes.pan_hmac_key.base64, "+", "-"), "/", "_"), "=", "")
 }
@@ -344,7 +139,7 @@ locals {
 resource "aws_secretsmanager_secret" "global" {
   name        = "cellbank/${var.environment}/global"
   description = "Secrets of the global tier (database url, signing key, PAN HMAC key, tokens)"
-  kms_key_id  = aws_kms_key.global.arn
+  kms_key_id  = module.kms.arn
   tags        = local.tags
 }
 
@@ -377,7 +172,7 @@ resource "kubernetes_config_map_v1" "infra" {
     namespace = local.namespace
   }
   data = {
-    CELLBANK__KAFKA__BOOTSTRAP = aws_msk_cluster.this.bootstrap_brokers
+    CELLBANK__KAFKA__BOOTSTRAP = module.kafka.bootstrap_brokers
   }
   depends_on = [kustomization_resource.p0]
 }
@@ -419,7 +214,7 @@ resource "kustomization_resource" "p1" {
     kubernetes_config_map_v1.infra,
     kubernetes_secret_v1.global,
     kubernetes_manifest.pod_security_group,
-    aws_db_instance.this,
+    module.postgres,
   ]
 }
 

@@ -27,9 +27,9 @@ output "secrets_arn" {
 }
 
 output "directory_endpoint" {
-  value = aws_db_instance.this.address
+  value = module.postgres.address
 }
 
 output "kafka_bootstrap" {
-  value = aws_msk_cluster.this.bootstrap_brokers
+  value = module.kafka.bootstrap_brokers
 }
