@@ -9,7 +9,8 @@ validate`, which needs providers this machine cannot download):
 - every tfvars entry is a declared variable and every required variable is set;
 - every resource type's provider is in required_providers;
 - the production settings the platform relies on are set (multi-AZ, encryption at
-  rest, deletion protection, no public endpoints);
+  rest, deletion protection, no public endpoints), and RDS and MSK are defined
+  only in modules/postgres and modules/kafka, which the global tier and the cells call;
 - the environment stamps cells with for_each over var.shards.
 """
 
@@ -129,9 +130,16 @@ def attr(body, *path):
     return cur
 
 
+# The one module that may define each managed data store, so that a production
+# setting is changed once for the global tier and every cell.
+HOME = {"aws_db_instance": "postgres", "aws_msk_cluster": "kafka"}
+
+
 def check_production_settings(mod):
     for rtype, name, body in mod.resources:
         where = f"{rtype}.{name}"
+        if rtype in HOME and os.path.basename(mod.path) != HOME[rtype]:
+            err(mod.path, f"{where}: define it only in modules/{HOME[rtype]} (call that module instead)")
         if rtype == "aws_db_instance":
             for key, want in [("multi_az", True), ("storage_encrypted", True), ("deletion_protection", True),
                               ("publicly_accessible", False), ("skip_final_snapshot", False)]:
