@@ -27,6 +27,50 @@ pub fn internal_router() -> Router<AppState> {
     Router::new().route("/internal/v1/customers/{customer_id}/cards", post(issue))
 }
 
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/v1/cards/{card_id}/block", post(block))
+        .route("/admin/v1/cards/{card_id}/unblock", post(unblock))
+}
+
+async fn block(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_blocked(&s, &raw, true).await
+}
+
+async fn unblock(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_blocked(&s, &raw, false).await
+}
+
+/// Blocks or unblocks a card; the authorizer learns it from the card's next fact.
+async fn set_blocked(
+    s: &AppState,
+    raw: &str,
+    blocked: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let card_id =
+        Uuid::parse_str(raw).map_err(|_| ApiError::invalid("card_id", "must be a uuid"))?;
+    let mut tx = s.pool.begin().await?;
+    let customer: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE cards SET blocked = $2 WHERE card_id = $1 RETURNING customer_id",
+    )
+    .bind(card_id)
+    .bind(blocked)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let customer = customer.ok_or_else(|| ApiError::NotFound(format!("card {card_id}")))?;
+    store::card_fact(&mut tx, CustomerId::from_uuid(customer), card_id, None).await?;
+    tx.commit().await?;
+    Ok(Json(
+        serde_json::json!({ "card_id": card_id, "blocked": blocked }),
+    ))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/customers/{customer_id}/cards", get(list))
 }

@@ -50,6 +50,8 @@ pub fn document() -> Value {
             "/admin/v1/dead-letters": { "get": op("dead-lettered messages (limit)", "admin", "200", js) },
             "/admin/v1/dead-letters/{id}/republish": { "post": op("republish one dead letter to its source topic", "admin", "200", js) },
             "/admin/v1/dead-letters/republish-all": { "post": op("republish every dead letter not yet republished", "admin", "200", js) },
+            "/admin/v1/cards/{card_id}/block": { "post": op("block a card: the authorizer declines it (card_blocked)", "admin", "200", js) },
+            "/admin/v1/cards/{card_id}/unblock": { "post": op("unblock a card", "admin", "200", js) },
             "/admin/v1/summary": { "get": op("counts and the trial balance per currency", "admin", "200", js) },
             "/healthz": { "get": { "summary": "liveness", "responses": { "200": { "description": "alive" } } } },
             "/readyz": { "get": { "summary": "readiness: postgres, broker, authorizer replayed", "responses": { "200": { "description": "ready" }, "503": { "description": "not ready" } } } },

@@ -173,6 +173,7 @@ impl Application {
         let admin = Router::new()
             .merge(dead_letters::admin_router())
             .merge(admin_api::admin_router())
+            .merge(cards::admin_router())
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 auth::admin,
@@ -244,6 +245,7 @@ impl Application {
 
         let (auth_log, caught_up) = authorizer::log::start(
             &s.authorizer,
+            s.pool.clone(),
             &bootstrap,
             &format!("{}-{}", cfg.kafka.group_prefix, s.shard_id),
         )

@@ -100,6 +100,37 @@ async fn concurrent_authorizations_never_exceed_the_limit() {
         },
     )
     .await;
+
+    // a blocked card is declined
+    let card_id = app
+        .state
+        .authorizer
+        .with_state(|s| s.card(&pan).unwrap().card_id);
+    let r = app
+        .client
+        .post(app.url(&format!("/admin/v1/cards/{card_id}/block")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(
+        Duration::from_secs(30),
+        "authorizer sees the block",
+        || async {
+            app.state
+                .authorizer
+                .with_state(|s| s.card(&pan).unwrap().blocked)
+        },
+    )
+    .await;
+    let d = app
+        .authorize(&auth_request(cust.customer_id, &pan, 1, "nr-blocked"))
+        .await;
+    assert_eq!(
+        (d.decision, d.reason.as_str()),
+        (Decision::Declined, "card_blocked")
+    );
     app.stop().await;
 }
 

@@ -173,6 +173,7 @@ async fn seed_group(bootstrap: &str, group: &str, offsets: &BTreeMap<String, i64
 /// caught up with the log as it was at start.
 pub async fn start(
     authorizer: &Authorizer,
+    pool: PgPool,
     bootstrap: &str,
     group_prefix: &str,
 ) -> anyhow::Result<(
@@ -185,7 +186,13 @@ pub async fn start(
     );
     let offsets = authorizer.with_state(|s| s.offsets.clone());
     seed_group(bootstrap, &group, &offsets).await;
-    let targets = high_watermarks(bootstrap).await?;
+    // Facts the ledger committed before we started must be in the log before
+    // the watermarks we replay up to are taken.
+    let outbox_end: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM ledger_facts")
+        .fetch_one(&pool)
+        .await
+        .context("read outbox position")?;
+    let bootstrap_owned = bootstrap.to_owned();
     let topics: Vec<&str> = TOPICS.iter().map(|t| t.name()).collect();
     let mut cfg = RunnerConfig::new(bootstrap, &group, &topics);
     cfg.max_batch = 512;
@@ -197,6 +204,20 @@ pub async fn start(
     )?;
     let a = authorizer.clone();
     let caught_up = async move {
+        loop {
+            let unsent: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM ledger_facts WHERE sent_at IS NULL AND id <= $1",
+            )
+            .bind(outbox_end)
+            .fetch_one(&pool)
+            .await
+            .context("read outbox")?;
+            if unsent == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let targets = high_watermarks(&bootstrap_owned).await?;
         loop {
             let done = a.with_state(|s| {
                 targets
