@@ -95,11 +95,9 @@ impl Default for CacheSettings {
     }
 }
 
-/// A secret counts as unset when empty or when it is the redacted default
-/// (secrets serialize as `[redacted]`, so defaults come back that way).
+/// A secret counts as unset when empty or blank.
 fn required(secret: &Secret, key: &str) -> Result<(), ConfigError> {
-    let v = secret.expose();
-    if v.is_empty() || v == "[redacted]" {
+    if secret.expose().trim().is_empty() {
         return Err(ConfigError::invalid(
             key,
             format!("is required ({})", cellbank_shared::config::env_name(key)),
@@ -232,7 +230,7 @@ mod tests {
                 s.auth.signing_key = Secret::new("not-a-key")
             }),
             ("auth.pan_hmac_key", |s| {
-                s.auth.pan_hmac_key = Secret::new("[redacted]")
+                s.auth.pan_hmac_key = Secret::new("  ")
             }),
             ("auth.pan_hmac_key", |s| {
                 s.auth.pan_hmac_key = Secret::new("short")

@@ -93,9 +93,9 @@ impl Default for LedgerSettings {
     }
 }
 
-/// A secret left at its default: serialized defaults come back as `[redacted]`.
+/// A secret left at its default (empty) or blank.
 fn unset(s: &Secret) -> bool {
-    s.expose().trim().is_empty() || s.expose() == "[redacted]"
+    s.expose().trim().is_empty()
 }
 
 fn absolute_url(key: &str, url: &str) -> Result<(), ConfigError> {

@@ -339,6 +339,15 @@ mod tests {
     }
 
     #[test]
+    fn an_unset_secret_loads_empty_not_as_its_placeholder() {
+        figment::Jail::expect_with(|_jail| {
+            let err = load::<Demo>(None).unwrap_err().to_string();
+            assert!(err.contains("is required"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn lists_env_keys() {
         let keys = env_keys::<Demo>();
         assert!(keys.contains(&"CELLBANK__SERVER__PORT".to_owned()));

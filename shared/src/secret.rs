@@ -40,9 +40,12 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Serializes as `[redacted]`, except an empty secret, which stays empty: the
+/// layered config loader serializes defaults, and an unset secret must come
+/// back unset (so validation refuses it) rather than as the placeholder.
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
+        s.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
     }
 }
 
@@ -56,5 +59,6 @@ mod tests {
         assert!(!format!("{s:?} {s}").contains("hunter2"));
         assert!(!serde_json::to_string(&s).unwrap().contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
+        assert_eq!(serde_json::to_string(&Secret::default()).unwrap(), "\"\"");
     }
 }
