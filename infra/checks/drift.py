@@ -206,7 +206,10 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                 err(f"{where}: containerPort {port} but CELLBANK__SERVER__PORT={env.get('CELLBANK__SERVER__PORT')}")
             if env.get("CELLBANK__SERVER__HOST") not in ("0.0.0.0", "::"):
                 err(f"{where}: CELLBANK__SERVER__HOST must be 0.0.0.0 in a pod (the binary defaults to loopback)")
-            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"),
+            # The router keeps serving from its cache when the directory is down
+            # (static stability), so its readiness probe accepts "degraded".
+            ready = "/readyz?allow_degraded=true" if kind == "global" else "/readyz"
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", ready),
                                 ("startupProbe", "/healthz")):
                 p = c.get(probe)
                 if p is None:
@@ -367,7 +370,8 @@ def check_routes(rendered_docs):
             for c in pod["spec"]["containers"]:
                 kind = kind_of_image(c.get("image", ""))
                 for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-                    paths.add(((c.get(probe) or {}).get("httpGet") or {}).get("path"))
+                    path = ((c.get(probe) or {}).get("httpGet") or {}).get("path")
+                    paths.add(path.split("?", 1)[0] if path else path)
                 if kind is None:
                     continue
                 for p in sorted(x for x in paths if x):
