@@ -17,7 +17,23 @@ use cellbank_shared::token::TokenSigner;
 use chrono::Utc;
 use common::*;
 
-fn start(env: &[(String, String)], log: &std::path::Path) -> Child {
+/// The shard process, SIGKILLed when dropped so a failing test leaves no orphan.
+struct Shard(Child);
+
+impl Shard {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start(env: &[(String, String)], log: &std::path::Path) -> Shard {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -28,6 +44,7 @@ fn start(env: &[(String, String)], log: &std::path::Path) -> Child {
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
+        .map(Shard)
         .expect("start cellbank-shard")
 }
 
@@ -137,8 +154,7 @@ async fn sigkill_mid_stream_applies_every_event_exactly_once() {
             >= 300
     })
     .await;
-    child.kill().expect("SIGKILL the shard");
-    child.wait().unwrap();
+    child.kill(); // SIGKILL mid-stream
     let at_kill = scalar(
         &pool,
         "SELECT count(*) FROM events WHERE source = 'inbound'",
@@ -203,8 +219,7 @@ async fn sigkill_mid_stream_applies_every_event_exactly_once() {
     )
     .await;
     assert_eq!(dup_postings, 0);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

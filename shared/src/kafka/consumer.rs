@@ -78,6 +78,11 @@ pub struct RunnerConfig {
     /// A group with no committed offset starts at the end instead of the
     /// beginning (for change feeds where only what follows matters).
     pub start_at_latest: bool,
+    /// A member with no partitions for this long leaves and rejoins its group.
+    /// Longer than the session timeout (10 s), so a dead member's partitions
+    /// have been released by then. A group with more members than partitions
+    /// should raise it.
+    pub rejoin_when_unassigned: Duration,
 }
 
 impl RunnerConfig {
@@ -94,6 +99,7 @@ impl RunnerConfig {
             commit_interval: Duration::from_millis(500),
             retry_backoff: Duration::from_millis(100),
             start_at_latest: false,
+            rejoin_when_unassigned: Duration::from_secs(15),
         }
     }
 }
@@ -109,6 +115,7 @@ pub struct RunnerStats {
     pub pauses: AtomicU64,
     pub resumes: AtomicU64,
     pub commits: AtomicU64,
+    pub rejoins: AtomicU64,
 }
 
 impl RunnerStats {
@@ -224,6 +231,8 @@ impl<H: Handler> Runner<H> {
         let mut open_rx = self.breaker.subscribe();
         let mut paused = false;
         let mut commit_tick = tokio::time::interval(self.cfg.commit_interval);
+        let mut assignment_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut empty_since: Option<tokio::time::Instant> = None;
         let mut committed: HashMap<(String, i32), i64> = HashMap::new();
 
         loop {
@@ -253,6 +262,24 @@ impl<H: Handler> Runner<H> {
                 }
                 _ = commit_tick.tick() => {
                     commit(&consumer, &progress, &mut committed, CommitMode::Async, &self.stats);
+                }
+                _ = assignment_tick.tick() => {
+                    // A member left with no partitions for longer than a session
+                    // timeout rejoins: the broker can hand a restarted member's
+                    // partitions to its dead predecessor and never rebalance.
+                    let empty = consumer.assignment().map(|a| a.count() == 0).unwrap_or(false);
+                    match (empty, empty_since) {
+                        (false, _) => empty_since = None,
+                        (true, None) => empty_since = Some(tokio::time::Instant::now()),
+                        (true, Some(t)) if t.elapsed() >= self.cfg.rejoin_when_unassigned => {
+                            tracing::warn!(group = %self.cfg.group_id, "no partitions assigned; rejoining the group");
+                            consumer.unsubscribe();
+                            consumer.subscribe(&topics).context("resubscribe")?;
+                            self.stats.rejoins.fetch_add(1, Ordering::Relaxed);
+                            empty_since = None;
+                        }
+                        (true, Some(_)) => {}
+                    }
                 }
                 msg = consumer.recv() => {
                     let msg = match msg {
