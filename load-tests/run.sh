@@ -29,7 +29,8 @@
 # SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8090),
 # PROFILE (1), BENCH_RESTART (1: stop running cells first, so the binaries
 # measured are the ones just built), BENCH_DOWN (0: leave the cells running),
-# QUIESCE_MAX (60 s), OUT (result folder).
+# QUIESCE_MAX (60 s), OUT (result folder; a seed file already there is
+# reused unless RESEED=1), ONLY_SUITES (0; 1 reruns only the k6 suites into OUT).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/load-tests"
@@ -156,13 +157,24 @@ main() {
     bash "$ROOT/infra/local/cells.sh" down >"$OUT/cells-down.log" 2>&1 || true
   fi
   log "bringing up global + $SHARDS shards (release build)"
-  bash "$ROOT/infra/local/cells.sh" up "$SHARDS" >"$OUT/cells-up.log" 2>&1 \
-    || { tail -20 "$OUT/cells-up.log" >&2; exit 1; }
+  # cells.sh up is idempotent; its "is the shard registered" probe can lose a
+  # race (grep -q closes the pipe while cellctl still prints), so retry.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    if bash "$ROOT/infra/local/cells.sh" up "$SHARDS" >>"$OUT/cells-up.log" 2>&1; then break; fi
+    [ "$attempt" = 5 ] && { tail -20 "$OUT/cells-up.log" >&2; exit 1; }
+    log "cells.sh up failed (attempt $attempt); retrying"
+    sleep 1
+  done
   log "building produce-baseline (release)"
   (cd "$ROOT" && cargo build --release --locked -q -p cellbank-bench --bin produce-baseline)
 
-  log "seeding $CUSTOMERS customers through global's public API"
-  python3 "$HERE/seed.py" --global-url "$GLOBAL_URL" --customers "$CUSTOMERS" --out "$OUT/seed.json" >&2
+  if [ -s "$OUT/seed.json" ] && [ "${RESEED:-0}" != "1" ]; then
+    log "reusing the seed file in ${OUT#$ROOT/} (RESEED=1 to seed anew)"
+  else
+    log "seeding $CUSTOMERS customers through global's public API"
+    python3 "$HERE/seed.py" --global-url "$GLOBAL_URL" --customers "$CUSTOMERS" --out "$OUT/seed.json" >&2
+  fi
 
   # Data for wrk: the max-throughput authorization comparison uses shard-1's
   # cards for all three paths (wrk drives one host), events use every shard.
@@ -202,7 +214,12 @@ PY
   run_wrk warmup-event "$GLOBAL_URL" event "$OUT/accounts.txt" - 1 "$WRK_CONNS" 3
   quiesce
 
-  for rep in $(seq 1 "$REPEAT"); do
+  local reps="$REPEAT"
+  if [ "${ONLY_SUITES:-0}" = "1" ]; then
+    reps=0
+    log "ONLY_SUITES=1: skipping the throughput, latency and profile measurements"
+  fi
+  for rep in $(seq 1 "$reps"); do
     log "max throughput, repetition $rep of $REPEAT"
     quiesce; run_wrk "auth-shard.$rep" "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
     quiesce; run_wrk "auth-nginx.$rep" "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
@@ -216,6 +233,9 @@ PY
   done
 
   local max half
+  if [ "${ONLY_SUITES:-0}" = "1" ]; then
+    half="$(cat "$OUT/half_rate" 2>/dev/null || echo 0)"
+  else
   max="$(jq -s 'map(.rps) | sort | .[length/2|floor]' "$OUT"/wrk/auth-global.*.json)"
   half="${HALF_RATE:-$(jq -n "$max / 2 | floor")}"
   echo "$half" >"$OUT/half_rate"
@@ -224,6 +244,7 @@ PY
   quiesce; run_k6 lat-nginx authorizations.js -e TARGET=nginx -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
   quiesce; run_k6 lat-global authorizations.js -e TARGET=global -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
   quiesce; run_k6 e2e-global authorizations.js -e TARGET=global -e AUTH_RATE="$E2E_AUTH_RATE" -e P99_MS=5 -e P999_MS=1000
+  fi
 
   log "the k6 suites at the rates written in BENCHMARKS.md"
   quiesce; run_k6 suite-events events.js -e EVENTS_RATE="$SUITE_EVENTS_RATE" -e BATCH_RATE="$SUITE_BATCH_RATE" -e BATCH_SIZE="$BATCH_SIZE"
@@ -231,7 +252,7 @@ PY
   quiesce; run_k6 suite-login_follow login_follow.js -e LOGIN_RATE="$SUITE_LOGIN_RATE"
   quiesce; run_k6 suite-mixed mixed.js -e MIX_RATE="$SUITE_MIX_RATE" -e BATCH_SIZE="$BATCH_SIZE"
 
-  if [ "$PROFILE" = "1" ] && command -v perf >/dev/null; then
+  if [ "$PROFILE" = "1" ] && [ "${ONLY_SUITES:-0}" != "1" ] && command -v perf >/dev/null; then
     log "profiling the whole machine while global routes authorizations, then batches"
     profile auth "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS"
     profile batch "$GLOBAL_URL" batch "$OUT/accounts.txt" - "$BATCH_SIZE" 16
