@@ -26,7 +26,9 @@ running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 start_bg() { # name pidfile logfile workdir -- cmd...
   local name="$1" pidf="$2" logf="$3" dir="$4"; shift 5
   if running "$pidf"; then log "$name already running (pid $(cat "$pidf"))"; return; fi
-  (cd "$dir" && nohup setsid "$@" >>"$logf" 2>&1 & echo $! >"$pidf")
+  # nohup execs the command itself, so $! is the service's own pid (setsid
+  # would fork when run under job control, and `down` would miss the child).
+  (cd "$dir" && exec nohup "$@" >>"$logf" 2>&1 </dev/null & echo $! >"$pidf")
   log "$name started (pid $(cat "$pidf"), log ${logf#$ROOT/})"
 }
 
@@ -83,11 +85,16 @@ up() {
     create_db "cellbank_${cell//-/_}"
     local port=$((BROKER_BASE + idx)); idx=$((idx + 1))
     mkdir -p "$STATE/brokers/$cell"
+    if ! running "$STATE/pids/broker-$cell" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "port $port is taken by a process this script did not start; stop it first" >&2
+      exit 1
+    fi
     start_bg "broker $cell :$port" "$STATE/pids/broker-$cell" "$STATE/logs/broker-$cell.log" \
       "$STATE/brokers/$cell" -- tansu broker \
       --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
       --storage-engine "sqlite://tansu.db"
     wait_port "$port"
+    running "$STATE/pids/broker-$cell" || { echo "broker $cell exited; see .local/logs/broker-$cell.log" >&2; exit 1; }
   done
 
   local common=(
@@ -117,8 +124,10 @@ up() {
       CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$broker" \
       "$bin/cellbank-shard"
     wait_ready "http://127.0.0.1:$port"
-    if ! CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" \
-      shards list | grep -qw "shard-$i"; then
+    # Read the whole list first: `grep -q` closing the pipe early would break cellctl.
+    local registered
+    registered=$(CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" shards list)
+    if ! grep -qw "shard-$i" <<<"$registered"; then
       CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" \
         shards add --id "shard-$i" --public-url "http://127.0.0.1:$port" \
         --internal-url "http://127.0.0.1:$port" --broker "127.0.0.1:$broker" --capacity 100000 >/dev/null
