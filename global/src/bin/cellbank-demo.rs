@@ -274,11 +274,11 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "{:<10} {:>9} {:>8} {:>14} {:>12} {:>13}  {}",
             id,
-            sum["customers"],
+            sum["customers"].to_string(),
             per_shard.get(id).copied().unwrap_or(0),
-            sum["events_applied"],
-            sum["authorizations"],
-            sum["dead_letters"],
+            sum["events_applied"].to_string(),
+            sum["authorizations"].to_string(),
+            sum["dead_letters"].to_string(),
             if trial.is_empty() {
                 "0".to_owned()
             } else {
