@@ -91,6 +91,20 @@ async fn issue(
     let mut tx = s.pool.begin().await?;
     let issued = issue_card(&mut tx, customer, &body).await?;
     tx.commit().await?;
+    // Read your writes: the card reaches this replica's authorizer through the
+    // outbox and the ledger-facts log; answer once it can be authorized here
+    // (bounded: the card is issued and durable either way).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !s
+        .authorizer
+        .with_state(|st| st.card(&body.pan_hash).is_some())
+    {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(card_id = %body.card_id, "issued card not yet known to the authorizer");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
