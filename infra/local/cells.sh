@@ -9,6 +9,13 @@
 #
 # State (logs, pids, broker data, generated secrets) lives in .local/ at the
 # repository root. Secrets are generated once and never printed.
+#
+# Brokers store to sqlite (durable across a kill -9) unless
+# CELLBANK_BROKER_STORAGE=memory: tansu 0.6's sqlite engine panics in its
+# idempotent-producer check under heavy concurrent load (seen with the load
+# harness), after which the broker answers every request with an error.
+# Memory brokers start empty, so with them each cell's database is recreated
+# whenever its broker is (re)started.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 STATE="$ROOT/.local"
@@ -18,6 +25,11 @@ N="${2:-${CELLBANK_SHARDS:-2}}"
 GLOBAL_PORT="${CELLBANK_GLOBAL_PORT:-8080}"
 BROKER_BASE="${CELLBANK_BROKER_BASE:-19092}"
 PG="postgres://postgres:postgres@127.0.0.1:5432"
+case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
+  sqlite) STORAGE="sqlite://tansu.db" ;;
+  memory) STORAGE="memory://tansu/" ;;
+  *) echo "CELLBANK_BROKER_STORAGE must be sqlite or memory" >&2; exit 2 ;;
+esac
 
 log() { printf '[cells] %s\n' "$*"; }
 
@@ -82,6 +94,12 @@ up() {
   for i in $(seq 1 "$N"); do cells+=("shard-$i"); done
   local idx=0
   for cell in "${cells[@]}"; do
+    if [ "$STORAGE" = "memory://tansu/" ] && ! running "$STATE/pids/broker-$cell"; then
+      # A memory broker starts empty: the cell's database (offsets in its
+      # snapshots, outbox marks) must start empty with it.
+      PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc \
+        "drop database if exists \"cellbank_${cell//-/_}\" with (force)" >/dev/null
+    fi
     create_db "cellbank_${cell//-/_}"
     local port=$((BROKER_BASE + idx)); idx=$((idx + 1))
     mkdir -p "$STATE/brokers/$cell"
@@ -92,7 +110,7 @@ up() {
     start_bg "broker $cell :$port" "$STATE/pids/broker-$cell" "$STATE/logs/broker-$cell.log" \
       "$STATE/brokers/$cell" -- tansu broker \
       --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine "sqlite://tansu.db"
+      --storage-engine "$STORAGE"
     wait_port "$port"
     running "$STATE/pids/broker-$cell" || { echo "broker $cell exited; see .local/logs/broker-$cell.log" >&2; exit 1; }
   done
