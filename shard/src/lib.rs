@@ -7,6 +7,7 @@ pub mod auth;
 pub mod authorizations;
 pub mod authorizer;
 pub mod cards;
+pub mod consumers;
 pub mod customers;
 pub mod dead_letters;
 pub mod error;

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use cellbank_shard::{Application, Settings};
 
+/// mimalloc: the request paths allocate many small short-lived objects; the
+/// system allocator's locking showed up in profiles (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

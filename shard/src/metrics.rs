@@ -60,8 +60,21 @@ pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("register")
 });
 
+pub static SNAPSHOT_SECONDS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    prometheus::register_gauge!(
+        "shard_authorizer_snapshot_seconds",
+        "How long the last authorizer snapshot took (the next waits ten times as long)"
+    )
+    .expect("register")
+});
+
+pub fn observe_snapshot(seconds: f64) {
+    SNAPSHOT_SECONDS.set(seconds);
+}
+
 /// Registers every metric so `/metrics` lists them before first use.
 pub fn init() {
+    LazyLock::force(&SNAPSHOT_SECONDS);
     LazyLock::force(&POSTINGS);
     LazyLock::force(&EVENTS_APPLIED);
     LazyLock::force(&AUTH_LATENCY);

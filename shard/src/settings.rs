@@ -70,12 +70,16 @@ pub struct AuthSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthorizerSettings {
     pub snapshot_interval_secs: u64,
+    /// How long a network reference is remembered after the newest decision
+    /// (a repeat within it gets the first answer again); bounds memory.
+    pub dedupe_window_secs: u64,
 }
 
 impl Default for AuthorizerSettings {
     fn default() -> Self {
         Self {
             snapshot_interval_secs: 30,
+            dedupe_window_secs: 300,
         }
     }
 }

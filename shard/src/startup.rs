@@ -21,8 +21,8 @@ use crate::ledger::consumer::{LedgerConsumer, Source};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::{
-    accounts, admin as admin_api, auth, authorizations, cards, customers, dead_letters, health,
-    ledger, metrics, transfers,
+    accounts, admin as admin_api, auth, authorizations, cards, consumers, customers, dead_letters,
+    health, ledger, metrics, transfers,
 };
 
 type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -130,7 +130,12 @@ impl Application {
             0,
         )
         .context("create decision producer")?;
-        let snapshot = authorizer::log::load_latest(&pool).await?;
+        let mut snapshot = authorizer::log::load_latest(&pool).await?;
+        let window = i64::try_from(settings.authorizer.dedupe_window_secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .context("authorizer.dedupe_window_secs is out of range")?;
+        snapshot.decisions.set_window(window);
         let authorizer = Authorizer::new(snapshot, decisions);
         let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
             .parse()
@@ -144,6 +149,7 @@ impl Application {
             producer,
             authorizer,
             keys: Arc::new(RwLock::new(None)),
+            holds: crate::consumers::holds(),
         };
         Ok(Self {
             listener,
@@ -173,6 +179,7 @@ impl Application {
         let admin = Router::new()
             .merge(dead_letters::admin_router())
             .merge(admin_api::admin_router())
+            .merge(consumers::admin_router())
             .merge(cards::admin_router())
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -209,6 +216,7 @@ impl Application {
         inbound_cfg.max_batch = cfg.ledger.max_batch;
         inbound_cfg.max_in_flight = cfg.ledger.max_batch.max(256) * 2;
         inbound_cfg.dead_letter_topic = Some(Topic::DeadLetters.name().to_owned());
+        inbound_cfg.hold = s.holds[crate::consumers::LEDGER_INBOUND].clone();
         let inbound = Runner::new(
             inbound_cfg,
             LedgerConsumer::new(s.pool.clone(), Source::Inbound),
@@ -221,6 +229,7 @@ impl Application {
         );
         auths_cfg.max_batch = cfg.ledger.max_batch;
         auths_cfg.dead_letter_topic = Some(Topic::DeadLetters.name().to_owned());
+        auths_cfg.hold = s.holds[crate::consumers::LEDGER_AUTHORIZATIONS].clone();
         let auths = Runner::new(
             auths_cfg,
             LedgerConsumer::new(s.pool.clone(), Source::Authorizations),
@@ -232,6 +241,7 @@ impl Application {
             &[Topic::DeadLetters.name()],
         );
         dl_cfg.max_batch = 64;
+        dl_cfg.hold = s.holds[crate::consumers::MORTICIAN].clone();
         let pool = s.pool.clone();
         let mortician = supervised(
             "mortician",

@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 use cellbank_shared::ids::ShardId;
-use cellbank_shared::kafka::Producer;
+use cellbank_shared::kafka::{Hold, Producer};
 use cellbank_shared::token::TokenVerifier;
 use sqlx::PgPool;
 
@@ -21,7 +21,12 @@ pub struct AppState {
     pub producer: Producer,
     pub authorizer: Authorizer,
     pub keys: Keys,
+    /// Operator holds on this cell's consumers, by consumer name.
+    pub holds: Holds,
 }
+
+/// The consumers an operator may hold, by name (see `consumers.rs`).
+pub type Holds = Arc<std::collections::BTreeMap<&'static str, Hold>>;
 
 impl AppState {
     /// An absolute URL on this shard's public base.

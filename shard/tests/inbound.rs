@@ -153,3 +153,106 @@ async fn applies_each_event_once_and_dead_letters_bad_ones() {
     assert_eq!(summary["trial_balance"][0]["balance"], 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_hold_keeps_events_in_the_log_until_released() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let cust = app.create_customer().await;
+    let pool = app.pool().await;
+    let hold_url = app.url("/admin/v1/consumers/ledger-inbound/hold");
+
+    let unauth = app.client.put(&hold_url).send().await.unwrap();
+    assert_eq!(unauth.status(), 401);
+    let unknown = app
+        .client
+        .put(app.url("/admin/v1/consumers/teleporter/hold"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let problem: serde_json::Value = unknown.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ledger-inbound"),
+        "{problem}"
+    );
+
+    let held = app
+        .client
+        .put(&hold_url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let list: serde_json::Value = app
+        .client
+        .get(app.url("/admin/v1/consumers"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "ledger-inbound" && c["held"] == true),
+        "{list}"
+    );
+
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+    for i in 0..5 {
+        let ev = envelope(
+            &format!("held-{i}"),
+            cust.customer_id,
+            1,
+            "deposit",
+            Utc::now(),
+            serde_json::json!({"amount": 100, "currency": "BRL", "account_number": cust.account_number}),
+        );
+        producer
+            .send_envelope(Topic::Inbound.name(), &ev)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM events WHERE source = 'inbound'"
+        )
+        .await,
+        0,
+        "nothing applied while held"
+    );
+
+    let released = app
+        .client
+        .delete(&hold_url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), 200);
+    eventually(
+        Duration::from_secs(30),
+        "all five applied after release",
+        || async {
+            scalar(
+                &pool,
+                "SELECT count(*) FROM events WHERE source = 'inbound'",
+            )
+            .await
+                == 5
+        },
+    )
+    .await;
+    app.stop().await;
+}

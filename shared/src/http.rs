@@ -56,13 +56,17 @@ fn make_span(req: &Request) -> tracing::Span {
         customer_id = tracing::field::Empty,
         shard_id = tracing::field::Empty,
     );
-    let headers = req.headers().clone();
-    crate::telemetry::set_parent_from(&span, |k| {
-        headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    // Only a request that carries a trace context is parented (most callers
+    // send none); the lookup borrows the headers instead of copying them.
+    let headers = req.headers();
+    if headers.contains_key("traceparent") {
+        crate::telemetry::set_parent_from(&span, |k| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+    }
     span
 }
 

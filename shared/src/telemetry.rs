@@ -48,7 +48,13 @@ pub fn init(settings: &TelemetrySettings, service: &'static str) -> anyhow::Resu
     }
     let provider = builder.build();
     let tracer = provider.tracer(service);
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // Per-poll busy/idle timings and thread/location attributes cost time
+    // on every request and are not read by anyone: off.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_location(false);
     let filter = EnvFilter::try_new(&settings.filter)?;
     let fmt = match settings.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()

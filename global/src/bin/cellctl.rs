@@ -45,6 +45,28 @@ enum Command {
     /// A shard's dead letters.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCmd),
+    /// Hold (pause) or release a shard's consumers; the backlog waits in the log.
+    #[command(subcommand)]
+    Consumers(ConsumersCmd),
+}
+
+#[derive(Subcommand)]
+enum ConsumersCmd {
+    List {
+        #[arg(long)]
+        shard: String,
+    },
+    Hold {
+        #[arg(long)]
+        shard: String,
+        /// ledger-inbound, ledger-authorizations or mortician.
+        name: String,
+    },
+    Release {
+        #[arg(long)]
+        shard: String,
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +270,20 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 (None, false) => anyhow::bail!("give --id X or --all"),
             };
             print(&c.post(&base, &path, &Value::Null).await?);
+        }
+        Command::Consumers(ConsumersCmd::List { shard }) => {
+            let base = c.shard_internal_url(&shard).await?;
+            print(&c.get(&base, "/admin/v1/consumers").await?);
+        }
+        Command::Consumers(ConsumersCmd::Hold { shard, name }) => {
+            let base = c.shard_internal_url(&shard).await?;
+            let path = format!("/admin/v1/consumers/{name}/hold");
+            print(&c.send(c.http.put(Client::url(&base, &path))).await?);
+        }
+        Command::Consumers(ConsumersCmd::Release { shard, name }) => {
+            let base = c.shard_internal_url(&shard).await?;
+            let path = format!("/admin/v1/consumers/{name}/hold");
+            print(&c.send(c.http.delete(Client::url(&base, &path))).await?);
         }
     }
     Ok(true)

@@ -2,8 +2,12 @@
 //! (the ledger's available limit minus authorizations the ledger has not booked
 //! yet), customer epochs, decisions by network reference, and the log offsets
 //! the state includes. Built only from the cell's log, so replicas converge.
+//!
+//! Memory is bounded by time, not by traffic alone: decisions are kept for
+//! repeats of a network reference for a window ([`DEFAULT_DEDUPE_WINDOW`]) after
+//! the newest decision, and so are the ids of booked authorizations.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use cellbank_shared::contract::{AuthorizationDecision, AuthorizationRequest, Decision};
 use cellbank_shared::ids::CustomerId;
@@ -51,14 +55,66 @@ pub struct CardState {
     pub available: i64,
     pub fact_seq: i64,
     /// Approved authorizations the ledger has not booked yet.
-    pub pending: BTreeMap<Uuid, i64>,
-    /// Authorizations the ledger has booked.
-    pub booked: BTreeSet<Uuid>,
+    pub pending: Pending,
+    /// Authorizations the ledger has booked (within the dedupe window).
+    /// Persistent collections here and in [`Pending`] and [`Decisions`]: a
+    /// snapshot clones the state under the lock in O(cards), not O(traffic).
+    pub booked: imbl::OrdSet<Uuid>,
 }
 
 impl CardState {
     pub fn open_to_buy(&self) -> i64 {
-        self.available - self.pending.values().sum::<i64>()
+        self.available - self.pending.total()
+    }
+}
+
+/// Approved, not yet booked authorizations of one card, with their running
+/// total: a decision reads the total in O(1) however far the ledger lags.
+/// Snapshots store only the amounts by id; the total is rebuilt on load.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "imbl::OrdMap<Uuid, i64>", into = "imbl::OrdMap<Uuid, i64>")]
+pub struct Pending {
+    by_id: imbl::OrdMap<Uuid, i64>,
+    total: i64,
+}
+
+impl From<imbl::OrdMap<Uuid, i64>> for Pending {
+    fn from(by_id: imbl::OrdMap<Uuid, i64>) -> Self {
+        let total = by_id.values().sum();
+        Self { by_id, total }
+    }
+}
+
+impl From<Pending> for imbl::OrdMap<Uuid, i64> {
+    fn from(p: Pending) -> Self {
+        p.by_id
+    }
+}
+
+impl Pending {
+    pub fn insert(&mut self, id: Uuid, amount: i64) {
+        if let Some(old) = self.by_id.insert(id, amount) {
+            self.total -= old;
+        }
+        self.total += amount;
+    }
+
+    pub fn remove(&mut self, id: &Uuid) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.total -= old;
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
     }
 }
 
@@ -67,14 +123,135 @@ pub struct AuthorizerState {
     /// By PAN hash.
     pub cards: HashMap<String, CardState>,
     pub epochs: HashMap<CustomerId, i64>,
-    /// First decision per network reference.
-    pub decisions: HashMap<String, AuthorizationRecord>,
+    /// First decision per network reference, within the dedupe window.
+    pub decisions: Decisions,
     /// PAN hash by card id.
     pub hashes: HashMap<Uuid, String>,
     /// Approved decisions read before their card's first fact: (card, amount).
     pub unmatched: BTreeMap<Uuid, (Uuid, i64)>,
     /// Next offset to read per `topic/partition`: what the state includes.
     pub offsets: BTreeMap<String, i64>,
+}
+
+/// How long a network reference is remembered after the newest decision:
+/// networks repeat a request within seconds or minutes, never hours.
+pub const DEFAULT_DEDUPE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Decisions by network reference, oldest first in `order`, pruned once they
+/// fall out of the window behind the newest decision. Snapshots store only
+/// the map; `order` is rebuilt on load and ignored by equality.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(
+    from = "imbl::HashMap<String, AuthorizationRecord>",
+    into = "imbl::HashMap<String, AuthorizationRecord>"
+)]
+pub struct Decisions {
+    by_reference: imbl::HashMap<String, AuthorizationRecord>,
+    order: imbl::Vector<(DateTime<Utc>, String)>,
+    newest: Option<DateTime<Utc>>,
+    window: chrono::TimeDelta,
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        imbl::HashMap::new().into()
+    }
+}
+
+impl PartialEq for Decisions {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_reference == other.by_reference
+    }
+}
+impl Eq for Decisions {}
+
+impl From<imbl::HashMap<String, AuthorizationRecord>> for Decisions {
+    fn from(by_reference: imbl::HashMap<String, AuthorizationRecord>) -> Self {
+        let mut order: Vec<(DateTime<Utc>, String)> = by_reference
+            .iter()
+            .map(|(k, r)| (r.decided_at, k.clone()))
+            .collect();
+        order.sort();
+        Self {
+            newest: order.last().map(|(t, _)| *t),
+            order: order.into_iter().collect(),
+            by_reference,
+            window: DEFAULT_DEDUPE_WINDOW,
+        }
+    }
+}
+
+impl From<Decisions> for imbl::HashMap<String, AuthorizationRecord> {
+    fn from(d: Decisions) -> Self {
+        d.by_reference
+    }
+}
+
+impl Decisions {
+    pub fn get(&self, network_reference: &str) -> Option<&AuthorizationRecord> {
+        self.by_reference.get(network_reference)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_reference.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_reference.is_empty()
+    }
+
+    pub fn set_window(&mut self, window: chrono::TimeDelta) {
+        self.window = window;
+    }
+
+    /// Decisions before this instant are forgotten (and booked ids with them).
+    pub fn cutoff(&self) -> Option<DateTime<Utc>> {
+        self.newest.map(|n| n - self.window)
+    }
+
+    /// Keeps the first decision of a reference, then forgets what fell out
+    /// of the window.
+    fn insert_first(&mut self, rec: &AuthorizationRecord) {
+        if self.by_reference.contains_key(&rec.network_reference) {
+            return;
+        }
+        self.by_reference
+            .insert(rec.network_reference.clone(), rec.clone());
+        self.order
+            .push_back((rec.decided_at, rec.network_reference.clone()));
+        if self.newest.is_none_or(|n| rec.decided_at > n) {
+            self.newest = Some(rec.decided_at);
+        }
+        let Some(cutoff) = self.cutoff() else { return };
+        while let Some((at, _)) = self.order.front() {
+            if *at >= cutoff {
+                break;
+            }
+            if let Some((at, reference)) = self.order.pop_front() {
+                if self
+                    .by_reference
+                    .get(&reference)
+                    .is_some_and(|r| r.decided_at == at)
+                {
+                    self.by_reference.remove(&reference);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, network_reference: &str) {
+        self.by_reference.remove(network_reference);
+    }
+}
+
+/// The smallest UUIDv7 of an instant (all random bits zero).
+fn uuid_v7_floor(at: DateTime<Utc>) -> Option<Uuid> {
+    let ms = u64::try_from(at.timestamp_millis()).ok()?;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Some(Uuid::from_bytes(bytes))
 }
 
 fn offset_key(topic: &str, partition: i32) -> String {
@@ -112,7 +289,12 @@ impl AuthorizerState {
         };
         let approved = reason == "approved";
         let rec = AuthorizationRecord {
-            authorization_id: Uuid::now_v7(),
+            // UUIDv7 of the decision time: booked ids sort by it (pruning).
+            authorization_id: Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                u64::try_from(now.timestamp()).unwrap_or(0),
+                now.timestamp_subsec_nanos(),
+            )),
             network_reference: req.network_reference.clone(),
             customer_id: req.customer_id,
             epoch: req.epoch,
@@ -140,9 +322,7 @@ impl AuthorizerState {
     }
 
     fn record(&mut self, rec: &AuthorizationRecord, pan_hash: &str) {
-        self.decisions
-            .entry(rec.network_reference.clone())
-            .or_insert_with(|| rec.clone());
+        self.decisions.insert_first(rec);
         if rec.decision == Decision::Approved {
             if let Some(c) = self.cards.get_mut(pan_hash) {
                 if !c.booked.contains(&rec.authorization_id) {
@@ -180,9 +360,7 @@ impl AuthorizerState {
         match (pan_hash, rec.card_id) {
             (Some(h), _) => self.record(rec, &h),
             (None, card) => {
-                self.decisions
-                    .entry(rec.network_reference.clone())
-                    .or_insert_with(|| rec.clone());
+                self.decisions.insert_first(rec);
                 if let (Some(card), Decision::Approved) = (card, rec.decision) {
                     self.unmatched
                         .insert(rec.authorization_id, (card, rec.amount));
@@ -231,8 +409,8 @@ impl AuthorizerState {
                         credit_limit: *credit_limit,
                         available: 0,
                         fact_seq: 0,
-                        pending: BTreeMap::new(),
-                        booked: BTreeSet::new(),
+                        pending: Pending::default(),
+                        booked: imbl::OrdSet::new(),
                     });
                 for (auth, amount) in unmatched {
                     self.unmatched.remove(&auth);
@@ -243,6 +421,15 @@ impl AuthorizerState {
                 if let Some(id) = authorization_id {
                     c.pending.remove(id);
                     c.booked.insert(*id);
+                    // Ids are UUIDv7, ordered by time: what is older than the
+                    // dedupe window goes in one split.
+                    if let Some(cutoff) = self.decisions.cutoff() {
+                        if let Some(first_kept) = uuid_v7_floor(cutoff) {
+                            if c.booked.get_min().is_some_and(|f| *f < first_kept) {
+                                c.booked = std::mem::take(&mut c.booked).split(&first_kept).1;
+                            }
+                        }
+                    }
                 }
                 if rec.seq > c.fact_seq {
                     c.fact_seq = rec.seq;
@@ -264,6 +451,27 @@ mod tests {
     use super::*;
     use cellbank_shared::contract::Merchant;
     use cellbank_shared::ids::Epoch;
+
+    #[test]
+    fn pending_keeps_its_total_through_repeats_removals_and_snapshots() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut p = Pending::default();
+        p.insert(a, 300);
+        p.insert(a, 300); // a replayed decision is not counted twice
+        p.insert(b, 50);
+        assert_eq!((p.total(), p.len()), (350, 2));
+        p.remove(&a);
+        p.remove(&a);
+        assert_eq!(p.total(), 50);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(
+            json,
+            format!("{{\"{b}\":50}}"),
+            "snapshots keep the old shape"
+        );
+        let back: Pending = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+    }
 
     fn card_fact(
         customer: CustomerId,
@@ -301,6 +509,46 @@ mod tests {
             },
             network_reference: nr.into(),
         }
+    }
+
+    #[test]
+    fn decisions_and_booked_ids_are_forgotten_after_the_window_also_after_a_snapshot() {
+        let cust = CustomerId::new();
+        let card = Uuid::new_v4();
+        let t0 = Utc::now();
+        let mut s = AuthorizerState::default();
+        s.apply_fact("f", 0, 0, &card_fact(cust, card, 1000, 1, None));
+        let (first, rec) = s.decide(&req(cust, 100, "n1"), t0);
+        let id = rec.unwrap().authorization_id;
+        s.apply_fact("f", 0, 1, &card_fact(cust, card, 900, 2, Some(id)));
+        assert!(s.card("h1").unwrap().booked.contains(&id));
+        s.decide(&req(cust, 1, "n2"), t0 + chrono::TimeDelta::minutes(5));
+        // a repeat within the window gets the first answer again
+        assert_eq!(s.decide(&req(cust, 1, "n1"), t0).0, first);
+
+        // a snapshot keeps the window's memory (order rebuilt on load)
+        let json = serde_json::to_string(&s).unwrap();
+        let mut s: AuthorizerState = serde_json::from_str(&json).unwrap();
+        assert_eq!(s.decisions.len(), 2);
+
+        let later = t0 + DEFAULT_DEDUPE_WINDOW + chrono::TimeDelta::minutes(1);
+        s.decide(&req(cust, 1, "n3"), later);
+        assert!(s.decisions.get("n1").is_none(), "n1 fell out of the window");
+        assert!(s.decisions.get("n2").is_some(), "n2 is still inside it");
+        let (again, rec) = s.decide(&req(cust, 1, "n1"), later);
+        assert!(
+            rec.is_some(),
+            "a reference older than the window is decided anew"
+        );
+        assert_ne!(again.authorization_id, first.authorization_id);
+        // booking a newer authorization drops the booked ids behind the window
+        let newer = rec.unwrap().authorization_id;
+        s.apply_fact("f", 0, 2, &card_fact(cust, card, 899, 3, Some(newer)));
+        let booked = &s.card("h1").unwrap().booked;
+        assert!(
+            !booked.contains(&id) && booked.contains(&newer),
+            "{booked:?}"
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   topic with its error and original headers, then is committed.
 //! - Transient failures feed a circuit breaker; while it is open the runner
 //!   pauses its partitions and the failing message is retried, never skipped.
+//! - An operator can hold a consumer ([`Hold`]): its partitions are paused as
+//!   for an open breaker until released; nothing is skipped or lost.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -21,11 +23,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 use super::producer::Producer;
 use super::record::Record;
 
@@ -83,6 +85,34 @@ pub struct RunnerConfig {
     /// have been released by then. A group with more members than partitions
     /// should raise it.
     pub rejoin_when_unassigned: Duration,
+    /// The operator's hold on this consumer (shared with whoever sets it).
+    pub hold: Hold,
+}
+
+/// An operator's hold on a consumer. While held the runner pauses its
+/// partitions, as while its breaker is open: what is already queued finishes,
+/// nothing new is fetched, the backlog waits in the log. Clones share it.
+#[derive(Clone, Debug)]
+pub struct Hold(Arc<watch::Sender<bool>>);
+
+impl Default for Hold {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl Hold {
+    pub fn set(&self, held: bool) {
+        self.0.send_replace(held);
+    }
+
+    pub fn is_held(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
 }
 
 impl RunnerConfig {
@@ -100,6 +130,7 @@ impl RunnerConfig {
             retry_backoff: Duration::from_millis(100),
             start_at_latest: false,
             rejoin_when_unassigned: Duration::from_secs(15),
+            hold: Hold::default(),
         }
     }
 }
@@ -128,13 +159,23 @@ impl RunnerStats {
     }
 }
 
-struct RunnerContext;
+/// Rebalance hooks: logs assignments and pauses newly assigned partitions at
+/// once while the breaker is open or an operator holds the consumer.
+struct RunnerContext {
+    hold: Hold,
+    breaker: Arc<CircuitBreaker>,
+}
 impl ClientContext for RunnerContext {}
 impl ConsumerContext for RunnerContext {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
         match r {
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = tpl.count(), "partitions assigned")
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                if self.hold.is_held() || self.breaker.state() != BreakerState::Closed {
+                    if let Err(e) = consumer.pause(tpl) {
+                        tracing::warn!(error = %e, "pause assigned partitions failed");
+                    }
+                }
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked")
@@ -218,7 +259,10 @@ impl<H: Handler> Runner<H> {
             .set("max.poll.interval.ms", "600000")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(RunnerContext)
+            .create_with_context(RunnerContext {
+                hold: self.cfg.hold.clone(),
+                breaker: self.breaker.clone(),
+            })
             .context("create kafka consumer")?;
         let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribe")?;
@@ -229,11 +273,36 @@ impl<H: Handler> Runner<H> {
         let mut workers: HashMap<(String, i32), mpsc::Sender<Record>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         let mut open_rx = self.breaker.subscribe();
+        let mut hold_rx = self.cfg.hold.subscribe();
         let mut paused = false;
         let mut commit_tick = tokio::time::interval(self.cfg.commit_interval);
         let mut assignment_tick = tokio::time::interval(Duration::from_secs(1));
         let mut empty_since: Option<tokio::time::Instant> = None;
         let mut committed: HashMap<(String, i32), i64> = HashMap::new();
+        // Pauses or resumes the current assignment when the wanted state
+        // (breaker open or operator hold) differs from what is in force.
+        let settle = |paused: &mut bool, reason: &str| {
+            let want = self.breaker.state() != BreakerState::Closed || self.cfg.hold.is_held();
+            let Ok(assignment) = consumer.assignment() else {
+                return;
+            };
+            if want && !*paused {
+                if let Err(e) = consumer.pause(&assignment) {
+                    tracing::warn!(error = %e, "pause partitions failed");
+                }
+                *paused = true;
+                self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(group = %self.cfg.group_id, reason, "consumption paused");
+            } else if !want && *paused {
+                if let Err(e) = consumer.resume(&assignment) {
+                    tracing::warn!(error = %e, "resume partitions failed");
+                }
+                *paused = false;
+                self.stats.resumes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(group = %self.cfg.group_id, reason, "consumption resumed");
+            }
+        };
+        settle(&mut paused, "operator hold");
 
         loop {
             tokio::select! {
@@ -241,24 +310,13 @@ impl<H: Handler> Runner<H> {
                 () = shutdown.cancelled() => break,
                 changed = open_rx.changed() => {
                     if changed.is_err() { break; }
-                    let open = *open_rx.borrow_and_update();
-                    if let Ok(assignment) = consumer.assignment() {
-                        if open && !paused {
-                            if let Err(e) = consumer.pause(&assignment) {
-                                tracing::warn!(error = %e, "pause partitions failed");
-                            }
-                            paused = true;
-                            self.stats.pauses.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(group = %self.cfg.group_id, "circuit open: consumption paused");
-                        } else if !open && paused {
-                            if let Err(e) = consumer.resume(&assignment) {
-                                tracing::warn!(error = %e, "resume partitions failed");
-                            }
-                            paused = false;
-                            self.stats.resumes.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(group = %self.cfg.group_id, "circuit closed: consumption resumed");
-                        }
-                    }
+                    open_rx.borrow_and_update();
+                    settle(&mut paused, "circuit breaker");
+                }
+                changed = hold_rx.changed() => {
+                    if changed.is_err() { break; }
+                    hold_rx.borrow_and_update();
+                    settle(&mut paused, "operator hold");
                 }
                 _ = commit_tick.tick() => {
                     commit(&consumer, &progress, &mut committed, CommitMode::Async, &self.stats);
@@ -267,7 +325,14 @@ impl<H: Handler> Runner<H> {
                     // A member left with no partitions for longer than a session
                     // timeout rejoins: the broker can hand a restarted member's
                     // partitions to its dead predecessor and never rebalance.
-                    let empty = consumer.assignment().map(|a| a.count() == 0).unwrap_or(false);
+                    let assignment = consumer.assignment().ok();
+                    let empty = assignment.as_ref().map(|a| a.count() == 0).unwrap_or(false);
+                    // Partitions assigned by a rebalance start unpaused.
+                    if let (true, Some(a)) = (paused, assignment.as_ref()) {
+                        if let Err(e) = consumer.pause(a) {
+                            tracing::warn!(error = %e, "pause new assignment failed");
+                        }
+                    }
                     match (empty, empty_since) {
                         (false, _) => empty_since = None,
                         (true, None) => empty_since = Some(tokio::time::Instant::now()),

@@ -10,7 +10,7 @@ pub mod record;
 pub mod topics;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
-pub use consumer::{Handler, HandlerError, Runner, RunnerConfig, RunnerStats};
+pub use consumer::{Handler, HandlerError, Hold, Runner, RunnerConfig, RunnerStats};
 pub use producer::{ProduceError, Producer};
 pub use record::Record;
 pub use topics::Topic;
