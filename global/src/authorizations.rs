@@ -62,7 +62,8 @@ fn stand_in(reason: &str) -> Json<AuthorizationDecision> {
     })
 }
 
-#[tracing::instrument(skip_all, fields(customer_id, shard_id, network_reference))]
+/// The hot path records onto the request's span (customer, shard) rather than
+/// opening a span of its own.
 async fn authorize(
     State(state): State<AppState>,
     Input(body): Input<NetworkRequest>,
@@ -77,7 +78,6 @@ async fn authorize(
         return Err(Problem::invalid("network_reference", "must be 1 to 64 characters").into());
     }
     let span = tracing::Span::current();
-    span.record("network_reference", reference);
     let pan_hash = state.pan_hasher.hash(&pan);
     let placement = match state
         .directory
@@ -113,12 +113,12 @@ async fn authorize(
         Ok(decision) => Ok(Json(decision)),
         Err(CellError::Timeout { .. }) => {
             metrics::stand_in(shard.id.as_str(), "stand_in_timeout");
-            tracing::warn!(shard_id = %shard.id, "authorization stand-in: shard did not answer in time");
+            tracing::warn!(shard_id = %shard.id, network_reference = reference, "authorization stand-in: shard did not answer in time");
             Ok(stand_in("stand_in_timeout"))
         }
         Err(e) => {
             metrics::stand_in(shard.id.as_str(), "shard_unavailable");
-            tracing::warn!(shard_id = %shard.id, error = %e, "authorization stand-in: shard unavailable");
+            tracing::warn!(shard_id = %shard.id, network_reference = reference, error = %e, "authorization stand-in: shard unavailable");
             Ok(stand_in("shard_unavailable"))
         }
     }

@@ -59,6 +59,7 @@ struct Inner {
     internal_token: Secret,
     breaker: BreakerConfig,
     produce_timeout: Duration,
+    produce_linger_ms: u32,
 }
 
 fn retry_after(b: &CircuitBreaker) -> u64 {
@@ -71,6 +72,7 @@ impl Cells {
         internal_token: Secret,
         breaker: BreakerConfig,
         produce_timeout: Duration,
+        produce_linger_ms: u32,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
@@ -85,6 +87,7 @@ impl Cells {
                 internal_token,
                 breaker,
                 produce_timeout,
+                produce_linger_ms,
             }),
         })
     }
@@ -107,14 +110,16 @@ impl Cells {
         {
             return Ok(c.clone());
         }
-        let producer =
-            Producer::new(&shard.broker_bootstrap, self.inner.produce_timeout).map_err(|e| {
-                CellError::Unavailable {
-                    shard: shard.id.clone(),
-                    reason: format!("create producer: {e}"),
-                    retry_after: 1,
-                }
-            })?;
+        let producer = Producer::with_linger(
+            &shard.broker_bootstrap,
+            self.inner.produce_timeout,
+            self.inner.produce_linger_ms,
+        )
+        .map_err(|e| CellError::Unavailable {
+            shard: shard.id.clone(),
+            reason: format!("create producer: {e}"),
+            retry_after: 1,
+        })?;
         let cell = Arc::new(Cell {
             bootstrap: shard.broker_bootstrap.clone(),
             producer,

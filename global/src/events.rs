@@ -212,7 +212,7 @@ async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<
     Ok(placement.shard_id)
 }
 
-#[tracing::instrument(skip_all, fields(customer_id, shard_id, event_id))]
+/// Records onto the request's span (customer, shard); no span of its own.
 async fn route_one(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -221,7 +221,6 @@ async fn route_one(
     let started = Instant::now();
     let ev = parse_event(body, "", &state.pan_hasher)?;
     let event_id = ev.event_id.clone();
-    tracing::Span::current().record("event_id", event_id.as_str());
     let shard = route(&state, ev, correlation_id(&headers)).await?;
     metrics::observe_routing("event", started.elapsed().as_secs_f64());
     Ok((
@@ -235,7 +234,6 @@ async fn route_one(
         .into_response())
 }
 
-#[tracing::instrument(skip_all, fields(events))]
 async fn route_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -263,7 +261,6 @@ async fn route_batch(
         )
         .into());
     }
-    tracing::Span::current().record("events", events.len());
     let correlation = correlation_id(&headers);
     let work = events.into_iter().enumerate().map(|(i, v)| {
         let state = &state;

@@ -7,6 +7,11 @@ use anyhow::Context as _;
 
 use cellbank_global::{Application, Settings};
 
+/// mimalloc: the request paths allocate many small short-lived objects; the
+/// system allocator's locking showed up in profiles (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

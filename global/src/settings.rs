@@ -68,6 +68,10 @@ pub struct RoutingSettings {
     pub breaker: BreakerConfig,
     /// How long a produce to a shard broker may wait for its acknowledgement.
     pub produce_timeout_ms: u64,
+    /// How long the producer may hold an event to batch it with others
+    /// (librdkafka `linger.ms`): every routed event waits for its broker
+    /// acknowledgement, so this adds to each answer's latency.
+    pub produce_linger_ms: u32,
 }
 
 impl Default for RoutingSettings {
@@ -76,6 +80,7 @@ impl Default for RoutingSettings {
             authorization_timeout_ms: 1000,
             breaker: BreakerConfig::default(),
             produce_timeout_ms: 5000,
+            produce_linger_ms: 1,
         }
     }
 }

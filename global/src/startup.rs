@@ -78,6 +78,7 @@ impl Application {
             settings.auth.internal_token.clone(),
             settings.routing.breaker.clone(),
             Duration::from_millis(settings.routing.produce_timeout_ms),
+            settings.routing.produce_linger_ms,
         )?;
         let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
             .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;
