@@ -118,6 +118,13 @@ def main():
       f"{meta.get('wrk', 'wrk')}, nginx {meta.get('nginx', '?')}. Load generator and platform share the cores; "
       f"load average (1/5/15 min) {meta.get('loadavg_before', '?')} before the run, {meta.get('loadavg_after', '?')} after.")
     w("")
+    if int(meta.get("ledger_held", 0)) == 1:
+        w("The shards' ledger consumers were held (`cellctl consumers hold`) for the whole run: the cores "
+          "measure routing (router, authorizer, brokers), not the ledger booking what was routed; "
+          "the ledger's own throughput is in the Shard section.")
+    else:
+        w("The shards' ledger consumers ran during the measurements (HOLD_LEDGER=0).")
+    w("")
 
     # --- max throughput -------------------------------------------------------
     shard = wrk_summary(out, "auth-shard")
@@ -130,7 +137,7 @@ def main():
     produce_failed = sum(p.get("failed", 0) for p in produce)
 
     w(f"### Maximum throughput (wrk, 2 threads, {meta.get('wrk_conns', 64)} connections "
-      f"(16 for batches), {meta.get('wrk_seconds', 15)} s, median of {meta.get('repeat', 1)} runs)")
+      f"({meta.get('event_conns', 64)} for single events, 16 for batches), {meta.get('wrk_seconds', 15)} s, median of {meta.get('repeat', 1)} runs)")
     w("")
     w("Closed loop: latencies here are at saturation, not at a fixed rate.")
     w("")

@@ -23,15 +23,28 @@
 #   a system-wide CPU profile (perf) while global routes at full speed
 #
 # Environment (all optional): SHARDS (2), CUSTOMERS (400), REPEAT (3),
-# WRK_SECONDS (10), WRK_CONNS (64), BATCH_SIZE (200), PRODUCE_COUNT (300000),
+# WRK_SECONDS (10), WRK_CONNS (64), EVENT_CONNS (256: single events wait for
+# the broker's acknowledgement, so a closed loop needs more of them in flight), BATCH_SIZE (200), PRODUCE_COUNT (300000),
 # K6_DURATION (20s), E2E_AUTH_RATE (5000), HALF_RATE (default: half of the
 # measured max), the suites' rates SUITE_EVENTS_RATE, SUITE_BATCH_RATE,
 # SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8090),
 # PROFILE (1), BENCH_RESTART (1: stop running cells first, so the binaries
-# measured are the ones just built), BENCH_DOWN (0: leave the cells running),
+# measured are the ones just built), BENCH_DOWN (1: stop the cells at the end;
+# 0 leaves them running with their ledger consumers still held),
+# CELLBANK_BROKER_STORAGE (memory: tansu 0.6's sqlite engine panics under
+# concurrent idempotent producers; memory brokers start empty, so the cells'
+# databases are recreated too), HOLD_LEDGER (1: see below),
 # QUIESCE_MAX (60 s), OUT (result folder; a seed file already there is
 # reused unless RESEED=1), ONLY_SUITES (0; 1 reruns only the k6 suites into OUT).
+#
+# The shards' ledger consumers (ledger-inbound, ledger-authorizations) are held
+# with `cellctl consumers hold` after seeding, so the two cores measure the
+# routing path (router, authorizer, brokers) rather than the ledger booking
+# the backlog concurrently; the ledger's own throughput is measured in
+# BENCHMARKS.md's Shard section. What was routed waits in the shards' logs.
+# HOLD_LEDGER=0 measures with the ledger consuming.
 set -euo pipefail
+export CELLBANK_BROKER_STORAGE="${CELLBANK_BROKER_STORAGE:-memory}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 HERE="$ROOT/load-tests"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -41,6 +54,7 @@ CUSTOMERS="${CUSTOMERS:-400}"
 REPEAT="${REPEAT:-3}"
 WRK_SECONDS="${WRK_SECONDS:-10}"
 WRK_CONNS="${WRK_CONNS:-64}"
+EVENT_CONNS="${EVENT_CONNS:-256}"
 BATCH_SIZE="${BATCH_SIZE:-200}"
 PRODUCE_COUNT="${PRODUCE_COUNT:-300000}"
 K6_DURATION="${K6_DURATION:-20s}"
@@ -93,7 +107,10 @@ nginx_stop() {
 
 cleanup() {
   nginx_stop
-  if [ "${BENCH_DOWN:-0}" = "1" ]; then bash "$ROOT/infra/local/cells.sh" down || true; fi
+  if [ "${BENCH_DOWN:-1}" = "1" ]; then
+    log "stopping the cells (BENCH_DOWN=0 keeps them)"
+    bash "$ROOT/infra/local/cells.sh" down >/dev/null 2>&1 || true
+  fi
 }
 
 # Waits until every shard's summary (events applied, authorizations booked,
@@ -114,6 +131,18 @@ quiesce() {
     sleep 1
   done
   log "the shards were still busy after ${QUIESCE_MAX:-60}s; measuring anyway"
+}
+
+# Holds (or releases) the ledger consumers of every shard: hold|release.
+ledger_consumers() {
+  local verb="$1" s c
+  for s in $(seq 1 "$SHARDS"); do
+    for c in ledger-inbound ledger-authorizations; do
+      CELLCTL_ADMIN_TOKEN="$(secret ADMIN_TOKEN)" "$ROOT/target/release/cellctl" \
+        --global "$GLOBAL_URL" consumers "$verb" --shard "shard-$s" "$c" >/dev/null
+    done
+  done
+  log "ledger consumers of $SHARDS shards: $verb"
 }
 
 # wrk NAME URL MODE DATA [TOKEN] [BATCH] [CONNS] [SECONDS] -> $OUT/wrk/NAME.json
@@ -207,6 +236,7 @@ PY
   for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$NGINX_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
   local nginx_url="http://127.0.0.1:$NGINX_PORT"
+  if [ "${HOLD_LEDGER:-1}" = "1" ]; then ledger_consumers hold; fi
   log "warming up (caches, connection pools)"
   run_wrk warmup-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS" 3
   run_wrk warmup-shard "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token" 1 "$WRK_CONNS" 3
@@ -224,7 +254,7 @@ PY
     quiesce; run_wrk "auth-shard.$rep" "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
     quiesce; run_wrk "auth-nginx.$rep" "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
     quiesce; run_wrk "auth-global.$rep" "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt"
-    quiesce; run_wrk "event-global.$rep" "$GLOBAL_URL" event "$OUT/accounts.txt"
+    quiesce; run_wrk "event-global.$rep" "$GLOBAL_URL" event "$OUT/accounts.txt" - 1 "$EVENT_CONNS"
     quiesce; run_wrk "batch-global.$rep" "$GLOBAL_URL" batch "$OUT/accounts.txt" - "$BATCH_SIZE" 16
     quiesce
     "$ROOT/target/release/produce-baseline" --seed "$OUT/seed.json" --count "$PRODUCE_COUNT" \
@@ -271,8 +301,8 @@ PY
  "wrk": "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)",
  "nginx": "$(nginx -v 2>&1 | cut -d/ -f2)",
  "shards": $SHARDS, "customers": $CUSTOMERS, "repeat": $REPEAT, "wrk_seconds": $WRK_SECONDS,
- "wrk_conns": $WRK_CONNS, "batch_size": $BATCH_SIZE, "produce_count": $PRODUCE_COUNT,
- "k6_duration": "$K6_DURATION", "half_rate": $half, "e2e_auth_rate": $E2E_AUTH_RATE,
+ "wrk_conns": $WRK_CONNS, "event_conns": $EVENT_CONNS, "batch_size": $BATCH_SIZE, "produce_count": $PRODUCE_COUNT,
+ "k6_duration": "$K6_DURATION", "half_rate": $half, "ledger_held": ${HOLD_LEDGER:-1}, "e2e_auth_rate": $E2E_AUTH_RATE,
  "suite_rates": {"events": $SUITE_EVENTS_RATE, "batch": $SUITE_BATCH_RATE, "auth": $SUITE_AUTH_RATE,
                  "login": $SUITE_LOGIN_RATE, "mix": $SUITE_MIX_RATE}}
 EOF
