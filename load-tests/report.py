@@ -179,6 +179,10 @@ def main():
     kn = k6_summary(out, "lat-nginx")
     kg = k6_summary(out, "lat-global")
     ke = k6_summary(out, "e2e-global")
+    low = meta.get("low_rate")
+    ls = k6_summary(out, "low-shard")
+    ln = k6_summary(out, "low-nginx")
+    lg = k6_summary(out, "low-global")
     w(f"### Authorization latency at fixed rates (k6 constant-arrival-rate, {meta.get('k6_duration', '30s')})")
     w("")
     w("| path | offered | achieved | p50 | p99 | p99.9 | failed | added vs direct (p50 / p99) |")
@@ -199,6 +203,14 @@ def main():
     krow("nginx + Lua peer → shard", kn, half, ks)
     krow("global → shard (half of global's max)", kg, half, ks)
     krow("global → shard (end to end)", ke, meta.get("e2e_auth_rate", 5000), None)
+    if ls or ln or lg:
+        krow("shard directly (baseline)", ls, low, ls)
+        krow("nginx + Lua peer → shard", ln, low, ls)
+        krow("global → shard", lg, low, ls)
+    w("")
+    w("A row whose achieved rate is below 95 % of the offered one did not measure its rate: "
+      "k6 (about 1 ms of CPU per request) and the platform share the two cores, and the "
+      "open-loop generator could not keep up; its latencies include that queueing.")
     w("")
 
     # --- k6 suites ---------------------------------------------------------------------
@@ -238,7 +250,22 @@ def main():
     def verdict(ok):
         return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
+    def offered_ok(s, offered):
+        return bool(s) and s["iter_rate"] is not None and offered and s["iter_rate"] >= 0.95 * float(offered)
+
     added_p99 = None if not (kg and ks and kg["p99"] is not None and ks["p99"] is not None) else kg["p99"] - ks["p99"]
+    half_ok = offered_ok(ks, half) and offered_ok(kg, half)
+    low_added = None if not (lg and ls and lg["p99"] is not None and ls["p99"] is not None) else lg["p99"] - ls["p99"]
+    low_ok = offered_ok(ls, low) and offered_ok(lg, low)
+    if half_ok:
+        added_text, added_verdict = f"{added_p99:+.2f} ms", verdict(added_p99 <= 1.0)
+    else:
+        added_text = (f"not measurable here: k6 achieved {fmt_num(ks and ks['iter_rate'])}/s direct and "
+                      f"{fmt_num(kg and kg['iter_rate'])}/s via global of {fmt_num(half)}/s offered")
+        added_verdict = "**not measured**"
+    if low_added is not None:
+        added_text += (f"; at {fmt_num(low)}/s: {low_added:+.2f} ms"
+                       + ("" if low_ok else " (rate not achieved)"))
     w("### Goals")
     w("")
     w("| goal | measured | verdict |")
@@ -248,11 +275,10 @@ def main():
     w(f"| single-event routing ≥ 20,000 req/s | {fmt_num(event and event['rps'])} req/s | "
       f"{verdict(None if not event else event['rps'] >= 20000)} |")
     w(f"| router added latency p99 ≤ 1 ms at half of its max rate ({fmt_num(half)}/s) | "
-      f"{'n/a' if added_p99 is None else f'{added_p99:+.2f} ms'} | "
-      f"{verdict(None if added_p99 is None else added_p99 <= 1.0)} |")
+      f"{added_text} | {added_verdict} |")
     w(f"| authorization p99 ≤ 5 ms end to end at {fmt_num(meta.get('e2e_auth_rate', 5000))}/s | "
       f"{fmt_ms(ke and ke['p99'])} (achieved {fmt_num(ke and ke['iter_rate'])}/s) | "
-      f"{verdict(None if not ke or ke['p99'] is None else ke['p99'] <= 5.0 and (ke['dropped'] or 0) == 0)} |")
+      f"{verdict(None if not ke or ke['p99'] is None else ke['p99'] <= 5.0 and offered_ok(ke, meta.get('e2e_auth_rate', 5000)))} |")
     w(f"| authorization throughput ≥ the nginx peer's | {fmt_ratio(auth_vs_nginx)} of nginx | "
       f"{verdict(None if auth_vs_nginx is None else auth_vs_nginx >= 1.0)} |")
     w(f"| k6 suites' thresholds pass at the documented rates | | {verdict(suite_ok)} |")

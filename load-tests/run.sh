@@ -26,7 +26,8 @@
 # WRK_SECONDS (10), WRK_CONNS (64), EVENT_CONNS (256: single events wait for
 # the broker's acknowledgement, so a closed loop needs more of them in flight), BATCH_SIZE (200), PRODUCE_COUNT (300000),
 # K6_DURATION (20s), E2E_AUTH_RATE (5000), HALF_RATE (default: half of the
-# measured max), the suites' rates SUITE_EVENTS_RATE, SUITE_BATCH_RATE,
+# max of a 5 s wrk calibration run), LOW_RATE (1000: latency of the three
+# paths at a rate k6 can offer beside the platform), the suites' rates SUITE_EVENTS_RATE, SUITE_BATCH_RATE,
 # SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8090),
 # PROFILE (1), BENCH_RESTART (1: stop running cells first, so the binaries
 # measured are the ones just built), BENCH_DOWN (1: stop the cells at the end;
@@ -59,6 +60,7 @@ BATCH_SIZE="${BATCH_SIZE:-200}"
 PRODUCE_COUNT="${PRODUCE_COUNT:-300000}"
 K6_DURATION="${K6_DURATION:-20s}"
 E2E_AUTH_RATE="${E2E_AUTH_RATE:-5000}"
+LOW_RATE="${LOW_RATE:-1000}"
 SUITE_EVENTS_RATE="${SUITE_EVENTS_RATE:-1000}"
 SUITE_BATCH_RATE="${SUITE_BATCH_RATE:-20}"
 SUITE_AUTH_RATE="${SUITE_AUTH_RATE:-1000}"
@@ -244,12 +246,40 @@ PY
   run_wrk warmup-event "$GLOBAL_URL" event "$OUT/accounts.txt" - 1 "$WRK_CONNS" 3
   quiesce
 
-  local reps="$REPEAT"
+  # Order: the k6 phases first, while the cells' state is small (every
+  # authorization adds to the authorizer's memory and snapshots, and with the
+  # ledger held nothing is booked), then the closed-loop maximum-throughput
+  # phases, which only need a rate. Half of global's maximum comes from a
+  # short calibration run of wrk.
+  local max half
   if [ "${ONLY_SUITES:-0}" = "1" ]; then
-    reps=0
     log "ONLY_SUITES=1: skipping the throughput, latency and profile measurements"
+    half="$(cat "$OUT/half_rate" 2>/dev/null || echo 0)"
+  else
+    quiesce; run_wrk calib-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS" 5
+    max="$(jq -r '.rps' "$OUT/wrk/calib-global.json")"
+    half="${HALF_RATE:-$(jq -n "$max / 2 | floor")}"
+    echo "$half" >"$OUT/half_rate"
   fi
-  for rep in $(seq 1 "$reps"); do
+
+  log "the k6 suites at the rates written in BENCHMARKS.md"
+  quiesce; run_k6 suite-events events.js -e EVENTS_RATE="$SUITE_EVENTS_RATE" -e BATCH_RATE="$SUITE_BATCH_RATE" -e BATCH_SIZE="$BATCH_SIZE"
+  quiesce; run_k6 suite-authorizations authorizations.js -e AUTH_RATE="$SUITE_AUTH_RATE"
+  quiesce; run_k6 suite-login_follow login_follow.js -e LOGIN_RATE="$SUITE_LOGIN_RATE"
+  quiesce; run_k6 suite-mixed mixed.js -e MIX_RATE="$SUITE_MIX_RATE" -e BATCH_SIZE="$BATCH_SIZE"
+  [ "${ONLY_SUITES:-0}" = "1" ] && { finish "$half"; return; }
+
+  log "latency at half of global's max authorization rate: $half/s (calibration max $max/s)"
+  quiesce; run_k6 lat-shard authorizations.js -e TARGET=shard -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 lat-nginx authorizations.js -e TARGET=nginx -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 lat-global authorizations.js -e TARGET=global -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 e2e-global authorizations.js -e TARGET=global -e AUTH_RATE="$E2E_AUTH_RATE" -e P99_MS=5 -e P999_MS=1000
+  log "latency at $LOW_RATE/s, a rate k6 can offer beside the platform on these cores"
+  quiesce; run_k6 low-shard authorizations.js -e TARGET=shard -e AUTH_RATE="$LOW_RATE" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 low-nginx authorizations.js -e TARGET=nginx -e AUTH_RATE="$LOW_RATE" -e P99_MS=1000 -e P999_MS=1000
+  quiesce; run_k6 low-global authorizations.js -e TARGET=global -e AUTH_RATE="$LOW_RATE" -e P99_MS=1000 -e P999_MS=1000
+
+  for rep in $(seq 1 "$REPEAT"); do
     log "max throughput, repetition $rep of $REPEAT"
     quiesce; run_wrk "auth-shard.$rep" "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
     quiesce; run_wrk "auth-nginx.$rep" "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
@@ -262,26 +292,12 @@ PY
     log "produce-baseline: $(jq -r '"\(.msg_per_s|floor) msg/s acked \(.acked) failed \(.failed)"' "$OUT/produce.$rep.json" 2>/dev/null || echo failed)"
   done
 
-  local max half
-  if [ "${ONLY_SUITES:-0}" = "1" ]; then
-    half="$(cat "$OUT/half_rate" 2>/dev/null || echo 0)"
-  else
-  max="$(jq -s 'map(.rps) | sort | .[length/2|floor]' "$OUT"/wrk/auth-global.*.json)"
-  half="${HALF_RATE:-$(jq -n "$max / 2 | floor")}"
-  echo "$half" >"$OUT/half_rate"
-  log "latency at half of global's max authorization rate: $half/s (max $max/s)"
-  quiesce; run_k6 lat-shard authorizations.js -e TARGET=shard -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
-  quiesce; run_k6 lat-nginx authorizations.js -e TARGET=nginx -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
-  quiesce; run_k6 lat-global authorizations.js -e TARGET=global -e AUTH_RATE="$half" -e P99_MS=1000 -e P999_MS=1000
-  quiesce; run_k6 e2e-global authorizations.js -e TARGET=global -e AUTH_RATE="$E2E_AUTH_RATE" -e P99_MS=5 -e P999_MS=1000
-  fi
+  finish "$half"
+}
 
-  log "the k6 suites at the rates written in BENCHMARKS.md"
-  quiesce; run_k6 suite-events events.js -e EVENTS_RATE="$SUITE_EVENTS_RATE" -e BATCH_RATE="$SUITE_BATCH_RATE" -e BATCH_SIZE="$BATCH_SIZE"
-  quiesce; run_k6 suite-authorizations authorizations.js -e AUTH_RATE="$SUITE_AUTH_RATE"
-  quiesce; run_k6 suite-login_follow login_follow.js -e LOGIN_RATE="$SUITE_LOGIN_RATE"
-  quiesce; run_k6 suite-mixed mixed.js -e MIX_RATE="$SUITE_MIX_RATE" -e BATCH_SIZE="$BATCH_SIZE"
-
+# finish HALF: the profile (unless ONLY_SUITES), meta.json and the report.
+finish() {
+  local half="$1"
   if [ "$PROFILE" = "1" ] && [ "${ONLY_SUITES:-0}" != "1" ] && command -v perf >/dev/null; then
     log "profiling the whole machine while global routes authorizations, then batches"
     profile auth "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS"
@@ -302,7 +318,7 @@ PY
  "nginx": "$(nginx -v 2>&1 | cut -d/ -f2)",
  "shards": $SHARDS, "customers": $CUSTOMERS, "repeat": $REPEAT, "wrk_seconds": $WRK_SECONDS,
  "wrk_conns": $WRK_CONNS, "event_conns": $EVENT_CONNS, "batch_size": $BATCH_SIZE, "produce_count": $PRODUCE_COUNT,
- "k6_duration": "$K6_DURATION", "half_rate": $half, "ledger_held": ${HOLD_LEDGER:-1}, "e2e_auth_rate": $E2E_AUTH_RATE,
+ "k6_duration": "$K6_DURATION", "half_rate": $half, "low_rate": $LOW_RATE, "ledger_held": ${HOLD_LEDGER:-1}, "e2e_auth_rate": $E2E_AUTH_RATE,
  "suite_rates": {"events": $SUITE_EVENTS_RATE, "batch": $SUITE_BATCH_RATE, "auth": $SUITE_AUTH_RATE,
                  "login": $SUITE_LOGIN_RATE, "mix": $SUITE_MIX_RATE}}
 EOF
