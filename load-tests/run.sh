@@ -338,8 +338,10 @@ profile() {
   local perf_pid=$!
   run_wrk "profile-$name" "$1" "$2" "$3" "$4" "$5" "$6" 12
   wait "$perf_pid" || true
-  perf report -i "$OUT/perf/$name.data" --sort comm --stdio 2>/dev/null \
-    | grep -v '^#' | grep -v '^$' | head -n 15 >"$OUT/perf/$name.by-process.txt" || true
+  # By process (threads looked up while the processes still run): tokio's
+  # worker threads carry the same name in global, the shards and tansu.
+  perf report -i "$OUT/perf/$name.data" --sort pid --stdio 2>/dev/null \
+    | python3 "$HERE/perf_by_process.py" >"$OUT/perf/$name.by-process.txt" || true
   perf report -i "$OUT/perf/$name.data" --sort comm,dso,symbol --stdio 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -n 40 >"$OUT/perf/$name.top-symbols.txt" || true
   rm -f "$OUT/perf/$name.data"

@@ -12,7 +12,9 @@
 //                      needs INTERNAL_TOKEN)
 //   nginx             the same internal request to the nginx peer (NGINX_URL),
 //                     which maps the card to its shard and proxies it
-// Environment (besides lib.js's): AUTH_RATE (1000/s), P99_MS (10), P999_MS (50).
+// Environment (besides lib.js's): AUTH_RATE (1000/s), P99_MS (50), P999_MS (250): regression guards
+// at about twice what BENCHMARKS.md's run measured on 2 cores (the 5 ms goal is
+// read separately, in the harness's goals table).
 import http from 'k6/http';
 import { check } from 'k6';
 import { GLOBAL_URL, JSON_HEADERS, MERCHANT, TREND_STATS, arrival, num, pick, summary, uid } from './lib.js';
@@ -36,8 +38,8 @@ export const options = {
     'http_req_failed{scenario:authorizations}': ['rate<0.001'],
     'checks{scenario:authorizations}': ['rate>0.999'],
     'http_req_duration{scenario:authorizations}': [
-      `p(99)<${num('P99_MS', 10)}`,
-      `p(99.9)<${num('P999_MS', 50)}`,
+      `p(99)<${num('P99_MS', 50)}`,
+      `p(99.9)<${num('P999_MS', 250)}`,
     ],
     dropped_iterations: [`count<${Math.max(10, Math.ceil(AUTH_RATE * 0.5))}`],
   },

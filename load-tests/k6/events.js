@@ -7,7 +7,8 @@
 //
 // Environment (besides lib.js's): EVENTS_RATE (single events/s, 1000),
 // BATCH_RATE (batch requests/s, 20), BATCH_SIZE (events per batch, 200),
-// P99_SINGLE_MS (20), P99_BATCH_MS (200): the thresholds that fail the run.
+// P99_SINGLE_MS (40), P99_BATCH_MS (200): the thresholds that fail the run
+// (regression guards at about twice what BENCHMARKS.md's run measured).
 import http from 'k6/http';
 import { check } from 'k6';
 import { GLOBAL_URL, JSON_HEADERS, TREND_STATS, arrival, depositEvent, num, pick, summary } from './lib.js';
@@ -27,7 +28,7 @@ export const options = {
     'http_req_failed{scenario:events_batch}': ['rate<0.001'],
     'checks{scenario:events_single}': ['rate>0.999'],
     'checks{scenario:events_batch}': ['rate>0.999'],
-    'http_req_duration{scenario:events_single}': [`p(99)<${num('P99_SINGLE_MS', 20)}`],
+    'http_req_duration{scenario:events_single}': [`p(99)<${num('P99_SINGLE_MS', 40)}`],
     'http_req_duration{scenario:events_batch}': [`p(99)<${num('P99_BATCH_MS', 200)}`],
     dropped_iterations: [`count<${Math.max(10, Math.ceil((EVENTS_RATE + BATCH_RATE) * 0.5))}`],
   },

@@ -9,7 +9,8 @@
 // MIX_RATE (requests/s to global, 1000) is split: 55% authorizations, 40%
 // single events, 0.5% batches of BATCH_SIZE events (200), and LOGIN_SHARE
 // (0.5%) login flows (login + 3-4 shard reads each).
-// Thresholds: P99_AUTH_MS (10), P99_SINGLE_MS (20), P99_BATCH_MS (200),
+// Thresholds (regression guards at about twice BENCHMARKS.md's figures):
+// P99_AUTH_MS (100), P99_SINGLE_MS (100), P99_BATCH_MS (200),
 // P99_LOGIN_MS (500), P99_SHARD_MS (50).
 import { TREND_STATS, arrival, num, summary } from './lib.js';
 import { authorize } from './authorizations.js';
@@ -32,8 +33,8 @@ export const options = {
   thresholds: {
     http_req_failed: ['rate<0.001'],
     checks: ['rate>0.999'],
-    'http_req_duration{scenario:authorizations}': [`p(99)<${num('P99_AUTH_MS', 10)}`],
-    'http_req_duration{scenario:events_single}': [`p(99)<${num('P99_SINGLE_MS', 20)}`],
+    'http_req_duration{scenario:authorizations}': [`p(99)<${num('P99_AUTH_MS', 100)}`],
+    'http_req_duration{scenario:events_single}': [`p(99)<${num('P99_SINGLE_MS', 100)}`],
     'http_req_duration{scenario:events_batch}': [`p(99)<${num('P99_BATCH_MS', 200)}`],
     'http_req_duration{scenario:login_follow,name:POST /v1/login}': [`p(99)<${num('P99_LOGIN_MS', 500)}`],
     'http_req_duration{scenario:login_follow,hop:shard}': [`p(99)<${num('P99_SHARD_MS', 50)}`],

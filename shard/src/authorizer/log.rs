@@ -24,26 +24,38 @@ pub const TOPICS: [Topic; 2] = [Topic::Authorizations, Topic::LedgerFacts];
 
 /// The latest snapshot, or an empty state.
 pub async fn load_latest(pool: &PgPool) -> anyhow::Result<AuthorizerState> {
-    let row: Option<(sqlx::types::Json<AuthorizerState>,)> =
-        sqlx::query_as("SELECT state FROM authorizer_snapshots ORDER BY id DESC LIMIT 1")
-            .fetch_optional(pool)
-            .await
-            .context("read authorizer snapshot")?;
-    Ok(row.map(|r| r.0 .0).unwrap_or_default())
+    type Row = (Option<sqlx::types::Json<AuthorizerState>>, Option<Vec<u8>>);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT state, state_bytes FROM authorizer_snapshots ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .context("read authorizer snapshot")?;
+    match row {
+        None => Ok(AuthorizerState::default()),
+        Some((_, Some(bytes))) => {
+            tokio::task::spawn_blocking(move || serde_json::from_slice::<AuthorizerState>(&bytes))
+                .await
+                .context("decode authorizer snapshot")?
+                .context("decode authorizer snapshot")
+        }
+        Some((Some(state), None)) => Ok(state.0),
+        Some((None, None)) => anyhow::bail!("authorizer snapshot without state"),
+    }
 }
 
 /// Stores a snapshot and keeps the three latest.
 pub async fn save_snapshot(pool: &PgPool, state: &AuthorizerState) -> anyhow::Result<()> {
     // Serializing a busy cell's state takes a while: off the request threads.
     let copy = state.clone();
-    let json = tokio::task::spawn_blocking(move || serde_json::to_string(&copy))
+    let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&copy))
         .await
         .context("serialize authorizer snapshot")?
         .context("serialize authorizer snapshot")?;
     let mut tx = pool.begin().await.context("begin")?;
-    sqlx::query("INSERT INTO authorizer_snapshots (offsets, state) VALUES ($1, $2::jsonb)")
+    sqlx::query("INSERT INTO authorizer_snapshots (offsets, state_bytes) VALUES ($1, $2)")
         .bind(sqlx::types::Json(&state.offsets))
-        .bind(json)
+        .bind(bytes)
         .execute(&mut *tx)
         .await
         .context("insert authorizer snapshot")?;
