@@ -13,15 +13,15 @@ def process_of(tid):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     argv = f.read().split(b"\0")
-                name = os.path.basename(argv[0].decode(errors="replace")) or "?"
-                if name.startswith("postgres"):
+                arg0 = argv[0].decode(errors="replace")
+                if arg0.startswith("postgres"):
                     return "postgres"
-                if name == "nginx:" or name.startswith("nginx"):
+                if arg0.startswith("nginx"):
                     return "nginx"
-                return name
+                return os.path.basename(arg0.split(" ")[0]) or "?"
             except OSError:
                 return "?"
-    return "(exited)"
+    return "(exited by then: wrk, perf)"
 
 
 def main():
