@@ -15,7 +15,8 @@
 # idempotent-producer check under heavy concurrent load (seen with the load
 # harness), after which the broker answers every request with an error.
 # Memory brokers start empty, so with them each cell's database is recreated
-# whenever its broker is (re)started.
+# whenever its broker is (re)started; switching storage engines recreates both
+# the databases and the broker logs (they hold each other's offsets).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 STATE="$ROOT/.local"
@@ -94,15 +95,24 @@ up() {
   for i in $(seq 1 "$N"); do cells+=("shard-$i"); done
   local idx=0
   for cell in "${cells[@]}"; do
-    if [ "$STORAGE" = "memory://tansu/" ] && ! running "$STATE/pids/broker-$cell"; then
-      # A memory broker starts empty: the cell's database (offsets in its
-      # snapshots, outbox marks) must start empty with it.
+    # A cell's database and its broker's log belong together (authorizer
+    # snapshots hold log offsets, the outbox marks what was relayed). A memory
+    # broker starts empty, and a switch of storage engine starts from another
+    # log: then both start empty. `storage` records what the pair was made with.
+    mkdir -p "$STATE/brokers/$cell"
+    local marker="$STATE/brokers/$cell/storage" before=""
+    [ -f "$marker" ] && before="$(cat "$marker")"
+    if ! running "$STATE/pids/broker-$cell" \
+      && { [ "$STORAGE" = "memory://tansu/" ] || { [ -n "$before" ] && [ "$before" != "$STORAGE" ]; }; }; then
       PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc \
         "drop database if exists \"cellbank_${cell//-/_}\" with (force)" >/dev/null
+      rm -f "$STATE/brokers/$cell"/tansu.db*
+      [ -n "$before" ] && [ "$before" != "$STORAGE" ] \
+        && log "$cell: broker storage changed ($before -> $STORAGE); database and broker log start empty"
     fi
+    echo "$STORAGE" >"$marker"
     create_db "cellbank_${cell//-/_}"
     local port=$((BROKER_BASE + idx)); idx=$((idx + 1))
-    mkdir -p "$STATE/brokers/$cell"
     if ! running "$STATE/pids/broker-$cell" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "port $port is taken by a process this script did not start; stop it first" >&2
       exit 1
