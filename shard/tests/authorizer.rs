@@ -250,3 +250,36 @@ async fn restarted_replica_converges_with_one_that_never_stopped() {
     restarted.stop().await;
     steady.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_behind_the_snapshot_stops_the_cell_and_says_why() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    app.wait_ready().await;
+    let settings = app.settings.clone();
+    let pool = app.pool().await;
+    app.abort().await;
+
+    // A snapshot that has seen far more of the decisions log than this broker
+    // holds: what a cell finds after its broker's log was reset.
+    let mut state = cellbank_shard::authorizer::state::AuthorizerState::default();
+    let key = format!("{}/0", Topic::Authorizations.name());
+    state.offsets.insert(key.clone(), 1_000_000);
+    cellbank_shard::authorizer::log::save_snapshot(&pool, &state)
+        .await
+        .unwrap();
+
+    let app = cellbank_shard::Application::build(settings).await.unwrap();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.run_until_stopped(std::future::pending()),
+    )
+    .await
+    .expect("the cell stops by itself");
+    let err = format!(
+        "{:#}",
+        stopped.expect_err("a log behind the snapshot is refused")
+    );
+    assert!(err.contains("behind the authorizer snapshot"), "{err}");
+    assert!(err.contains(&key), "{err}");
+}

@@ -107,6 +107,33 @@ pub async fn snapshots(
     }
 }
 
+/// A snapshot that includes more of a partition than the log holds means the
+/// log was reset or this is another broker: deciding from that state would
+/// skip every record below the snapshot's offsets (cards unknown, limits
+/// wrong), so the cell stops and says why instead.
+fn refuse_a_log_behind(
+    snapshot: &BTreeMap<String, i64>,
+    log: &BTreeMap<String, (i64, i64)>,
+) -> anyhow::Result<()> {
+    let behind: Vec<String> = snapshot
+        .iter()
+        .filter_map(|(k, next)| {
+            let (_, end) = log.get(k)?;
+            (next > end).then(|| format!("{k}: snapshot at {next}, log ends at {end}"))
+        })
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the cell's log is behind the authorizer snapshot ({}): the broker's log was reset \
+         or this is another broker. Restore the log; if it is lost, delete the cell's \
+         authorizer_snapshots and re-relay the ledger facts \
+         (UPDATE ledger_facts SET sent_at = NULL) so the authorizer rebuilds from a complete log",
+        behind.join(", ")
+    )
+}
+
 /// Applies the log to the in-memory state.
 pub struct LogHandler {
     authorizer: Authorizer,
@@ -248,6 +275,7 @@ pub async fn start(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let targets = high_watermarks(&bootstrap_owned).await?;
+        refuse_a_log_behind(&offsets, &targets)?;
         loop {
             let done = a.with_state(|s| {
                 targets
