@@ -208,6 +208,8 @@ impl Application {
         let group = |name: &str| format!("{}-{}-{name}", cfg.kafka.group_prefix, s.shard_id);
         let bootstrap = cfg.kafka.bootstrap.clone();
 
+        // Holds stored by an operator apply before any consumer starts.
+        crate::consumers::load(&s.pool, &s.holds).await?;
         let mut inbound_cfg = RunnerConfig::new(
             &bootstrap,
             &group("ledger-inbound"),
@@ -302,6 +304,15 @@ impl Application {
                 Box::pin(ledger::facts::relay(
                     s.pool.clone(),
                     s.producer.clone(),
+                    stop.clone(),
+                )),
+            ),
+            (
+                "consumer holds",
+                Box::pin(crate::consumers::follow(
+                    s.pool.clone(),
+                    s.holds.clone(),
+                    Duration::from_secs(1),
                     stop.clone(),
                 )),
             ),

@@ -207,6 +207,16 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
         "{list}"
     );
 
+    // The hold is the cell's, not this process's: what another replica (or
+    // this one after a restart) loads from the cell's database, at start and
+    // every second after.
+    let other = cellbank_shard::consumers::holds();
+    cellbank_shard::consumers::load(&pool, &other)
+        .await
+        .unwrap();
+    assert!(other["ledger-inbound"].is_held(), "another replica is held");
+    assert!(!other["mortician"].is_held(), "only what was held");
+
     let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
     for i in 0..5 {
         let ev = envelope(
@@ -241,6 +251,13 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
         .await
         .unwrap();
     assert_eq!(released.status(), 200);
+    cellbank_shard::consumers::load(&pool, &other)
+        .await
+        .unwrap();
+    assert!(
+        !other["ledger-inbound"].is_held(),
+        "another replica is released"
+    );
     eventually(
         Duration::from_secs(30),
         "all five applied after release",
