@@ -53,6 +53,11 @@ pub fn document() -> Value {
             "/admin/v1/cards/{card_id}/block": { "post": op("block a card: the authorizer declines it (card_blocked)", "admin", "200", js) },
             "/admin/v1/cards/{card_id}/unblock": { "post": op("unblock a card", "admin", "200", js) },
             "/admin/v1/summary": { "get": op("counts and the trial balance per currency", "admin", "200", js) },
+            "/admin/v1/consumers": { "get": op("the cell's consumers and whether an operator holds them", "admin", "200", js) },
+            "/admin/v1/consumers/{name}/hold": {
+                "put": op("hold a consumer: its partitions pause in every replica, the backlog waits in the log", "admin", "200", js),
+                "delete": op("release a held consumer", "admin", "200", js)
+            },
             "/healthz": { "get": { "summary": "liveness", "responses": { "200": { "description": "alive" } } } },
             "/readyz": { "get": { "summary": "readiness: postgres, broker, authorizer replayed", "responses": { "200": { "description": "ready" }, "503": { "description": "not ready" } } } },
             "/metrics": { "get": { "summary": "prometheus metrics", "responses": { "200": { "description": "text format" } } } }

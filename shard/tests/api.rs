@@ -269,6 +269,8 @@ async fn hal_api_with_tokens_accounts_entries_cards_and_transfers() {
         .await
         .unwrap();
     assert!(doc["paths"]["/v1/customers/{customer_id}/transfers"]["post"].is_object());
+    assert!(doc["paths"]["/admin/v1/consumers/{name}/hold"]["put"].is_object());
+    assert!(metrics.contains("shard_authorizer_snapshot_seconds"));
     app.stop().await;
 }
 
