@@ -107,6 +107,9 @@ pub async fn snapshots(
     }
 }
 
+/// How far past the log's end a snapshot may be before the log counts as reset.
+const SLACK: i64 = 1_000;
+
 /// A snapshot that includes more of a partition than the log holds means the
 /// log was reset or this is another broker: deciding from that state would
 /// skip every record below the snapshot's offsets (cards unknown, limits
@@ -119,9 +122,12 @@ fn refuse_a_log_behind(
         .iter()
         .filter_map(|(k, next)| {
             let (_, end) = log.get(k)?;
-            // One record of slack: tansu's high watermark was seen trailing
-            // the last record a consistent snapshot includes by one.
-            (*next > end + 1).then(|| format!("{k}: snapshot at {next}, log ends at {end}"))
+            // Coarse on purpose: tansu's high watermark trails the records it
+            // serves (by up to its last batch; 2 records seen in CI), so only a
+            // snapshot beyond the log's end by more than 1,000 records and by
+            // more than the whole log counts as a reset or swapped log.
+            (next - end > SLACK.max(*end))
+                .then(|| format!("{k}: snapshot at {next}, log ends at {end}"))
         })
         .collect();
     if behind.is_empty() {
