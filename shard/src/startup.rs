@@ -375,7 +375,7 @@ impl Application {
                 }
             }
         }
-        if let Err(e) = authorizer::log::save_snapshot(&s.pool, &s.authorizer.state()).await {
+        if let Err(e) = authorizer::log::save_snapshot(&s.pool, s.authorizer.state()).await {
             tracing::warn!(error = %format!("{e:#}"), "final authorizer snapshot failed");
         }
         s.producer.flush(Duration::from_secs(5));

@@ -265,7 +265,7 @@ async fn a_log_behind_the_snapshot_stops_the_cell_and_says_why() {
     let mut state = cellbank_shard::authorizer::state::AuthorizerState::default();
     let key = format!("{}/0", Topic::Authorizations.name());
     state.offsets.insert(key.clone(), 1_000_000);
-    cellbank_shard::authorizer::log::save_snapshot(&pool, &state)
+    cellbank_shard::authorizer::log::save_snapshot(&pool, state)
         .await
         .unwrap();
 

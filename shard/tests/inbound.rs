@@ -102,16 +102,7 @@ async fn applies_each_event_once_and_dead_letters_bad_ones() {
     );
 
     // the admin API lists them and republishes one back to the inbound topic
-    let list: serde_json::Value = app
-        .client
-        .get(app.url("/admin/v1/dead-letters?limit=10"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_json("/admin/v1/dead-letters?limit=10").await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["source_topic"], Topic::Inbound.name());
@@ -139,16 +130,7 @@ async fn applies_each_event_once_and_dead_letters_bad_ones() {
         || async { scalar(&pool, "SELECT count(*) FROM dead_letters").await == 3 },
     )
     .await;
-    let summary: serde_json::Value = app
-        .client
-        .get(app.url("/admin/v1/summary"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = app.admin_json("/admin/v1/summary").await;
     assert_eq!(summary["events_applied"], 1);
     assert_eq!(summary["trial_balance"][0]["balance"], 0);
     app.stop().await;
@@ -189,16 +171,7 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
         .await
         .unwrap();
     assert_eq!(held.status(), 200);
-    let list: serde_json::Value = app
-        .client
-        .get(app.url("/admin/v1/consumers"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_json("/admin/v1/consumers").await;
     assert!(
         list.as_array()
             .unwrap()

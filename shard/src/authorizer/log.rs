@@ -45,16 +45,18 @@ pub async fn load_latest(pool: &PgPool) -> anyhow::Result<AuthorizerState> {
 }
 
 /// Stores a snapshot and keeps the three latest.
-pub async fn save_snapshot(pool: &PgPool, state: &AuthorizerState) -> anyhow::Result<()> {
+/// Takes the state by value: callers hand over the copy they took under the
+/// authorizer's lock.
+pub async fn save_snapshot(pool: &PgPool, state: AuthorizerState) -> anyhow::Result<()> {
+    let offsets = sqlx::types::Json(state.offsets.clone());
     // Serializing a busy cell's state takes a while: off the request threads.
-    let copy = state.clone();
-    let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&copy))
+    let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&state))
         .await
         .context("serialize authorizer snapshot")?
         .context("serialize authorizer snapshot")?;
     let mut tx = pool.begin().await.context("begin")?;
     sqlx::query("INSERT INTO authorizer_snapshots (offsets, state_bytes) VALUES ($1, $2)")
-        .bind(sqlx::types::Json(&state.offsets))
+        .bind(offsets)
         .bind(bytes)
         .execute(&mut *tx)
         .await
@@ -93,8 +95,9 @@ pub async fn snapshots(
         let moved = authorizer.with_state(|s| saved.as_ref() != Some(&s.offsets));
         if authorizer.is_ready() && moved {
             let state = authorizer.state();
-            match save_snapshot(&pool, &state).await {
-                Ok(()) => saved = Some(state.offsets),
+            let offsets = state.offsets.clone();
+            match save_snapshot(&pool, state).await {
+                Ok(()) => saved = Some(offsets),
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "authorizer snapshot failed"),
             }
             metrics::observe_snapshot(started.elapsed().as_secs_f64());
@@ -282,18 +285,8 @@ pub async fn start(
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // A watermark read just after the last produce can trail it: look
-        // again for a few seconds before calling the log behind.
-        let mut targets = high_watermarks(&bootstrap_owned).await?;
-        let mut looks = 1;
-        while let Err(e) = refuse_a_log_behind(&offsets, &targets) {
-            if looks == 10 {
-                return Err(e);
-            }
-            looks += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            targets = high_watermarks(&bootstrap_owned).await?;
-        }
+        let targets = high_watermarks(&bootstrap_owned).await?;
+        refuse_a_log_behind(&offsets, &targets)?;
         loop {
             let done = a.with_state(|s| {
                 targets

@@ -178,6 +178,19 @@ impl TestApp {
     pub async fn pool(&self) -> sqlx::PgPool {
         self.state.pool.clone()
     }
+
+    /// GET on the admin API with the admin token, as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
 }
 
 pub fn envelope(

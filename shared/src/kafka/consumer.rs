@@ -159,6 +159,12 @@ impl RunnerStats {
     }
 }
 
+/// Whether consumption should be paused: the breaker is open (or trying one
+/// message) or an operator holds the consumer.
+fn pause_wanted(hold: &Hold, breaker: &CircuitBreaker) -> bool {
+    hold.is_held() || breaker.state() != BreakerState::Closed
+}
+
 /// Rebalance hooks: logs assignments and pauses newly assigned partitions at
 /// once while the breaker is open or an operator holds the consumer.
 struct RunnerContext {
@@ -171,7 +177,7 @@ impl ConsumerContext for RunnerContext {
         match r {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
-                if self.hold.is_held() || self.breaker.state() != BreakerState::Closed {
+                if pause_wanted(&self.hold, &self.breaker) {
                     if let Err(e) = consumer.pause(tpl) {
                         tracing::warn!(error = %e, "pause assigned partitions failed");
                     }
@@ -282,7 +288,7 @@ impl<H: Handler> Runner<H> {
         // Pauses or resumes the current assignment when the wanted state
         // (breaker open or operator hold) differs from what is in force.
         let settle = |paused: &mut bool, reason: &str| {
-            let want = self.breaker.state() != BreakerState::Closed || self.cfg.hold.is_held();
+            let want = pause_wanted(&self.cfg.hold, &self.breaker);
             let Ok(assignment) = consumer.assignment() else {
                 return;
             };
