@@ -22,7 +22,6 @@ use cellbank_shared::problem::Problem;
 use crate::directory::{self, Change, DirectoryError, IdentifierKind};
 use crate::error::{ApiError, ApiResult, Input};
 use crate::login::{hash_password, normalise_login, validate_login};
-use crate::lookup::parse_customer_id;
 use crate::state::AppState;
 
 /// Issuer identification number every PAN global generates starts with.
@@ -44,6 +43,12 @@ struct NewCustomer {
     password: String,
     #[serde(default)]
     currency: Option<Currency>,
+}
+
+/// A customer id from a request path.
+pub fn parse_customer_id(s: &str) -> Result<CustomerId, Problem> {
+    s.parse()
+        .map_err(|_| Problem::invalid("customer_id", "must be a uuid"))
 }
 
 fn unavailable(e: sqlx::Error) -> ApiError {

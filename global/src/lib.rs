@@ -15,11 +15,10 @@ pub mod events;
 pub mod feed;
 pub mod health;
 pub mod login;
-pub mod lookup;
 pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod settings;
-pub mod shards;
 pub mod startup;
 pub mod state;
 

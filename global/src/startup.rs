@@ -40,8 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::router())
         .merge(crate::authorizations::router())
         .merge(crate::login::router())
-        .merge(crate::shards::router())
-        .merge(crate::lookup::router())
+        .merge(crate::ops::router())
         .with_state(state.clone());
     cellbank_shared::http::with_standard_layers(api, &state.settings.server)
 }

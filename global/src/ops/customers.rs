@@ -7,9 +7,10 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use cellbank_shared::ids::{CustomerId, ShardId};
+use cellbank_shared::ids::ShardId;
 use cellbank_shared::problem::Problem;
 
+use crate::customers::parse_customer_id;
 use crate::directory::{self, Change, IdentifierKind};
 use crate::error::{ApiResult, Input};
 use crate::state::{Admin, AppState};
@@ -19,11 +20,6 @@ pub fn router() -> Router<AppState> {
         .route("/ops/v1/customers/{customer_id}", get(show))
         .route("/ops/v1/customers/{customer_id}/placement", put(place))
         .route("/ops/v1/lookup", get(lookup))
-}
-
-pub fn parse_customer_id(s: &str) -> Result<CustomerId, Problem> {
-    s.parse()
-        .map_err(|_| Problem::invalid("customer_id", "must be a uuid"))
 }
 
 #[tracing::instrument(skip_all, fields(customer_id = %id, shard_id))]
