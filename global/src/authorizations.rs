@@ -16,7 +16,7 @@ use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::Pan;
 use cellbank_shared::problem::Problem;
 
-use crate::cells::CellError;
+use crate::cell_client::CellError;
 use crate::directory::{DirectoryError, IdentifierKind};
 use crate::error::{ApiResult, Input};
 use crate::metrics;
@@ -105,7 +105,7 @@ async fn authorize(
     };
     let deadline = Duration::from_millis(state.settings.routing.authorization_timeout_ms);
     let answer: Result<AuthorizationDecision, CellError> = state
-        .cells
+        .cell_client
         .call(&shard, "/internal/v1/authorizations", &request, deadline)
         .await;
     metrics::observe_routing("authorization", started.elapsed().as_secs_f64());

@@ -96,7 +96,7 @@ async fn onboard(
 
     // 2. Create the customer and checking account in the shard.
     let created: Result<CustomerCreated, _> = state
-        .cells
+        .cell_client
         .call(
             &shard,
             "/internal/v1/customers",
@@ -237,7 +237,7 @@ async fn issue_card(
     };
     let card_id = uuid::Uuid::now_v7();
     let issued: Result<CardIssued, _> = state
-        .cells
+        .cell_client
         .call(
             &shard,
             &format!("/internal/v1/customers/{customer_id}/cards"),

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use cellbank_shared::problem::{ApiJson, Problem};
 
-use crate::cells::CellError;
+use crate::cell_client::CellError;
 use crate::directory::DirectoryError;
 
 #[derive(Debug, thiserror::Error)]

@@ -208,7 +208,7 @@ async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<
         correlation_id,
         payload: serde_json::to_value(&ev.payload).map_err(anyhow::Error::from)?,
     };
-    state.cells.produce(&shard, &env).await?;
+    state.cell_client.produce(&shard, &env).await?;
     Ok(placement.shard_id)
 }
 

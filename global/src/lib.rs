@@ -7,7 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod authorizations;
-pub mod cells;
+pub mod cell_client;
 pub mod customers;
 pub mod directory;
 pub mod error;

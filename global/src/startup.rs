@@ -15,7 +15,7 @@ use cellbank_shared::kafka::{Producer, Runner, Topic};
 use cellbank_shared::pan::PanHasher;
 use cellbank_shared::token::TokenSigner;
 
-use crate::cells::Cells;
+use crate::cell_client::CellClient;
 use crate::directory::Directory;
 use crate::feed::{Feed, FeedHandler};
 use crate::login::LoginGuard;
@@ -73,7 +73,7 @@ impl Application {
         let feed_runner = feed
             .runner(&settings.kafka.bootstrap, &settings.kafka.group_prefix)
             .context("create the directory feed consumer")?;
-        let cells = Cells::new(
+        let cell_client = CellClient::new(
             settings.auth.internal_token.clone(),
             settings.routing.breaker.clone(),
             Duration::from_millis(settings.routing.produce_timeout_ms),
@@ -95,7 +95,7 @@ impl Application {
             settings: Arc::new(settings),
             directory,
             feed,
-            cells,
+            cell_client,
             signer: Arc::new(signer),
             pan_hasher: Arc::new(pan_hasher),
             login_guard,

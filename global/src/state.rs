@@ -11,7 +11,7 @@ use cellbank_shared::pan::PanHasher;
 use cellbank_shared::problem::Problem;
 use cellbank_shared::token::TokenSigner;
 
-use crate::cells::Cells;
+use crate::cell_client::CellClient;
 use crate::directory::Directory;
 use crate::feed::Feed;
 use crate::login::LoginGuard;
@@ -23,7 +23,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub directory: Directory,
     pub feed: Feed,
-    pub cells: Cells,
+    pub cell_client: CellClient,
     pub signer: Arc<TokenSigner>,
     pub pan_hasher: Arc<PanHasher>,
     pub login_guard: LoginGuard,

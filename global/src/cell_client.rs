@@ -1,7 +1,8 @@
-//! Connections to the shards (cells): one lazily created Kafka producer per
-//! shard broker, one pooled HTTP client for their internal APIs, and a
-//! circuit breaker per shard and path, so that one shard's outage only ever
-//! affects that shard's customers.
+//! The client global talks to the cells (shards) with: it produces events to
+//! each shard's broker (one lazily created Kafka producer per broker) and
+//! calls their internal APIs (one pooled HTTP client), behind a circuit
+//! breaker per shard and path, so that one shard's outage only ever affects
+//! that shard's customers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -40,6 +41,7 @@ pub enum CellError {
     Timeout { shard: ShardId, deadline_ms: u64 },
 }
 
+/// What global holds for one shard: its producer and its two breakers.
 struct Cell {
     bootstrap: String,
     producer: Producer,
@@ -49,7 +51,7 @@ struct Cell {
 
 /// Cheap handle on every shard connection.
 #[derive(Clone)]
-pub struct Cells {
+pub struct CellClient {
     inner: Arc<Inner>,
 }
 
@@ -67,7 +69,7 @@ fn retry_after(b: &CircuitBreaker) -> u64 {
     (left.as_millis().div_ceil(1000) as u64).max(1)
 }
 
-impl Cells {
+impl CellClient {
     pub fn new(
         internal_token: Secret,
         breaker: BreakerConfig,
@@ -136,11 +138,11 @@ impl Cells {
         let cell = self.cell(shard)?;
         if !cell.produce_breaker.try_acquire() {
             metrics::produce_failed(shard.id.as_str(), "breaker_open");
-            return Err(CellError::Unavailable {
-                shard: shard.id.clone(),
-                reason: "breaker open".into(),
-                retry_after: retry_after(&cell.produce_breaker),
-            });
+            return Err(unavailable(
+                shard,
+                "breaker open".into(),
+                &cell.produce_breaker,
+            ));
         }
         match cell
             .producer
@@ -156,11 +158,7 @@ impl Cells {
                 cell.produce_breaker.record_failure();
                 metrics::produce_failed(shard.id.as_str(), "not_acknowledged");
                 tracing::warn!(shard_id = %shard.id, error = %e, "produce failed");
-                Err(CellError::Unavailable {
-                    shard: shard.id.clone(),
-                    reason: e.to_string(),
-                    retry_after: retry_after(&cell.produce_breaker),
-                })
+                Err(unavailable(shard, e.to_string(), &cell.produce_breaker))
             }
         }
     }
@@ -175,53 +173,26 @@ impl Cells {
         deadline: Duration,
     ) -> Result<T, CellError> {
         let cell = self.cell(shard)?;
-        if !cell.http_breaker.try_acquire() {
-            return Err(CellError::Unavailable {
-                shard: shard.id.clone(),
-                reason: "breaker open".into(),
-                retry_after: retry_after(&cell.http_breaker),
-            });
+        let breaker = &cell.http_breaker;
+        if !breaker.try_acquire() {
+            return Err(unavailable(shard, "breaker open".into(), breaker));
         }
-        let mut headers = http::HeaderMap::new();
-        cellbank_shared::telemetry::inject_http(&mut headers);
-        let url = cellbank_shared::hal::href(&shard.internal_url, path);
-        let sent = self
-            .inner
-            .http
-            .post(url)
-            .headers(headers)
-            .bearer_auth(self.inner.internal_token.expose())
-            .timeout(deadline)
-            .json(body)
-            .send()
-            .await;
-        let resp = match sent {
+        let resp = match self.post(shard, path, body, deadline).await {
             Ok(r) => r,
             Err(e) => {
-                cell.http_breaker.record_failure();
+                breaker.record_failure();
                 if e.is_timeout() {
-                    return Err(CellError::Timeout {
-                        shard: shard.id.clone(),
-                        deadline_ms: deadline.as_millis() as u64,
-                    });
+                    return Err(timed_out(shard, deadline));
                 }
-                return Err(CellError::Unavailable {
-                    shard: shard.id.clone(),
-                    reason: e.to_string(),
-                    retry_after: retry_after(&cell.http_breaker),
-                });
+                return Err(unavailable(shard, e.to_string(), breaker));
             }
         };
         let status = resp.status();
         if status.is_server_error() {
-            cell.http_breaker.record_failure();
-            return Err(CellError::Unavailable {
-                shard: shard.id.clone(),
-                reason: format!("answered {status}"),
-                retry_after: retry_after(&cell.http_breaker),
-            });
+            breaker.record_failure();
+            return Err(unavailable(shard, format!("answered {status}"), breaker));
         }
-        cell.http_breaker.record_success();
+        breaker.record_success();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             return Err(CellError::Rejected {
@@ -232,10 +203,7 @@ impl Cells {
         }
         resp.json::<T>().await.map_err(|e| {
             if e.is_timeout() {
-                CellError::Timeout {
-                    shard: shard.id.clone(),
-                    deadline_ms: deadline.as_millis() as u64,
-                }
+                timed_out(shard, deadline)
             } else {
                 CellError::Rejected {
                     shard: shard.id.clone(),
@@ -244,5 +212,42 @@ impl Cells {
                 }
             }
         })
+    }
+
+    /// Posts `body` to the shard's internal `path` as global.
+    async fn post<B: Serialize>(
+        &self,
+        shard: &Shard,
+        path: &str,
+        body: &B,
+        deadline: Duration,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut headers = http::HeaderMap::new();
+        cellbank_shared::telemetry::inject_http(&mut headers);
+        self.inner
+            .http
+            .post(cellbank_shared::hal::href(&shard.internal_url, path))
+            .headers(headers)
+            .bearer_auth(self.inner.internal_token.expose())
+            .timeout(deadline)
+            .json(body)
+            .send()
+            .await
+    }
+}
+
+/// The shard cannot be reached now; retry once `breaker` would let a call through.
+fn unavailable(shard: &Shard, reason: String, breaker: &CircuitBreaker) -> CellError {
+    CellError::Unavailable {
+        shard: shard.id.clone(),
+        reason,
+        retry_after: retry_after(breaker),
+    }
+}
+
+fn timed_out(shard: &Shard, deadline: Duration) -> CellError {
+    CellError::Timeout {
+        shard: shard.id.clone(),
+        deadline_ms: deadline.as_millis() as u64,
     }
 }
