@@ -21,7 +21,7 @@ use cellbank_shared::problem::Problem;
 
 use crate::directory::{self, Change, DirectoryError, IdentifierKind};
 use crate::error::{ApiError, ApiResult, Input};
-use crate::login::{hash_password, normalise_login, validate_login};
+use crate::credentials::{hash_password, normalise_login, validate_login};
 use crate::state::AppState;
 
 /// Issuer identification number every PAN global generates starts with.

@@ -8,6 +8,7 @@
 
 pub mod authorizations;
 pub mod cell_client;
+pub mod credentials;
 pub mod customers;
 pub mod directory;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod events;
 pub mod feed;
 pub mod health;
 pub mod login;
+pub mod login_guard;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

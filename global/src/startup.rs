@@ -18,7 +18,7 @@ use cellbank_shared::token::TokenSigner;
 use crate::cell_client::CellClient;
 use crate::directory::Directory;
 use crate::feed::{Feed, FeedHandler};
-use crate::login::LoginGuard;
+use crate::login_guard::LoginGuard;
 use crate::settings::Settings;
 use crate::state::AppState;
 

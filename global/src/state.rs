@@ -14,7 +14,7 @@ use cellbank_shared::token::TokenSigner;
 use crate::cell_client::CellClient;
 use crate::directory::Directory;
 use crate::feed::Feed;
-use crate::login::LoginGuard;
+use crate::login_guard::LoginGuard;
 use crate::settings::Settings;
 
 /// Cheap handles every handler may need.

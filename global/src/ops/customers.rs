@@ -67,7 +67,7 @@ async fn lookup(
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| Problem::invalid("value", "is required"))?;
     let value = match kind {
-        IdentifierKind::Login => crate::login::normalise_login(&value),
+        IdentifierKind::Login => crate::credentials::normalise_login(&value),
         _ => value.trim().to_owned(),
     };
     let p = state.directory.resolve(kind, &value).await?;
