@@ -3,7 +3,7 @@
 //! shard cannot answer in time global stands in with a decline, logged and
 //! counted, so the network always gets a decision.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -103,7 +103,7 @@ async fn authorize(
         merchant: body.merchant,
         network_reference: reference.to_owned(),
     };
-    let deadline = Duration::from_millis(state.settings.routing.authorization_timeout_ms);
+    let deadline = state.settings.routing.authorization_timeout();
     let answer: Result<AuthorizationDecision, CellError> = state
         .cell_client
         .call(&shard, "/internal/v1/authorizations", &request, deadline)

@@ -1,6 +1,8 @@
 //! The global tier's typed settings (see notes/contract.md), loaded in layers
 //! and validated once at start.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use cellbank_shared::config::{
@@ -82,6 +84,37 @@ impl Default for RoutingSettings {
             produce_timeout_ms: 5000,
             produce_linger_ms: 1,
         }
+    }
+}
+
+// Durations stay integers whose key names the unit (`*_ms`, `*_secs`: the
+// contract's config keys); code reads them as `Duration` through these
+// accessors only.
+
+impl Settings {
+    /// How long a produce to the global broker (the directory feed) may wait
+    /// for its acknowledgement (`kafka.produce_timeout_ms`).
+    pub fn feed_produce_timeout(&self) -> Duration {
+        Duration::from_millis(self.kafka.produce_timeout_ms)
+    }
+}
+
+impl AuthSettings {
+    /// The window failed logins are counted in (`auth.login_window_secs`).
+    pub fn login_window(&self) -> Duration {
+        Duration::from_secs(self.login_window_secs)
+    }
+}
+
+impl RoutingSettings {
+    /// `routing.authorization_timeout_ms`.
+    pub fn authorization_timeout(&self) -> Duration {
+        Duration::from_millis(self.authorization_timeout_ms)
+    }
+
+    /// `routing.produce_timeout_ms`.
+    pub fn produce_timeout(&self) -> Duration {
+        Duration::from_millis(self.produce_timeout_ms)
     }
 }
 

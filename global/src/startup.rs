@@ -48,58 +48,19 @@ pub fn router(state: AppState) -> Router {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         crate::metrics::register();
-        let pool = settings
-            .database
-            .connect()
-            .await
-            .context("connect to the directory database")?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("apply directory migrations")?;
-        ensure_feed_topic(&settings).await?;
-
-        let directory = Directory::new(pool, settings.cache.max_entries);
-        directory
-            .refresh_shards()
-            .await
-            .context("load the shard registry")?;
-        let producer = Producer::new(
-            &settings.kafka.bootstrap,
-            Duration::from_millis(settings.kafka.produce_timeout_ms),
-        )
-        .context("create the global broker producer")?;
+        let directory = open_directory(&settings).await?;
+        let producer = Producer::new(&settings.kafka.bootstrap, settings.feed_produce_timeout())
+            .context("create the global broker producer")?;
         let feed = Feed::new(producer, directory.clone());
         let feed_runner = feed
             .runner(&settings.kafka.bootstrap, &settings.kafka.group_prefix)
             .context("create the directory feed consumer")?;
-        let cell_client = CellClient::new(
-            settings.auth.internal_token.clone(),
-            settings.routing.breaker.clone(),
-            Duration::from_millis(settings.routing.produce_timeout_ms),
-            settings.routing.produce_linger_ms,
-        )?;
-        let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
-            .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;
-        let pan_hasher = PanHasher::new(settings.auth.pan_hmac_key.expose().as_bytes());
-        let login_guard = LoginGuard::new(
-            settings.auth.login_max_failures,
-            Duration::from_secs(settings.auth.login_window_secs),
-        );
-
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+        let state = app_state(settings, directory, feed)?;
+        let server = &state.settings.server;
+        let listener = TcpListener::bind((server.host.as_str(), server.port))
             .await
-            .with_context(|| format!("bind {}:{}", settings.server.host, settings.server.port))?;
+            .with_context(|| format!("bind {}:{}", server.host, server.port))?;
         let port = listener.local_addr()?.port();
-        let state = AppState {
-            settings: Arc::new(settings),
-            directory,
-            feed,
-            cell_client,
-            signer: Arc::new(signer),
-            pan_hasher: Arc::new(pan_hasher),
-            login_guard,
-        };
         Ok(Self {
             listener,
             port,
@@ -160,6 +121,53 @@ impl Application {
         self.state.feed.producer().flush(Duration::from_secs(2));
         outcome
     }
+}
+
+/// Connects to the directory database, brings its schema up to date, makes
+/// sure the feed topic exists and loads the shard registry.
+async fn open_directory(settings: &Settings) -> anyhow::Result<Directory> {
+    let pool = settings
+        .database
+        .connect()
+        .await
+        .context("connect to the directory database")?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("apply directory migrations")?;
+    ensure_feed_topic(settings).await?;
+    let directory = Directory::new(pool, settings.cache.max_entries);
+    directory
+        .refresh_shards()
+        .await
+        .context("load the shard registry")?;
+    Ok(directory)
+}
+
+/// The handles every handler shares, around the directory and its feed.
+fn app_state(settings: Settings, directory: Directory, feed: Feed) -> anyhow::Result<AppState> {
+    let cell_client = CellClient::new(
+        settings.auth.internal_token.clone(),
+        settings.routing.breaker.clone(),
+        settings.routing.produce_timeout(),
+        settings.routing.produce_linger_ms,
+    )?;
+    let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
+        .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;
+    let pan_hasher = PanHasher::new(settings.auth.pan_hmac_key.expose().as_bytes());
+    let login_guard = LoginGuard::new(
+        settings.auth.login_max_failures,
+        settings.auth.login_window(),
+    );
+    Ok(AppState {
+        settings: Arc::new(settings),
+        directory,
+        feed,
+        cell_client,
+        signer: Arc::new(signer),
+        pan_hasher: Arc::new(pan_hasher),
+        login_guard,
+    })
 }
 
 /// The feed topic must exist before anyone produces to it; the global broker
