@@ -83,78 +83,23 @@ fn required<'a>(
 /// Validates one event; `prefix` names its place in a batch (`events[3].`).
 pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inbound, Problem> {
     let Value::Object(mut obj) = value else {
-        let field = if prefix.is_empty() {
-            "body".to_owned()
-        } else {
-            prefix.trim_end_matches('.').to_owned()
-        };
-        return Err(Problem::invalid(field, "must be a JSON object"));
+        return Err(not_an_object(prefix));
     };
     let f = |name: &str| format!("{prefix}{name}");
     let event_id = EventId::parse(required(&obj, prefix, "event_id")?)
         .map_err(|e| Problem::invalid(f("event_id"), e.to_string()))?;
-    let event_type = required(&obj, prefix, "type")?;
-    if !EVENT_TYPES.contains(&event_type) {
-        return Err(Problem::invalid(
-            f("type"),
-            format!(
-                "unknown event type; expected one of {}",
-                EVENT_TYPES.join(", ")
-            ),
-        ));
-    }
-    let event_type = event_type.to_owned();
+    let event_type = event_type(&obj, prefix)?;
     let currency: Currency = required(&obj, prefix, "currency")?.parse().map_err(
         |e: cellbank_shared::money::MoneyError| Problem::invalid(f("currency"), e.to_string()),
     )?;
-    let amount = match obj.get("amount") {
-        None | Some(Value::Null) => return Err(Problem::invalid(f("amount"), "is required")),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            Problem::invalid(
-                f("amount"),
-                "must be an integer number of minor units within range",
-            )
-        })?,
-        Some(_) => {
-            return Err(Problem::invalid(
-                f("amount"),
-                "must be an integer number of minor units",
-            ))
-        }
-    };
+    let amount = amount(&obj, prefix)?;
     Money::positive(amount, currency).map_err(|e| Problem::invalid(f("amount"), e.to_string()))?;
     let occurred_at = DateTime::parse_from_rfc3339(required(&obj, prefix, "occurred_at")?)
         .map_err(|_| Problem::invalid(f("occurred_at"), "must be an RFC 3339 timestamp"))?
         .with_timezone(&Utc);
     let account_number = text(&obj, prefix, "account_number")?.map(str::to_owned);
     let pan = text(&obj, prefix, "pan")?;
-    let (identifier, card_hash, card_last4) = match (&account_number, pan) {
-        (Some(a), None) => {
-            let a = a.trim();
-            if a.is_empty() || a.len() > 34 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(Problem::invalid(
-                    f("account_number"),
-                    "must be 1 to 34 letters or digits",
-                ));
-            }
-            ((IdentifierKind::Account, a.to_owned()), None, None)
-        }
-        (None, Some(p)) => {
-            let pan = Pan::parse(p).map_err(|e| Problem::invalid(f("pan"), e.to_string()))?;
-            let hash = hasher.hash(&pan);
-            (
-                (IdentifierKind::Card, hash.clone()),
-                Some(hash),
-                Some(pan.last4().to_owned()),
-            )
-        }
-        _ => {
-            return Err(Problem::invalid(
-                f("account_number"),
-                "exactly one of account_number or pan is required",
-            ))
-        }
-    };
+    let owner = owner(account_number.as_deref(), pan, prefix, hasher)?;
     if let Some(r) = RESERVED.iter().find(|r| obj.contains_key(**r)) {
         return Err(Problem::invalid(f(r), "is reserved and may not be sent"));
     }
@@ -164,17 +109,105 @@ pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inb
     Ok(Inbound {
         event_id,
         event_type,
-        identifier,
+        identifier: owner.identifier,
         occurred_at,
         payload: RoutedEvent {
             amount,
             currency,
             account_number: account_number.map(|a| a.trim().to_owned()),
-            card_hash,
-            card_last4,
+            card_hash: owner.card_hash,
+            card_last4: owner.card_last4,
             extra: obj,
         },
     })
+}
+
+/// An event that is not a JSON object, named by its place in the request.
+fn not_an_object(prefix: &str) -> Problem {
+    let field = if prefix.is_empty() {
+        "body".to_owned()
+    } else {
+        prefix.trim_end_matches('.').to_owned()
+    };
+    Problem::invalid(field, "must be a JSON object")
+}
+
+fn event_type(obj: &Map<String, Value>, prefix: &str) -> Result<String, Problem> {
+    let event_type = required(obj, prefix, "type")?;
+    if !EVENT_TYPES.contains(&event_type) {
+        return Err(Problem::invalid(
+            format!("{prefix}type"),
+            format!(
+                "unknown event type; expected one of {}",
+                EVENT_TYPES.join(", ")
+            ),
+        ));
+    }
+    Ok(event_type.to_owned())
+}
+
+/// The amount in integer minor units (its sign is checked with the currency).
+fn amount(obj: &Map<String, Value>, prefix: &str) -> Result<i64, Problem> {
+    let field = format!("{prefix}amount");
+    match obj.get("amount") {
+        None | Some(Value::Null) => Err(Problem::invalid(field, "is required")),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            Problem::invalid(
+                field,
+                "must be an integer number of minor units within range",
+            )
+        }),
+        Some(_) => Err(Problem::invalid(
+            field,
+            "must be an integer number of minor units",
+        )),
+    }
+}
+
+/// Who an event is addressed to, and what of the card the shard may see.
+struct Owner {
+    identifier: (IdentifierKind, String),
+    card_hash: Option<String>,
+    card_last4: Option<String>,
+}
+
+/// Exactly one of an account number or a PAN; a PAN is replaced by its hash.
+fn owner(
+    account_number: Option<&str>,
+    pan: Option<&str>,
+    prefix: &str,
+    hasher: &PanHasher,
+) -> Result<Owner, Problem> {
+    let f = |name: &str| format!("{prefix}{name}");
+    match (account_number, pan) {
+        (Some(a), None) => {
+            let a = a.trim();
+            if a.is_empty() || a.len() > 34 || !a.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(Problem::invalid(
+                    f("account_number"),
+                    "must be 1 to 34 letters or digits",
+                ));
+            }
+            Ok(Owner {
+                identifier: (IdentifierKind::Account, a.to_owned()),
+                card_hash: None,
+                card_last4: None,
+            })
+        }
+        (None, Some(p)) => {
+            let pan = Pan::parse(p).map_err(|e| Problem::invalid(f("pan"), e.to_string()))?;
+            let hash = hasher.hash(&pan);
+            Ok(Owner {
+                identifier: (IdentifierKind::Card, hash.clone()),
+                card_hash: Some(hash),
+                card_last4: Some(pan.last4().to_owned()),
+            })
+        }
+        _ => Err(Problem::invalid(
+            f("account_number"),
+            "exactly one of account_number or pan is required",
+        )),
+    }
 }
 
 /// The caller's correlation id, or the request id, or a new one.
@@ -240,58 +273,12 @@ async fn route_batch(
     Input(body): Input<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let Value::Object(mut obj) = body else {
-        return Err(Problem::invalid("body", "must be an object with an `events` array").into());
-    };
-    let events = match obj.remove("events") {
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(Problem::invalid("events", "must be an array").into()),
-        None => return Err(Problem::invalid("events", "is required").into()),
-    };
-    if events.is_empty() {
-        return Err(Problem::invalid("events", "must hold at least one event").into());
-    }
-    if events.len() > MAX_BATCH {
-        return Err(Problem::invalid(
-            "events",
-            format!(
-                "holds {} events; at most {MAX_BATCH} are allowed per batch",
-                events.len()
-            ),
-        )
-        .into());
-    }
+    let events = batch_events(body)?;
     let correlation = correlation_id(&headers);
-    let work = events.into_iter().enumerate().map(|(i, v)| {
-        let state = &state;
-        let correlation = &correlation;
-        async move {
-            let parsed = parse_event(v, &format!("events[{i}]."), &state.pan_hasher);
-            let outcome = match parsed {
-                Ok(ev) => {
-                    let event_id = ev.event_id.clone();
-                    route(state, ev, correlation.clone())
-                        .await
-                        .map(|shard| (event_id, shard))
-                }
-                Err(p) => Err(ApiError::from(p)),
-            };
-            match outcome {
-                Ok((event_id, shard)) => serde_json::json!({
-                    "index": i, "status": 202, "event_id": event_id, "shard": shard,
-                }),
-                Err(e) => {
-                    let p = e.to_problem();
-                    let mut item =
-                        serde_json::json!({ "index": i, "status": p.status, "problem": p });
-                    if let Some(secs) = p.retry_after {
-                        item["retry_after"] = secs.into();
-                    }
-                    item
-                }
-            }
-        }
-    });
+    let work = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| route_item(&state, i, v, &correlation));
     let results: Vec<Value> = futures::future::join_all(work).await;
     let accepted = results.iter().filter(|r| r["status"] == 202).count();
     metrics::observe_routing("batch", started.elapsed().as_secs_f64());
@@ -301,6 +288,61 @@ async fn route_batch(
         "results": results,
     }))
     .into_response())
+}
+
+/// The `events` array of a batch body, between 1 and [`MAX_BATCH`] long.
+fn batch_events(body: Value) -> Result<Vec<Value>, Problem> {
+    let Value::Object(mut obj) = body else {
+        return Err(Problem::invalid(
+            "body",
+            "must be an object with an `events` array",
+        ));
+    };
+    let events = match obj.remove("events") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(Problem::invalid("events", "must be an array")),
+        None => return Err(Problem::invalid("events", "is required")),
+    };
+    if events.is_empty() {
+        return Err(Problem::invalid("events", "must hold at least one event"));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(Problem::invalid(
+            "events",
+            format!(
+                "holds {} events; at most {MAX_BATCH} are allowed per batch",
+                events.len()
+            ),
+        ));
+    }
+    Ok(events)
+}
+
+/// Validates and routes the `i`th event of a batch; answers its line of the
+/// batch's results, a problem included when it failed.
+async fn route_item(state: &AppState, i: usize, v: Value, correlation: &str) -> Value {
+    let outcome = match parse_event(v, &format!("events[{i}]."), &state.pan_hasher) {
+        Ok(ev) => {
+            let event_id = ev.event_id.clone();
+            route(state, ev, correlation.to_owned())
+                .await
+                .map(|shard| (event_id, shard))
+        }
+        Err(p) => Err(ApiError::from(p)),
+    };
+    match outcome {
+        Ok((event_id, shard)) => serde_json::json!({
+            "index": i, "status": 202, "event_id": event_id, "shard": shard,
+        }),
+        Err(e) => {
+            let p = e.to_problem();
+            let mut item = serde_json::json!({ "index": i, "status": p.status, "problem": p });
+            if let Some(secs) = p.retry_after {
+                item["retry_after"] = secs.into();
+            }
+            item
+        }
+    }
 }
 
 #[cfg(test)]
