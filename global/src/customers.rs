@@ -14,14 +14,14 @@ use serde::Deserialize;
 
 use cellbank_shared::contract::{CardIssued, CreateCustomer, CustomerCreated, IssueCard};
 use cellbank_shared::hal::{href, Hal};
-use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::ids::{CustomerId, Epoch, ShardId};
 use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::Pan;
 use cellbank_shared::problem::Problem;
 
-use crate::directory::{self, Change, DirectoryError, IdentifierKind};
-use crate::error::{ApiError, ApiResult, Input};
 use crate::credentials::{hash_password, normalise_login, validate_login};
+use crate::directory::{self, Change, DirectoryError, IdentifierKind, Placement, Shard};
+use crate::error::{ApiError, ApiResult, Input};
 use crate::state::AppState;
 
 /// Issuer identification number every PAN global generates starts with.
@@ -36,15 +36,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/customers/{customer_id}/cards", post(issue_card))
 }
 
-#[derive(Deserialize)]
-struct NewCustomer {
-    name: String,
-    login: String,
-    password: String,
-    #[serde(default)]
-    currency: Option<Currency>,
-}
-
 /// A customer id from a request path.
 pub fn parse_customer_id(s: &str) -> Result<CustomerId, Problem> {
     s.parse()
@@ -55,110 +46,178 @@ fn unavailable(e: sqlx::Error) -> ApiError {
     DirectoryError::Unavailable(e).into()
 }
 
+#[derive(Deserialize)]
+struct NewCustomer {
+    name: String,
+    login: String,
+    password: String,
+    #[serde(default)]
+    currency: Option<Currency>,
+}
+
+impl NewCustomer {
+    /// Checks the request; returns it normalised, the password aside.
+    fn validate(&self) -> Result<Applicant, Problem> {
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Problem::invalid("name", "must be 1 to 200 characters"));
+        }
+        let login = normalise_login(&self.login);
+        validate_login(&login)?;
+        if self.password.chars().count() < 8 || self.password.len() > 256 {
+            return Err(Problem::invalid("password", "must be 8 to 256 characters"));
+        }
+        Ok(Applicant {
+            name,
+            login,
+            currency: self.currency.unwrap_or(Currency::Brl),
+        })
+    }
+}
+
+/// A validated onboarding request (its password is hashed separately).
+struct Applicant {
+    name: String,
+    login: String,
+    currency: Currency,
+}
+
+/// Onboarding in three steps: reserve in the directory, create in the shard
+/// (undoing the reservation if the shard refuses), then activate.
 #[tracing::instrument(skip_all, fields(customer_id, shard_id))]
 async fn onboard(
     State(state): State<AppState>,
     Input(body): Input<NewCustomer>,
 ) -> ApiResult<impl IntoResponse> {
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Problem::invalid("name", "must be 1 to 200 characters").into());
-    }
-    let login = normalise_login(&body.login);
-    validate_login(&login)?;
-    if body.password.chars().count() < 8 || body.password.len() > 256 {
-        return Err(Problem::invalid("password", "must be 8 to 256 characters").into());
-    }
-    let currency = body.currency.unwrap_or(Currency::Brl);
+    let applicant = body.validate()?;
     let password = body.password;
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
         .map_err(|e| anyhow::anyhow!("hash password task: {e}"))??;
 
-    // 1. Reserve: a seat on a shard, the customer (pending), login, credentials.
     let customer_id = CustomerId::new();
-    let span = tracing::Span::current();
-    span.record("customer_id", tracing::field::display(&customer_id));
+    tracing::Span::current().record("customer_id", tracing::field::display(&customer_id));
+    let shard = reserve(&state, customer_id, &applicant, &password_hash).await?;
+    let created = create_in_shard(&state, customer_id, &applicant, &shard).await?;
+    activate(&state, customer_id, &created.account_number).await?;
+    state.feed.announce(Change::Customer { customer_id }).await;
+    tracing::info!(customer_id = %customer_id, shard_id = %shard.id, "customer onboarded");
+    let doc = onboarded(customer_id, &applicant, &shard, &created);
+    Ok((StatusCode::CREATED, doc))
+}
+
+/// Step 1, in one transaction: a seat on a shard, the customer (pending),
+/// their login and credentials. Returns the shard.
+async fn reserve(
+    state: &AppState,
+    customer_id: CustomerId,
+    applicant: &Applicant,
+    password_hash: &str,
+) -> ApiResult<Shard> {
     let mut tx = state.directory.pool().begin().await.map_err(unavailable)?;
     let shard = directory::take_seat(&mut tx).await?;
-    span.record("shard_id", tracing::field::display(&shard.id));
-    directory::insert_customer(&mut tx, customer_id, &shard.id, &name).await?;
-    directory::insert_identifier(&mut tx, IdentifierKind::Login, &login, customer_id, None)
-        .await
-        .map_err(|e| match e {
-            DirectoryError::Conflict(_) => ApiError::from(
-                Problem::conflict("login is already taken").field("login", "is already taken"),
-            ),
-            other => other.into(),
-        })?;
-    directory::insert_credentials(&mut tx, customer_id, &password_hash).await?;
+    tracing::Span::current().record("shard_id", tracing::field::display(&shard.id));
+    directory::insert_customer(&mut tx, customer_id, &shard.id, &applicant.name).await?;
+    directory::insert_identifier(
+        &mut tx,
+        IdentifierKind::Login,
+        &applicant.login,
+        customer_id,
+        None,
+    )
+    .await
+    .map_err(|e| match e {
+        DirectoryError::Conflict(_) => ApiError::from(
+            Problem::conflict("login is already taken").field("login", "is already taken"),
+        ),
+        other => other.into(),
+    })?;
+    directory::insert_credentials(&mut tx, customer_id, password_hash).await?;
     tx.commit().await.map_err(unavailable)?;
+    Ok(shard)
+}
 
-    // 2. Create the customer and checking account in the shard.
-    let created: Result<CustomerCreated, _> = state
+/// Step 2: the customer and their checking account in the shard; undoes
+/// step 1 when the shard does not create them.
+async fn create_in_shard(
+    state: &AppState,
+    customer_id: CustomerId,
+    applicant: &Applicant,
+    shard: &Shard,
+) -> ApiResult<CustomerCreated> {
+    let request = CreateCustomer {
+        customer_id,
+        name: applicant.name.clone(),
+        epoch: Epoch::FIRST,
+        currency: applicant.currency,
+    };
+    let created = state
         .cell_client
         .call(
-            &shard,
+            shard,
             "/internal/v1/customers",
-            &CreateCustomer {
-                customer_id,
-                name: name.clone(),
-                epoch: Epoch::FIRST,
-                currency,
-            },
+            &request,
             SHARD_CALL_DEADLINE,
         )
         .await;
-    let created = match created {
-        Ok(c) => c,
+    match created {
+        Ok(c) => Ok(c),
         Err(e) => {
             tracing::warn!(shard_id = %shard.id, error = %e, "create customer in shard failed");
-            undo_onboarding(&state, customer_id, &shard.id).await;
-            return Err(e.into());
+            undo_onboarding(state, customer_id, &shard.id).await;
+            Err(e.into())
         }
-    };
+    }
+}
 
-    // 3. Register the account number and activate.
+/// Step 3: registers the account number and activates the customer.
+async fn activate(
+    state: &AppState,
+    customer_id: CustomerId,
+    account_number: &str,
+) -> ApiResult<()> {
     let mut tx = state.directory.pool().begin().await.map_err(unavailable)?;
     directory::insert_identifier(
         &mut tx,
         IdentifierKind::Account,
-        &created.account_number,
+        account_number,
         customer_id,
         None,
     )
     .await?;
     directory::set_customer_state(&mut tx, customer_id, "active").await?;
     tx.commit().await.map_err(unavailable)?;
-    state.feed.announce(Change::Customer { customer_id }).await;
-    tracing::info!(customer_id = %customer_id, shard_id = %shard.id, "customer onboarded");
+    Ok(())
+}
 
+/// The onboarding answer, with links to the customer on their shard.
+fn onboarded(
+    customer_id: CustomerId,
+    applicant: &Applicant,
+    shard: &Shard,
+    created: &CustomerCreated,
+) -> Hal {
     let base = &shard.public_url;
     let path = format!("/v1/customers/{customer_id}");
-    let doc = Hal::new(serde_json::json!({
+    Hal::new(serde_json::json!({
         "customer_id": customer_id,
         "shard": shard.id,
         "epoch": Epoch::FIRST,
-        "login": login,
+        "login": applicant.login,
         "account_id": created.account_id,
         "account_number": created.account_number,
-        "currency": currency,
+        "currency": applicant.currency,
     }))
     .link("self", href(base, &path))
     .link("customer", href(base, &path))
     .link("accounts", href(base, &format!("{path}/accounts")))
     .link("cards", href(base, &format!("{path}/cards")))
     .link("transfers", href(base, &format!("{path}/transfers")))
-    .link("login", "/v1/login");
-    Ok((StatusCode::CREATED, doc))
+    .link("login", "/v1/login")
 }
 
 /// Gives the seat back and forgets the customer when the shard refused them.
-async fn undo_onboarding(
-    state: &AppState,
-    customer_id: CustomerId,
-    shard: &cellbank_shared::ids::ShardId,
-) {
+async fn undo_onboarding(state: &AppState, customer_id: CustomerId, shard: &ShardId) {
     let result = async {
         let mut tx = state.directory.pool().begin().await?;
         directory::delete_customer(&mut tx, customer_id)
@@ -208,10 +267,38 @@ async fn issue_card(
         return Err(Problem::conflict("the customer is not active").into());
     }
     let shard = state.directory.shard(&placement.shard_id).await?;
-
     // Register the PAN's hash first so a collision is caught before the shard sees it.
+    let card = register_pan(&state, customer_id).await?;
+    let issued = issue_in_shard(&state, &shard, &placement, &card, &body).await?;
+    tracing::info!(customer_id = %customer_id, shard_id = %shard.id, card_id = %issued.card_id, "card issued");
+    // The full PAN leaves global exactly once, here, as an issuer sends it to
+    // the card manufacturer; it is neither stored nor logged.
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({
+            "card_id": issued.card_id,
+            "customer_id": customer_id,
+            "shard": shard.id,
+            "pan": card.pan.expose(),
+            "last4": issued.last4,
+            "credit_limit": issued.credit_limit,
+            "currency": issued.currency,
+        })),
+    ))
+}
+
+/// A generated PAN whose hash the directory registered for its customer.
+struct RegisteredPan {
+    pan: Pan,
+    hash: String,
+}
+
+/// Generates a PAN and registers its hash, drawing again on a collision (up
+/// to five draws).
+async fn register_pan(state: &AppState, customer_id: CustomerId) -> ApiResult<RegisteredPan> {
     let mut attempt = 0;
-    let (pan, pan_hash) = loop {
+    loop {
         attempt += 1;
         let pan = generate_pan();
         let hash = state.pan_hasher.hash(&pan);
@@ -230,58 +317,54 @@ async fn issue_card(
         )
         .await
         {
-            Ok(()) => break (pan, hash),
+            Ok(()) => return Ok(RegisteredPan { pan, hash }),
             Err(DirectoryError::Conflict(_)) if attempt < 5 => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Issues the card in the customer's shard; forgets the PAN's hash when the
+/// shard does not.
+async fn issue_in_shard(
+    state: &AppState,
+    shard: &Shard,
+    placement: &Placement,
+    card: &RegisteredPan,
+    body: &NewCard,
+) -> ApiResult<CardIssued> {
+    let customer_id = placement.customer_id;
+    let request = IssueCard {
+        card_id: uuid::Uuid::now_v7(),
+        epoch: placement.epoch,
+        pan_hash: card.hash.clone(),
+        last4: card.pan.last4().to_owned(),
+        credit_limit: body.credit_limit,
+        currency: body.currency,
     };
-    let card_id = uuid::Uuid::now_v7();
-    let issued: Result<CardIssued, _> = state
+    let issued = state
         .cell_client
         .call(
-            &shard,
+            shard,
             &format!("/internal/v1/customers/{customer_id}/cards"),
-            &IssueCard {
-                card_id,
-                epoch: placement.epoch,
-                pan_hash: pan_hash.clone(),
-                last4: pan.last4().to_owned(),
-                credit_limit: body.credit_limit,
-                currency: body.currency,
-            },
+            &request,
             SHARD_CALL_DEADLINE,
         )
         .await;
-    let issued = match issued {
-        Ok(i) => i,
+    match issued {
+        Ok(i) => Ok(i),
         Err(e) => {
             tracing::warn!(shard_id = %shard.id, error = %e, "issue card in shard failed");
             if let Ok(mut conn) = state.directory.pool().acquire().await {
                 if let Err(e) =
-                    directory::delete_identifier(&mut conn, IdentifierKind::Card, &pan_hash).await
+                    directory::delete_identifier(&mut conn, IdentifierKind::Card, &card.hash).await
                 {
                     tracing::error!(error = %e, "forget card identifier failed");
                 }
             }
-            return Err(e.into());
+            Err(e.into())
         }
-    };
-    tracing::info!(customer_id = %customer_id, shard_id = %shard.id, card_id = %issued.card_id, "card issued");
-    // The full PAN leaves global exactly once, here, as an issuer sends it to
-    // the card manufacturer; it is neither stored nor logged.
-    Ok((
-        StatusCode::CREATED,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({
-            "card_id": issued.card_id,
-            "customer_id": customer_id,
-            "shard": shard.id,
-            "pan": pan.expose(),
-            "last4": issued.last4,
-            "credit_limit": issued.credit_limit,
-            "currency": issued.currency,
-        })),
-    ))
+    }
 }
 
 #[cfg(test)]
