@@ -172,6 +172,7 @@ fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// Runs one command; `Ok(false)` when it ran but found something unhealthy.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let c = Client {
         http: reqwest::Client::builder()
@@ -180,89 +181,103 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         global: cli.global,
         token: cli.admin_token,
     };
-    let g = c.global.clone();
     match cli.command {
-        Command::Shards(ShardsCmd::List) => {
-            let v = c.get(&g, "/ops/v1/shards").await?;
-            println!(
-                "{:<10} {:<9} {:>10} {:>10}  {:<28} {:<28} broker",
-                "ID", "STATE", "CUSTOMERS", "CAPACITY", "PUBLIC", "INTERNAL"
-            );
-            for s in v["items"].as_array().into_iter().flatten() {
-                println!(
-                    "{:<10} {:<9} {:>10} {:>10}  {:<28} {:<28} {}",
-                    s["id"].as_str().unwrap_or(""),
-                    s["state"].as_str().unwrap_or(""),
-                    s["customers"].to_string(),
-                    s["capacity"].to_string(),
-                    s["public_url"].as_str().unwrap_or(""),
-                    s["internal_url"].as_str().unwrap_or(""),
-                    s["broker_bootstrap"].as_str().unwrap_or(""),
-                );
-            }
+        Command::Shards(cmd) => shards(&c, cmd).await?,
+        Command::Health => return health(&c).await,
+        Command::Customers(CustomersCmd::Show { id }) => {
+            print(&c.get(&c.global, &format!("/ops/v1/customers/{id}")).await?);
         }
-        Command::Shards(ShardsCmd::Add(a)) => {
+        Command::DeadLetters(cmd) => dead_letters(&c, cmd).await?,
+        Command::Consumers(cmd) => consumers(&c, cmd).await?,
+    }
+    Ok(true)
+}
+
+async fn shards(c: &Client, cmd: ShardsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ShardsCmd::List => print_shards(&c.get(&c.global, "/ops/v1/shards").await?),
+        ShardsCmd::Add(a) => {
             let body = serde_json::json!({
                 "id": a.id, "public_url": a.public_url, "internal_url": a.internal_url,
                 "broker_bootstrap": a.broker_bootstrap, "capacity": a.capacity,
             });
-            print(&c.post(&g, "/ops/v1/shards", &body).await?);
+            print(&c.post(&c.global, "/ops/v1/shards", &body).await?);
         }
-        Command::Shards(ShardsCmd::Drain { id }) => {
-            print(
-                &c.post(&g, &format!("/ops/v1/shards/{id}/drain"), &Value::Null)
-                    .await?,
-            );
+        ShardsCmd::Drain { id } => {
+            let path = format!("/ops/v1/shards/{id}/drain");
+            print(&c.post(&c.global, &path, &Value::Null).await?);
         }
-        Command::Health => {
-            let mut healthy = true;
-            let probe = |base: String| {
-                let http = c.http.clone();
-                async move {
-                    match http.get(Client::url(&base, "/readyz")).send().await {
-                        Ok(r) => {
-                            let ok = r.status().is_success();
-                            (ok, r.json::<Value>().await.unwrap_or(Value::Null))
-                        }
-                        Err(e) => (
-                            false,
-                            serde_json::json!({"status": "unreachable", "error": e.to_string()}),
-                        ),
-                    }
-                }
-            };
-            let (ok, body) = probe(g.clone()).await;
-            healthy &= ok;
-            println!(
-                "global   {:<12} {}",
-                body["status"].as_str().unwrap_or("?"),
-                g
-            );
-            let shards = c.get(&g, "/ops/v1/shards").await?;
-            for s in shards["items"].as_array().into_iter().flatten() {
-                let url = s["internal_url"].as_str().unwrap_or("").to_owned();
-                let (ok, body) = probe(url.clone()).await;
-                healthy &= ok;
-                println!(
-                    "{:<8} {:<12} {}",
-                    s["id"].as_str().unwrap_or("?"),
-                    body["status"].as_str().unwrap_or("?"),
-                    url
-                );
-            }
-            return Ok(healthy);
+    }
+    Ok(())
+}
+
+/// The shard registry as a table.
+fn print_shards(v: &Value) {
+    println!(
+        "{:<10} {:<9} {:>10} {:>10}  {:<28} {:<28} broker",
+        "ID", "STATE", "CUSTOMERS", "CAPACITY", "PUBLIC", "INTERNAL"
+    );
+    for s in v["items"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<9} {:>10} {:>10}  {:<28} {:<28} {}",
+            s["id"].as_str().unwrap_or(""),
+            s["state"].as_str().unwrap_or(""),
+            s["customers"].to_string(),
+            s["capacity"].to_string(),
+            s["public_url"].as_str().unwrap_or(""),
+            s["internal_url"].as_str().unwrap_or(""),
+            s["broker_bootstrap"].as_str().unwrap_or(""),
+        );
+    }
+}
+
+/// Prints the readiness of global and of every registered shard; whether
+/// all of them are ready.
+async fn health(c: &Client) -> anyhow::Result<bool> {
+    let g = &c.global;
+    let (mut healthy, body) = probe(&c.http, g).await;
+    println!(
+        "global   {:<12} {}",
+        body["status"].as_str().unwrap_or("?"),
+        g
+    );
+    let shards = c.get(g, "/ops/v1/shards").await?;
+    for s in shards["items"].as_array().into_iter().flatten() {
+        let url = s["internal_url"].as_str().unwrap_or("");
+        let (ok, body) = probe(&c.http, url).await;
+        healthy &= ok;
+        println!(
+            "{:<8} {:<12} {}",
+            s["id"].as_str().unwrap_or("?"),
+            body["status"].as_str().unwrap_or("?"),
+            url
+        );
+    }
+    Ok(healthy)
+}
+
+/// One service's `/readyz`: whether it is ready, and what it said.
+async fn probe(http: &reqwest::Client, base: &str) -> (bool, Value) {
+    match http.get(Client::url(base, "/readyz")).send().await {
+        Ok(r) => {
+            let ok = r.status().is_success();
+            (ok, r.json::<Value>().await.unwrap_or(Value::Null))
         }
-        Command::Customers(CustomersCmd::Show { id }) => {
-            print(&c.get(&g, &format!("/ops/v1/customers/{id}")).await?);
-        }
-        Command::DeadLetters(DeadLettersCmd::List { shard, limit }) => {
+        Err(e) => (
+            false,
+            serde_json::json!({"status": "unreachable", "error": e.to_string()}),
+        ),
+    }
+}
+
+async fn dead_letters(c: &Client, cmd: DeadLettersCmd) -> anyhow::Result<()> {
+    match cmd {
+        DeadLettersCmd::List { shard, limit } => {
             let base = c.shard_internal_url(&shard).await?;
-            print(
-                &c.get(&base, &format!("/admin/v1/dead-letters?limit={limit}"))
-                    .await?,
-            );
+            let path = format!("/admin/v1/dead-letters?limit={limit}");
+            print(&c.get(&base, &path).await?);
         }
-        Command::DeadLetters(DeadLettersCmd::Republish { shard, id, all }) => {
+        DeadLettersCmd::Republish { shard, id, all } => {
             let base = c.shard_internal_url(&shard).await?;
             let path = match (id, all) {
                 (_, true) => "/admin/v1/dead-letters/republish-all".to_owned(),
@@ -271,22 +286,28 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             print(&c.post(&base, &path, &Value::Null).await?);
         }
-        Command::Consumers(ConsumersCmd::List { shard }) => {
+    }
+    Ok(())
+}
+
+async fn consumers(c: &Client, cmd: ConsumersCmd) -> anyhow::Result<()> {
+    match cmd {
+        ConsumersCmd::List { shard } => {
             let base = c.shard_internal_url(&shard).await?;
             print(&c.get(&base, "/admin/v1/consumers").await?);
         }
-        Command::Consumers(ConsumersCmd::Hold { shard, name }) => {
+        ConsumersCmd::Hold { shard, name } => {
             let base = c.shard_internal_url(&shard).await?;
             let path = format!("/admin/v1/consumers/{name}/hold");
             print(&c.send(c.http.put(Client::url(&base, &path))).await?);
         }
-        Command::Consumers(ConsumersCmd::Release { shard, name }) => {
+        ConsumersCmd::Release { shard, name } => {
             let base = c.shard_internal_url(&shard).await?;
             let path = format!("/admin/v1/consumers/{name}/hold");
             print(&c.send(c.http.delete(Client::url(&base, &path))).await?);
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
