@@ -75,6 +75,27 @@ fn link(doc: &Value, rel: &str) -> anyhow::Result<String> {
         .with_context(|| format!("document has no `{rel}` link: {doc}"))
 }
 
+/// A customer the demo onboarded, with the card issued to them.
+struct DemoCustomer {
+    login: String,
+    shard: String,
+    account: String,
+    pan: String,
+}
+
+impl DemoCustomer {
+    fn last4(&self) -> &str {
+        &self.pan[self.pan.len() - 4..]
+    }
+
+    /// The deposit phase 2 makes to the `i`th customer.
+    fn deposit(i: usize) -> i64 {
+        100_000 + i as i64 * 1_000
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -88,51 +109,74 @@ async fn main() -> anyhow::Result<()> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     println!("== cellbank demo (run {run}) against {}", cli.global);
 
-    // 1. Onboard customers: global places each on the least-loaded active shard.
     let mut customers = Vec::new();
     for i in 0..cli.customers {
-        let login = format!("demo-{run}-{i}@cellbank.dev");
-        let doc = demo
-            .post(
-                "/v1/customers",
-                json!({"name": format!("Demo Customer {i}"), "login": login, "password": "correct horse battery"}),
-                "onboard customer",
-            )
-            .await?;
-        let id = doc["customer_id"]
-            .as_str()
-            .context("customer_id")?
-            .to_owned();
-        let shard = doc["shard"].as_str().context("shard")?.to_owned();
-        let account = doc["account_number"]
-            .as_str()
-            .context("account_number")?
-            .to_owned();
-        let card = demo
-            .post(
-                &format!("/v1/customers/{id}/cards"),
-                json!({"credit_limit": 200_000, "currency": "BRL"}),
-                "issue card",
-            )
-            .await?;
-        let pan = card["pan"].as_str().context("pan")?.to_owned();
-        println!(
-            "onboarded {login} -> {shard} (account {account}, card ****{})",
-            &pan[pan.len() - 4..]
-        );
-        customers.push((id, shard, account, pan, login));
+        customers.push(onboard(&demo, &run, i).await?);
     }
+    route_deposits(&demo, &run, &customers).await?;
+    let (approved, declined) = purchase(&demo, &run, &customers).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, customer) in customers.iter().enumerate() {
+        log_in_and_check(&demo, i, customer, deadline).await?;
+    }
+    print_summary(&demo, &customers).await?;
+    println!("\npurchases: {approved} approved, {declined} declined (over the limit)");
+    Ok(())
+}
 
-    // 2. Deposits, routed asynchronously through global into each owner's shard broker.
+/// Phase 1: onboards a customer (global places them on the least-loaded active
+/// shard) and issues them a card.
+async fn onboard(demo: &Demo, run: &str, i: usize) -> anyhow::Result<DemoCustomer> {
+    let login = format!("demo-{run}-{i}@cellbank.dev");
+    let doc = demo
+        .post(
+            "/v1/customers",
+            json!({"name": format!("Demo Customer {i}"), "login": login, "password": PASSWORD}),
+            "onboard customer",
+        )
+        .await?;
+    let id = doc["customer_id"].as_str().context("customer_id")?;
+    let shard = doc["shard"].as_str().context("shard")?.to_owned();
+    let account = doc["account_number"]
+        .as_str()
+        .context("account_number")?
+        .to_owned();
+    let card = demo
+        .post(
+            &format!("/v1/customers/{id}/cards"),
+            json!({"credit_limit": 200_000, "currency": "BRL"}),
+            "issue card",
+        )
+        .await?;
+    let pan = card["pan"].as_str().context("pan")?.to_owned();
+    let customer = DemoCustomer {
+        login,
+        shard,
+        account,
+        pan,
+    };
+    println!(
+        "onboarded {} -> {} (account {}, card ****{})",
+        customer.login,
+        customer.shard,
+        customer.account,
+        customer.last4()
+    );
+    Ok(customer)
+}
+
+/// Phase 2: deposits, routed asynchronously through global into each owner's
+/// shard broker; then one again, which the shard applies once.
+async fn route_deposits(demo: &Demo, run: &str, customers: &[DemoCustomer]) -> anyhow::Result<()> {
     let events: Vec<Value> = customers
         .iter()
         .enumerate()
-        .map(|(i, (_, _, account, _, _))| {
+        .map(|(i, c)| {
             json!({
                 "event_id": format!("demo-{run}-deposit-{i}"),
                 "type": "deposit",
-                "account_number": account,
-                "amount": 100_000 + i as i64 * 1_000,
+                "account_number": c.account,
+                "amount": DemoCustomer::deposit(i),
                 "currency": "BRL",
                 "occurred_at": chrono::Utc::now().to_rfc3339(),
             })
@@ -152,25 +196,32 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed(),
         batch["accepted"]
     );
-    // The same deposit again: accepted, but the shard applies it once.
     demo.post("/v1/events", events[0].clone(), "route a duplicate deposit")
         .await?;
     println!(
         "re-sent deposit {} (a duplicate, applied once)",
         events[0]["event_id"]
     );
+    Ok(())
+}
 
-    // 3. Card purchases, authorized synchronously by each card's shard.
+/// Phase 3: card purchases, authorized synchronously by each card's shard: one
+/// within the limit, one over it. Returns (approved, declined).
+async fn purchase(
+    demo: &Demo,
+    run: &str,
+    customers: &[DemoCustomer],
+) -> anyhow::Result<(u32, u32)> {
     let mut approved = 0;
     let mut declined = 0;
-    for (i, (_, shard, _, pan, _)) in customers.iter().enumerate() {
+    for (i, c) in customers.iter().enumerate() {
         for (j, amount) in [4_990_i64, 250_000].into_iter().enumerate() {
             let started = Instant::now();
             let d = demo
                 .post(
                     "/v1/authorizations",
                     json!({
-                        "pan": pan,
+                        "pan": c.pan,
                         "amount": amount,
                         "currency": "BRL",
                         "merchant": {"name": "Padaria Central", "mcc": "5812", "country": "BR"},
@@ -186,70 +237,77 @@ async fn main() -> anyhow::Result<()> {
                 declined += 1;
             }
             println!(
-                "purchase of {amount} on ****{} at {shard}: {decision} ({}) in {:?}",
-                &pan[pan.len() - 4..],
+                "purchase of {amount} on ****{} at {}: {decision} ({}) in {:?}",
+                c.last4(),
+                c.shard,
                 d["reason"].as_str().unwrap_or(""),
                 started.elapsed()
             );
         }
     }
+    Ok((approved, declined))
+}
 
-    // 4. Log in and follow the HAL links straight to the shard.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (i, (_, shard, _, _, login)) in customers.iter().enumerate() {
-        let doc = demo
-            .post(
-                "/v1/login",
-                json!({"login": login, "password": "correct horse battery"}),
-                "log in",
+/// Phase 4: logs in and follows the HAL links straight to the shard, until the
+/// deposit shows in the balance (or the deadline passes).
+async fn log_in_and_check(
+    demo: &Demo,
+    i: usize,
+    c: &DemoCustomer,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let doc = demo
+        .post(
+            "/v1/login",
+            json!({"login": c.login, "password": PASSWORD}),
+            "log in",
+        )
+        .await?;
+    let token = doc["access_token"].as_str().context("access_token")?;
+    let accounts_url = link(&doc, "accounts")?;
+    let expected = DemoCustomer::deposit(i);
+    let (balance, account) = loop {
+        let accounts = demo
+            .call(
+                demo.http.get(&accounts_url).bearer_auth(token),
+                "list accounts",
             )
             .await?;
-        let token = doc["access_token"]
-            .as_str()
-            .context("access_token")?
-            .to_owned();
-        let accounts_url = link(&doc, "accounts")?;
-        let expected = 100_000 + i as i64 * 1_000;
-        let balance = loop {
-            let accounts = demo
-                .call(
-                    demo.http.get(&accounts_url).bearer_auth(&token),
-                    "list accounts",
-                )
-                .await?;
-            let first = &accounts["_embedded"]["accounts"][0];
-            let balance = first["balance"].as_i64().unwrap_or_default();
-            if balance == expected || Instant::now() > deadline {
-                break (balance, first.clone());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        let entries_url = link(&balance.1, "entries").ok();
-        let entries = match entries_url {
-            Some(u) => demo
-                .call(demo.http.get(&u).bearer_auth(&token), "list entries")
-                .await?["_embedded"]["entries"]
-                .as_array()
-                .map_or(0, Vec::len),
-            None => 0,
-        };
-        println!(
-            "{login} logged in: links point at {shard} ({}); checking balance {} (expected {expected}), {entries} entries",
-            accounts_url.split("/v1/").next().unwrap_or(""),
-            balance.0
-        );
-        if balance.0 != expected {
-            bail!("{login}: balance {} never reached {expected}", balance.0);
+        let first = &accounts["_embedded"]["accounts"][0];
+        let balance = first["balance"].as_i64().unwrap_or_default();
+        if balance == expected || Instant::now() > deadline {
+            break (balance, first.clone());
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let entries = match link(&account, "entries").ok() {
+        Some(u) => demo
+            .call(demo.http.get(&u).bearer_auth(token), "list entries")
+            .await?["_embedded"]["entries"]
+            .as_array()
+            .map_or(0, Vec::len),
+        None => 0,
+    };
+    println!(
+        "{} logged in: links point at {} ({}); checking balance {balance} (expected {expected}), {entries} entries",
+        c.login,
+        c.shard,
+        accounts_url.split("/v1/").next().unwrap_or(""),
+    );
+    if balance != expected {
+        bail!("{}: balance {balance} never reached {expected}", c.login);
     }
+    Ok(())
+}
 
-    // 5. Per-shard summary, straight from each cell's admin API.
+/// Phase 5: per-shard summary, straight from each cell's admin API.
+async fn print_summary(demo: &Demo, customers: &[DemoCustomer]) -> anyhow::Result<()> {
     let shards = demo
         .admin_get(&demo.url("/ops/v1/shards"), "list shards")
         .await?;
     let mut per_shard: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, shard, ..) in &customers {
-        *per_shard.entry(shard.clone()).or_default() += 1;
+    for c in customers {
+        *per_shard.entry(c.shard.clone()).or_default() += 1;
     }
     println!(
         "\n{:<10} {:>9} {:>8} {:>14} {:>12} {:>13}  trial balance",
@@ -264,13 +322,6 @@ async fn main() -> anyhow::Result<()> {
                 "shard summary",
             )
             .await?;
-        let trial: Vec<String> = sum["trial_balance"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|t| format!("{} {}", t["currency"].as_str().unwrap_or("?"), t["balance"]))
-            .collect();
         println!(
             "{:<10} {:>9} {:>8} {:>14} {:>12} {:>13}  {}",
             id,
@@ -279,13 +330,24 @@ async fn main() -> anyhow::Result<()> {
             sum["events_applied"].to_string(),
             sum["authorizations"].to_string(),
             sum["dead_letters"].to_string(),
-            if trial.is_empty() {
-                "0".to_owned()
-            } else {
-                trial.join(", ")
-            }
+            trial_balance(&sum)
         );
     }
-    println!("\npurchases: {approved} approved, {declined} declined (over the limit)");
     Ok(())
+}
+
+/// A shard summary's trial balance, one `CUR balance` per currency.
+fn trial_balance(summary: &Value) -> String {
+    let trial: Vec<String> = summary["trial_balance"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| format!("{} {}", t["currency"].as_str().unwrap_or("?"), t["balance"]))
+        .collect();
+    if trial.is_empty() {
+        "0".to_owned()
+    } else {
+        trial.join(", ")
+    }
 }
