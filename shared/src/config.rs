@@ -2,6 +2,7 @@
 //! `CELLBANK__SECTION__KEY` environment variables; validated once at start.
 
 use std::path::Path;
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -118,6 +119,12 @@ impl Default for ServerSettings {
     }
 }
 
+impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
 impl Validate for ServerSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.host.parse::<std::net::IpAddr>().is_err() {
@@ -188,7 +195,7 @@ impl DatabaseSettings {
     pub async fn connect(&self) -> Result<sqlx::PgPool, sqlx::Error> {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(std::time::Duration::from_millis(self.connect_timeout_ms))
+            .acquire_timeout(Duration::from_millis(self.connect_timeout_ms))
             .connect(self.url.expose())
             .await
     }
@@ -215,6 +222,12 @@ impl Default for KafkaSettings {
             produce_timeout_ms: 5_000,
             group_prefix: "cellbank".into(),
         }
+    }
+}
+
+impl KafkaSettings {
+    pub fn produce_timeout(&self) -> Duration {
+        Duration::from_millis(self.produce_timeout_ms)
     }
 }
 

@@ -31,7 +31,7 @@ pub fn with_standard_layers(router: Router, settings: &ServerSettings) -> Router
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Duration::from_millis(settings.request_timeout_ms),
+                    settings.request_timeout(),
                 )),
         )
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))

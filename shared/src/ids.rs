@@ -78,6 +78,11 @@ impl ShardId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The `n` of `shard-<n>`.
+    pub fn number(&self) -> u32 {
+        self.0["shard-".len()..].parse().unwrap_or(0)
+    }
 }
 
 impl fmt::Display for ShardId {

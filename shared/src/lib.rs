@@ -2,8 +2,10 @@
 //! envelope, HAL and problem+json, tokens, configuration, telemetry and the
 //! Kafka producer / consumer runner.
 
+pub mod access;
 pub mod config;
 pub mod contract;
+pub mod db;
 pub mod envelope;
 pub mod hal;
 pub mod http;
@@ -14,6 +16,7 @@ pub mod money;
 pub mod pan;
 pub mod problem;
 pub mod secret;
+pub mod supervisor;
 pub mod telemetry;
 pub mod token;
 

@@ -202,13 +202,27 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         let inner = err.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { "body".to_owned() } else { path };
+                let at = if path == "." { None } else { Some(path) };
                 let reason = strip_position(&inner.to_string());
-                Problem::invalid(field, reason)
+                match missing_field(&reason) {
+                    // A missing field is named as itself (`merchant.mcc`), not
+                    // as the object that lacks it.
+                    Some(name) => Problem::invalid(
+                        at.map_or_else(|| name.to_owned(), |p| format!("{p}.{name}")),
+                        "is required",
+                    ),
+                    None => Problem::invalid(at.unwrap_or_else(|| "body".to_owned()), reason),
+                }
             }
             _ => Problem::bad_request(format!("malformed json: {inner}")),
         }
     })
+}
+
+fn missing_field(reason: &str) -> Option<&str> {
+    reason
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
 }
 
 fn strip_position(msg: &str) -> String {
@@ -247,8 +261,12 @@ mod tests {
         assert_eq!(p.status, 422);
         assert_eq!(p.errors[0].field, "amount");
         let p = decode_json::<Body>(br#"{"amount": 1, "inner": {}}"#).unwrap_err();
-        assert_eq!(p.errors[0].field, "inner");
-        assert!(p.errors[0].reason.contains("currency"), "{p:?}");
+        assert_eq!(p.errors[0].field, "inner.currency");
+        assert_eq!(p.errors[0].reason, "is required");
+        assert_eq!(p.detail.as_deref(), Some("inner.currency: is required"));
+        let p = decode_json::<Body>(br#"{"inner": {"currency": "BRL"}}"#).unwrap_err();
+        assert_eq!(p.errors[0].field, "amount");
+        assert_eq!(p.errors[0].reason, "is required");
         let p = decode_json::<Body>(b"{nope").unwrap_err();
         assert_eq!(p.status, 400);
     }

@@ -20,6 +20,13 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `candidate` is this secret, compared in time independent of
+    /// where the two differ (the one place Cellbank compares secrets).
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -60,5 +67,15 @@ mod tests {
         assert!(!serde_json::to_string(&s).unwrap().contains("hunter2"));
         assert_eq!(s.expose(), "hunter2");
         assert_eq!(serde_json::to_string(&Secret::default()).unwrap(), "\"\"");
+    }
+
+    #[test]
+    fn matches_only_itself() {
+        let s = Secret::new("hunter2");
+        assert!(s.matches("hunter2"));
+        assert!(!s.matches("hunter3"));
+        assert!(!s.matches("hunter"));
+        assert!(!s.matches("hunter22"));
+        assert!(!s.matches(""));
     }
 }
