@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cellbank_shared::kafka::consumer::dead_letter_headers;
+use cellbank_shared::kafka::dead_letter_headers;
 use cellbank_shared::kafka::{
     BreakerConfig, Handler, HandlerError, Producer, Record, Runner, RunnerConfig,
 };
@@ -395,10 +395,26 @@ async fn an_operator_hold_pauses_consumption_until_released_with_nothing_lost() 
     let stats = runner.stats();
     let stop = CancellationToken::new();
     let task = tokio::spawn(runner.run(stop.clone()));
+    // A witness group, never held, reads the same topic: once it has read a
+    // message, that message was there to be read by the held one too.
+    let witnessed = Arc::new(Mutex::new(Vec::new()));
+    let witness = Runner::new(
+        RunnerConfig::new(&broker.bootstrap(), "g-hold-witness", &["held"]),
+        Recording(witnessed.clone()),
+    )
+    .unwrap();
+    let witness_task = tokio::spawn(witness.run(stop.clone()));
 
     // Held from the start: joining the group and being assigned must not
-    // start consumption (the group settles within a few seconds).
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // start consumption.
+    eventually(
+        WAIT,
+        "assigned while held, and the witness read all",
+        || async {
+            stats.workers.load(Ordering::SeqCst) == 2 && witnessed.lock().unwrap().len() == 30
+        },
+    )
+    .await;
     assert_eq!(seen.lock().unwrap().len(), 0, "nothing consumed while held");
 
     hold.set(false);
@@ -408,10 +424,17 @@ async fn an_operator_hold_pauses_consumption_until_released_with_nothing_lost() 
     .await;
 
     // Held again mid-life: new messages wait in the log.
+    let pauses = stats.pauses.load(Ordering::SeqCst);
     hold.set(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(WAIT, "the hold took effect", || async {
+        stats.pauses.load(Ordering::SeqCst) > pauses
+    })
+    .await;
     produce(&broker, "held", 30, "b").await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually(WAIT, "the witness read the new messages", || async {
+        witnessed.lock().unwrap().len() == 60
+    })
+    .await;
     assert_eq!(
         seen.lock().unwrap().len(),
         30,
@@ -429,9 +452,68 @@ async fn an_operator_hold_pauses_consumption_until_released_with_nothing_lost() 
     assert!(stats.resumes.load(Ordering::SeqCst) >= 2);
     stop.cancel();
     task.await.unwrap().unwrap();
+    witness_task.await.unwrap().unwrap();
     let mut values = seen.lock().unwrap().clone();
     assert_eq!(values.len(), 60, "no message processed twice");
     values.sort();
     values.dedup();
     assert_eq!(values.len(), 60, "every message once, none lost");
+}
+
+/// A partition handed to another member takes its worker with it: after the
+/// second member joins, each partition has exactly one live worker across
+/// the group, and what follows is processed exactly once in effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_partition_drops_its_worker_and_the_group_carries_on() {
+    cellbank_shared::telemetry::init_for_tests();
+    let broker = Broker::start().await;
+    broker.create_topics(&["spread"], 4).await;
+    let pool = counter_db().await;
+    let member = |pool: &PgPool| {
+        let mut cfg = RunnerConfig::new(&broker.bootstrap(), "g-revoke", &["spread"]);
+        cfg.commit_interval = Duration::from_millis(100);
+        let handler = IdempotentHandler {
+            pool: pool.clone(),
+            calls: AtomicUsize::new(0),
+        };
+        Runner::new(cfg, handler).unwrap()
+    };
+    let stop = CancellationToken::new();
+    let a = member(&pool);
+    let a_stats = a.stats();
+    let a_task = tokio::spawn(a.run(stop.clone()));
+    produce(&broker, "spread", 40, "before").await;
+    eventually(
+        WAIT,
+        "the only member works all four partitions",
+        || async { total(&pool).await == 40 && a_stats.workers.load(Ordering::SeqCst) == 4 },
+    )
+    .await;
+
+    let b = member(&pool);
+    let b_stats = b.stats();
+    let b_task = tokio::spawn(b.run(stop.clone()));
+    eventually(
+        WAIT,
+        "the partitions are split, one worker each",
+        || async {
+            let (wa, wb) = (
+                a_stats.workers.load(Ordering::SeqCst),
+                b_stats.workers.load(Ordering::SeqCst),
+            );
+            wa > 0 && wb > 0 && wa + wb == 4
+        },
+    )
+    .await;
+    produce(&broker, "spread", 40, "after").await;
+    eventually(
+        WAIT,
+        "everything after the rebalance is applied",
+        || async { total(&pool).await == 80 },
+    )
+    .await;
+    stop.cancel();
+    a_task.await.unwrap().unwrap();
+    b_task.await.unwrap().unwrap();
+    assert_eq!(total(&pool).await, 80);
 }

@@ -4,13 +4,17 @@
 
 pub mod admin;
 pub mod breaker;
-pub mod consumer;
+mod partitions;
 pub mod producer;
 pub mod record;
+pub mod runner;
 pub mod topics;
+mod worker;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
-pub use consumer::{Handler, HandlerError, Hold, Runner, RunnerConfig, RunnerStats};
 pub use producer::{ProduceError, Producer};
 pub use record::Record;
+pub use runner::{
+    dead_letter_headers, Handler, HandlerError, Hold, Runner, RunnerConfig, RunnerStats,
+};
 pub use topics::Topic;
