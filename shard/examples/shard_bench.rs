@@ -231,7 +231,7 @@ async fn raw_inserts(pool: &PgPool, rows: usize, batch: usize, workers: usize) -
 
 fn settings(db: &str, bootstrap: &str) -> Settings {
     let mut s = Settings::default();
-    s.shard.id = "shard-1".into();
+    s.shard.id = Some("shard-1".parse().unwrap());
     s.shard.public_url = "http://127.0.0.1".into();
     s.global.url = "http://127.0.0.1:9".into();
     s.server.port = 0;

@@ -2,7 +2,6 @@
 //! time) and their entries, newest first, cursor-paginated.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use cellbank_shared::hal::Hal;
@@ -11,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::customers::{customer_links, parse_customer};
+use crate::access::CustomerAccess;
+use crate::customers::customer_links;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -78,14 +78,9 @@ async fn load(
     .await?)
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
-async fn list(
-    State(s): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-) -> Result<Hal, ApiError> {
-    let c = parse_customer(&raw)?;
-    crate::auth::customer(&s, &headers, c).await?;
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
+async fn list(State(s): State<AppState>, access: CustomerAccess) -> Result<Hal, ApiError> {
+    let c = access.customer;
     let items = load(&s, c, None, None)
         .await?
         .into_iter()
@@ -106,14 +101,14 @@ fn parse_account(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::invalid("account_id", "must be a uuid"))
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
 async fn show(
     State(s): State<AppState>,
-    Path((raw, account)): Path<(String, String)>,
+    access: CustomerAccess,
+    Path((_, account)): Path<(String, String)>,
     Query(q): Query<AsOf>,
-    headers: HeaderMap,
 ) -> Result<Hal, ApiError> {
-    let c = parse_customer(&raw)?;
+    let c = access.customer;
     let account = parse_account(&account)?;
     let as_of = match q.as_of.as_deref() {
         None => None,
@@ -123,7 +118,6 @@ async fn show(
                 .with_timezone(&Utc),
         ),
     };
-    crate::auth::customer(&s, &headers, c).await?;
     let a = load(&s, c, Some(account), as_of)
         .await?
         .into_iter()
@@ -159,14 +153,14 @@ fn parse_cursor(raw: &str) -> Option<(DateTime<Utc>, i64)> {
     ))
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
 async fn entries(
     State(s): State<AppState>,
-    Path((raw, account)): Path<(String, String)>,
+    access: CustomerAccess,
+    Path((_, account)): Path<(String, String)>,
     Query(q): Query<Page>,
-    headers: HeaderMap,
 ) -> Result<Hal, ApiError> {
-    let c = parse_customer(&raw)?;
+    let c = access.customer;
     let account = parse_account(&account)?;
     let limit = match q.limit.as_deref() {
         None => 50,
@@ -183,7 +177,6 @@ async fn entries(
                 .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API gave"))?,
         ),
     };
-    crate::auth::customer(&s, &headers, c).await?;
     let book: Option<i64> = sqlx::query_scalar(
         "SELECT b.id FROM accounts a JOIN book_accounts b ON b.customer_id = a.customer_id
             AND b.code = 'account:' || a.account_id AND b.currency = a.currency

@@ -3,7 +3,7 @@
 //! with available limit and current bill from the ledger.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +16,8 @@ use chrono::Utc;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::customers::{customer_links, parse_customer};
+use crate::access::CustomerAccess;
+use crate::customers::customer_links;
 use crate::error::ApiError;
 use crate::ledger::event::{Body, LedgerEvent};
 use crate::ledger::rulebook::Book;
@@ -81,7 +82,7 @@ async fn issue(
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<IssueCard>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let customer = parse_customer(&raw)?;
+    let customer = crate::access::parse_customer(&raw)?;
     if body.last4.len() != 4 || !body.last4.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::invalid("last4", "must be 4 digits"));
     }
@@ -193,14 +194,9 @@ struct CardView {
     due_day: i32,
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
-async fn list(
-    State(s): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-) -> Result<Hal, ApiError> {
-    let c = parse_customer(&raw)?;
-    crate::auth::customer(&s, &headers, c).await?;
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
+async fn list(State(s): State<AppState>, access: CustomerAccess) -> Result<Hal, ApiError> {
+    let c = access.customer;
     let cards: Vec<CardView> = sqlx::query_as(
         "SELECT c.card_id, c.last4, c.currency, c.credit_limit, c.blocked, c.closing_day, c.due_day,
            COALESCE((SELECT balance FROM book_accounts b WHERE b.customer_id = c.customer_id

@@ -1,132 +1,96 @@
-//! Operator holds on the cell's consumers: `PUT /admin/v1/consumers/{name}/hold`
-//! pauses a consumer's partitions (the backlog waits in the cell's log, nothing
-//! is skipped), `DELETE` releases it. For maintenance, customer moves and load
-//! tests that measure routing apart from the ledger. A hold is stored in the
-//! cell's Postgres: every replica follows it (each consumes some of the
-//! partitions) and a restart keeps it.
+//! The cell's Kafka consumers in one table: each one's name (what operators
+//! hold), consumer group, topic and runner settings are methods of
+//! [`CellConsumer`], so nothing types them twice.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use cellbank_shared::ids::ShardId;
+use cellbank_shared::kafka::{Hold, RunnerConfig, Topic};
 
-use axum::extract::{Path, State};
-use axum::routing::{get, put};
-use axum::{Json, Router};
-use cellbank_shared::kafka::Hold;
-use serde::Serialize;
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
+use crate::settings::Settings;
 
-use crate::error::ApiError;
-use crate::state::{AppState, Holds};
-
-/// The inbound events consumer (routed events into the ledger).
-pub const LEDGER_INBOUND: &str = "ledger-inbound";
-/// The authorization decisions consumer (decisions into the ledger).
-pub const LEDGER_AUTHORIZATIONS: &str = "ledger-authorizations";
-/// The dead-letter consumer.
-pub const MORTICIAN: &str = "mortician";
-
-/// One released hold per consumer an operator may hold.
-pub fn holds() -> Holds {
-    Arc::new(BTreeMap::from(
-        [LEDGER_INBOUND, LEDGER_AUTHORIZATIONS, MORTICIAN].map(|n| (n, Hold::default())),
-    ))
+/// A consumer every replica of the cell runs (in one group per consumer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CellConsumer {
+    /// Routed events (envelopes from global) into the ledger.
+    LedgerInbound,
+    /// The authorizer's decisions into the ledger (approvals are booked).
+    LedgerAuthorizations,
+    /// Dead letters into the mortician's table.
+    Mortician,
 }
 
-pub fn admin_router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/consumers", get(list))
-        .route("/admin/v1/consumers/{name}/hold", put(hold).delete(release))
-}
+impl CellConsumer {
+    pub const ALL: [CellConsumer; 3] = [
+        CellConsumer::LedgerInbound,
+        CellConsumer::LedgerAuthorizations,
+        CellConsumer::Mortician,
+    ];
 
-#[derive(Serialize)]
-struct ConsumerHold {
-    name: &'static str,
-    held: bool,
-}
-
-/// What the cell's database says is held (names it does not mention are not).
-async fn stored(pool: &PgPool) -> Result<BTreeMap<String, bool>, sqlx::Error> {
-    let rows: Vec<(String, bool)> = sqlx::query_as("SELECT name, held FROM consumer_holds")
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// Applies the stored holds to this replica's consumers.
-pub async fn load(pool: &PgPool, holds: &Holds) -> anyhow::Result<()> {
-    let stored = stored(pool).await?;
-    for (name, hold) in holds.iter() {
-        hold.set(stored.get(*name).copied().unwrap_or(false));
-    }
-    Ok(())
-}
-
-/// Follows the stored holds until cancelled, so a hold set through another
-/// replica reaches this one within a second.
-pub async fn follow(
-    pool: PgPool,
-    holds: Holds,
-    every: Duration,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            _ = tick.tick() => {
-                if let Err(e) = load(&pool, &holds).await {
-                    tracing::warn!(error = %format!("{e:#}"), "reading consumer holds failed; keeping the last ones");
-                }
-            }
+    /// The name operators use (`/admin/v1/consumers/{name}/hold`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CellConsumer::LedgerInbound => "ledger-inbound",
+            CellConsumer::LedgerAuthorizations => "ledger-authorizations",
+            CellConsumer::Mortician => "mortician",
         }
     }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    pub fn topic(self) -> Topic {
+        match self {
+            CellConsumer::LedgerInbound => Topic::Inbound,
+            CellConsumer::LedgerAuthorizations => Topic::Authorizations,
+            CellConsumer::Mortician => Topic::DeadLetters,
+        }
+    }
+
+    /// `<group prefix>-<shard>-<name>`: one group per consumer and cell.
+    pub fn group(self, settings: &Settings, shard: &ShardId) -> String {
+        format!("{}-{shard}-{}", settings.kafka.group_prefix, self.name())
+    }
+
+    /// The runner settings of this consumer, under the operator's `hold`.
+    pub fn runner_config(self, settings: &Settings, shard: &ShardId, hold: Hold) -> RunnerConfig {
+        let mut cfg = RunnerConfig::new(
+            &settings.kafka.bootstrap,
+            &self.group(settings, shard),
+            &[self.topic().name()],
+        );
+        cfg.hold = hold;
+        let max_batch = settings.ledger.max_batch;
+        match self {
+            CellConsumer::LedgerInbound => {
+                cfg.max_batch = max_batch;
+                cfg.max_in_flight = max_batch.max(256) * 2;
+                cfg.dead_letter_topic = Some(Topic::DeadLetters.name().to_owned());
+            }
+            CellConsumer::LedgerAuthorizations => {
+                cfg.max_batch = max_batch;
+                cfg.dead_letter_topic = Some(Topic::DeadLetters.name().to_owned());
+            }
+            CellConsumer::Mortician => cfg.max_batch = 64,
+        }
+        cfg
+    }
 }
 
-async fn list(State(s): State<AppState>) -> Result<Json<Vec<ConsumerHold>>, ApiError> {
-    let stored = stored(&s.pool).await?;
-    Ok(Json(
-        s.holds
-            .keys()
-            .map(|name| ConsumerHold {
-                name,
-                held: stored.get(*name).copied().unwrap_or(false),
-            })
-            .collect(),
-    ))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn set(s: &AppState, name: &str, held: bool) -> Result<Json<ConsumerHold>, ApiError> {
-    let (name, hold) = s.holds.get_key_value(name).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "consumer {name}; known: {}",
-            s.holds.keys().copied().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    sqlx::query(
-        "INSERT INTO consumer_holds (name, held) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE SET held = EXCLUDED.held, changed_at = now()",
-    )
-    .bind(*name)
-    .bind(held)
-    .execute(&s.pool)
-    .await?;
-    hold.set(held);
-    tracing::warn!(consumer = name, held, "operator changed a consumer hold");
-    Ok(Json(ConsumerHold { name, held }))
-}
-
-async fn hold(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<ConsumerHold>, ApiError> {
-    set(&s, &name, true).await
-}
-
-async fn release(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<ConsumerHold>, ApiError> {
-    set(&s, &name, false).await
+    #[test]
+    fn names_parse_back_and_groups_differ() {
+        let s = Settings::default();
+        let shard: ShardId = "shard-3".parse().unwrap();
+        let mut groups = std::collections::BTreeSet::new();
+        for c in CellConsumer::ALL {
+            assert_eq!(CellConsumer::parse(c.name()), Some(c));
+            assert!(c.group(&s, &shard).contains("shard-3"));
+            groups.insert(c.group(&s, &shard));
+        }
+        assert_eq!(groups.len(), CellConsumer::ALL.len());
+        assert_eq!(CellConsumer::parse("nope"), None);
+    }
 }

@@ -1,8 +1,8 @@
 //! Customers: created by global through the internal API (with a checking and
 //! a savings account), and the customer resource of the app's HAL API.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use cellbank_shared::problem::ApiJson;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::access::CustomerAccess;
 use crate::error::ApiError;
 use crate::ledger::facts::{self, Fact};
 use crate::ledger::rulebook::Book;
@@ -25,11 +26,6 @@ pub fn internal_router() -> Router<AppState> {
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/customers/{customer_id}", get(show))
-}
-
-pub fn parse_customer(raw: &str) -> Result<CustomerId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::invalid("customer_id", "must be a uuid"))
 }
 
 /// Creates the customer, its accounts and book accounts; repeating it answers the same.
@@ -46,7 +42,7 @@ async fn create(
         return Err(ApiError::invalid("epoch", "must be at least 1"));
     }
     let mut tx = s.pool.begin().await?;
-    let created = create_customer(&mut tx, &s.settings.account_prefix(), &body).await?;
+    let created = create_customer(&mut tx, &s.account_prefix(), &body).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -149,14 +145,9 @@ pub fn customer_links(s: &AppState, hal: Hal, c: CustomerId) -> Hal {
         )
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
-async fn show(
-    State(s): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-) -> Result<Hal, ApiError> {
-    let c = parse_customer(&raw)?;
-    crate::auth::customer(&s, &headers, c).await?;
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
+async fn show(State(s): State<AppState>, access: CustomerAccess) -> Result<Hal, ApiError> {
+    let c = access.customer;
     let view: CustomerView = sqlx::query_as(
         "SELECT customer_id, name, epoch, currency FROM customers WHERE customer_id = $1",
     )

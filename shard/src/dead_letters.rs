@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use cellbank_shared::envelope::headers::CUSTOMER_ID;
-use cellbank_shared::kafka::consumer::dead_letter_headers as dlq;
+use cellbank_shared::kafka::dead_letter_headers as dlq;
 use cellbank_shared::kafka::{Handler, HandlerError, Record, Topic};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

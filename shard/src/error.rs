@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cellbank_shared::db::{classify, PgFailure};
 use cellbank_shared::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +41,22 @@ impl ApiError {
     }
 }
 
+/// Postgres failures a handler did not map itself: a duplicate key is a
+/// conflict naming its constraint, a lost race or an unreachable database
+/// asks the caller to retry, anything else is internal.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &e {
-            if db.code().as_deref() == Some("23505") {
-                return ApiError::Conflict("it already exists".into());
+        match classify(&e) {
+            PgFailure::UniqueViolation { constraint } => ApiError::Conflict(format!(
+                "it already exists ({})",
+                constraint.as_deref().unwrap_or("unique key")
+            )),
+            PgFailure::Retryable | PgFailure::Unavailable => {
+                tracing::warn!(error = %e, "database busy or unreachable");
+                ApiError::Unavailable("the cell's database is busy; retry".into())
             }
+            _ => ApiError::Internal(anyhow::Error::new(e).context("database")),
         }
-        ApiError::Internal(anyhow::Error::new(e))
     }
 }
 

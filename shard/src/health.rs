@@ -1,12 +1,12 @@
-//! Liveness, readiness (Postgres, the cell's broker, the authorizer's replay),
-//! metrics and the OpenAPI document.
+//! Liveness, readiness (Postgres, the cell's broker, the authorizer's replay)
+//! and metrics.
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use cellbank_shared::http::{check_postgres, liveness, readiness, Check};
 
 use crate::state::AppState;
@@ -16,7 +16,6 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(liveness))
         .route("/readyz", get(ready))
         .route("/metrics", get(cellbank_shared::metrics::render))
-        .route("/openapi.json", get(openapi))
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
@@ -31,8 +30,4 @@ async fn ready(State(s): State<AppState>) -> Response {
         },
     );
     readiness(vec![pg, broker, authorizer])
-}
-
-async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::document())
 }

@@ -1,10 +1,8 @@
 //! One Cellbank cell: accounts and cards, the double-entry ledger, the card
 //! authorizer, the dead-letter mortician and the app's HAL API.
 
+pub mod access;
 pub mod accounts;
-pub mod admin;
-pub mod auth;
-pub mod authorizations;
 pub mod authorizer;
 pub mod cards;
 pub mod consumers;
@@ -12,12 +10,16 @@ pub mod customers;
 pub mod dead_letters;
 pub mod error;
 pub mod health;
+pub mod holds;
+pub mod lag;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod settings;
+pub mod signing_keys;
 pub mod startup;
 pub mod state;
+pub mod summary;
 pub mod transfers;
 
 pub use settings::Settings;

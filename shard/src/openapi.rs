@@ -1,6 +1,14 @@
 //! The shard's hand-written OpenAPI 3 document (`GET /openapi.json`).
 
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::{json, Value};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(document()) }))
+}
 
 fn op(summary: &str, security: &str, ok: &str, media: &str) -> Value {
     json!({

@@ -5,6 +5,8 @@ use cellbank_shared::config::{
 };
 use cellbank_shared::ids::ShardId;
 use cellbank_shared::secret::Secret;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Everything `cellbank-shard` reads from its config file and `CELLBANK__*` env.
@@ -46,7 +48,7 @@ impl Default for Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct ShardSettings {
     /// `shard-<n>`.
-    pub id: String,
+    pub id: Option<ShardId>,
     /// Absolute base URL apps use for this shard's public API.
     pub public_url: String,
 }
@@ -113,26 +115,32 @@ fn absolute_url(key: &str, url: &str) -> Result<(), ConfigError> {
 }
 
 impl Settings {
-    pub fn shard_id(&self) -> ShardId {
-        ShardId::parse(&self.shard.id).expect("validated at load")
+    /// The cell's id; `validate` refuses settings without one.
+    pub fn shard_id(&self) -> Result<ShardId, ConfigError> {
+        self.shard
+            .id
+            .clone()
+            .ok_or_else(|| ConfigError::invalid("shard.id", "is required (CELLBANK__SHARD__ID)"))
     }
 
-    /// The 2-digit account-number prefix: the shard number.
-    pub fn account_prefix(&self) -> String {
-        let n: u32 = self
-            .shard
-            .id
-            .trim_start_matches("shard-")
-            .parse()
-            .unwrap_or(0);
-        format!("{:02}", n % 100)
+    /// How often the authorizer snapshots its state.
+    pub fn snapshot_interval(&self) -> Duration {
+        Duration::from_secs(self.authorizer.snapshot_interval_secs)
+    }
+
+    /// How long the authorizer remembers decisions and booked ids.
+    pub fn dedupe_window(&self) -> Result<chrono::TimeDelta, ConfigError> {
+        i64::try_from(self.authorizer.dedupe_window_secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| ConfigError::invalid("authorizer.dedupe_window_secs", "is out of range"))
     }
 }
 
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
-        ShardId::parse(&self.shard.id)
-            .map_err(|e| ConfigError::invalid("shard.id", e.to_string()))?;
+        self.shard_id()?;
+        self.dedupe_window()?;
         absolute_url("shard.public_url", &self.shard.public_url)?;
         absolute_url("global.url", &self.global.url)?;
         self.server.validate()?;

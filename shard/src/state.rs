@@ -1,13 +1,17 @@
-//! The application state every handler gets: cheap handles only.
+//! The application state every handler gets: cheap handles only, split into
+//! what an extractor needs with `FromRef`.
 
 use std::sync::{Arc, RwLock};
 
+use axum::extract::FromRef;
+use cellbank_shared::access::{AdminToken, InternalToken};
 use cellbank_shared::ids::ShardId;
-use cellbank_shared::kafka::{Hold, Producer};
+use cellbank_shared::kafka::Producer;
 use cellbank_shared::token::TokenVerifier;
 use sqlx::PgPool;
 
 use crate::authorizer::Authorizer;
+use crate::holds::Holds;
 use crate::settings::Settings;
 
 /// Global's published keys, fetched at start and refreshed; `None` until the first fetch.
@@ -21,12 +25,9 @@ pub struct AppState {
     pub producer: Producer,
     pub authorizer: Authorizer,
     pub keys: Keys,
-    /// Operator holds on this cell's consumers, by consumer name.
+    /// Operator holds on this cell's consumers.
     pub holds: Holds,
 }
-
-/// The consumers an operator may hold, by name (see `consumers.rs`).
-pub type Holds = Arc<std::collections::BTreeMap<&'static str, Hold>>;
 
 impl AppState {
     /// An absolute URL on this shard's public base.
@@ -37,5 +38,22 @@ impl AppState {
     /// Global's login, where stale tokens are sent.
     pub fn login_url(&self) -> String {
         cellbank_shared::hal::href(&self.settings.global.url, "/v1/login")
+    }
+
+    /// Two digits every account number of this cell starts with.
+    pub fn account_prefix(&self) -> String {
+        format!("{:02}", self.shard_id.number() % 100)
+    }
+}
+
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(s: &AppState) -> Self {
+        AdminToken(s.settings.auth.admin_token.clone())
+    }
+}
+
+impl FromRef<AppState> for InternalToken {
+    fn from_ref(s: &AppState) -> Self {
+        InternalToken(s.settings.auth.internal_token.clone())
     }
 }

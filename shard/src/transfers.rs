@@ -1,8 +1,8 @@
 //! Transfers between a customer's own accounts (app API), booked through the
 //! ledger's apply path; idempotent on `transfer_id`.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use cellbank_shared::hal::Hal;
@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::customers::{customer_links, parse_customer};
+use crate::access::CustomerAccess;
+use crate::customers::customer_links;
 use crate::error::ApiError;
 use crate::ledger::event::{Body, LedgerEvent};
 use crate::ledger::store::{self, Outcome};
@@ -66,14 +67,9 @@ fn transfer_hal(s: &AppState, c: CustomerId, t: TransferView) -> Hal {
 const COLUMNS: &str =
     "transfer_id, from_account AS from_account_id, to_account AS to_account_id, amount, currency, description, created_at";
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
-async fn list(
-    State(s): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-) -> Result<Hal, ApiError> {
-    let c = parse_customer(&raw)?;
-    crate::auth::customer(&s, &headers, c).await?;
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
+async fn list(State(s): State<AppState>, access: CustomerAccess) -> Result<Hal, ApiError> {
+    let c = access.customer;
     let rows: Vec<TransferView> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM transfers WHERE customer_id = $1 ORDER BY created_at DESC LIMIT 100"
     ))
@@ -87,15 +83,13 @@ async fn list(
     Ok(customer_links(&s, hal, c))
 }
 
-#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+#[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]
 async fn create(
     State(s): State<AppState>,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
+    access: CustomerAccess,
     ApiJson(body): ApiJson<NewTransfer>,
 ) -> Result<(StatusCode, Hal), ApiError> {
-    let c = parse_customer(&raw)?;
-    crate::auth::customer(&s, &headers, c).await?;
+    let c = access.customer;
     let amount = Money::positive(body.amount, body.currency)
         .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
     if body.from_account_id == body.to_account_id {

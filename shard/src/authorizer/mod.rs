@@ -2,7 +2,8 @@
 //! to the cell's log, follows that log and the ledger's facts to keep every
 //! card's open-to-buy, and snapshots its state with the offsets it includes.
 
-pub mod log;
+pub mod decision_log;
+pub mod endpoint;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};

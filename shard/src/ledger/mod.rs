@@ -1,9 +1,9 @@
 //! The double-entry ledger: pure rules, event parsing, the Postgres apply path,
 //! its consumers and the outbox of facts for the authorizer.
 
-pub mod consumer;
 pub mod event;
 pub mod facts;
+pub mod intake;
 pub mod memory;
 pub mod rulebook;
 pub mod store;

@@ -2,12 +2,11 @@
 //! events, restart it, and show every event applied exactly once and
 //! accepted = applied + dead-lettered once quiet.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use cellbank_shared::contract::{CreateCustomer, CustomerCreated};
 use cellbank_shared::ids::{CustomerId, Epoch};
 use cellbank_shared::kafka::{Producer, Topic};
@@ -15,7 +14,6 @@ use cellbank_shared::money::Currency;
 use cellbank_shared::testkit::{eventually, free_port, fresh_database, Broker};
 use cellbank_shared::token::TokenSigner;
 use chrono::Utc;
-use common::*;
 
 /// The shard process, SIGKILLed when dropped so a failing test leaves no orphan.
 struct Shard(Child);

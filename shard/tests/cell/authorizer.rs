@@ -2,15 +2,13 @@
 //! first decision, and a restarted replica (snapshot + replay) reaches the
 //! state of one that never stopped.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use cellbank_shared::contract::Decision;
 use cellbank_shared::kafka::{Producer, Topic};
 use cellbank_shared::testkit::{eventually, Broker};
 use chrono::Utc;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_authorizations_never_exceed_the_limit() {
@@ -265,7 +263,7 @@ async fn a_log_behind_the_snapshot_stops_the_cell_and_says_why() {
     let mut state = cellbank_shard::authorizer::state::AuthorizerState::default();
     let key = format!("{}/0", Topic::Authorizations.name());
     state.offsets.insert(key.clone(), 1_000_000);
-    cellbank_shard::authorizer::log::save_snapshot(&pool, state)
+    cellbank_shard::authorizer::decision_log::save_snapshot(&pool, state)
         .await
         .unwrap();
 

@@ -1,8 +1,6 @@
 //! Test helpers: a real shard `Application` on port 0 against a fresh
 //! database and its own broker, plus a tiny stand-in for global's JWKS.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use cellbank_shard::state::AppState;
@@ -39,7 +37,7 @@ pub async fn jwks_server(signer: &TokenSigner) -> String {
 
 pub fn settings(db: &str, bootstrap: &str, global: &str) -> Settings {
     let mut s = Settings::default();
-    s.shard.id = SHARD.into();
+    s.shard.id = Some(SHARD.parse().unwrap());
     s.shard.public_url = "http://shard-3.test".into();
     s.global.url = global.into();
     s.server.port = 0;
@@ -58,7 +56,6 @@ pub struct TestApp {
     pub state: AppState,
     pub signer: TokenSigner,
     pub settings: Settings,
-    pub db: String,
     pub client: reqwest::Client,
     stop: CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -75,7 +72,6 @@ impl TestApp {
 
     pub async fn start(settings: Settings, signer: TokenSigner) -> TestApp {
         cellbank_shared::telemetry::init_for_tests();
-        let db = settings.database.url.expose().to_owned();
         let app = Application::build(settings.clone())
             .await
             .expect("build shard");
@@ -89,7 +85,6 @@ impl TestApp {
             state,
             signer,
             settings,
-            db,
             client: reqwest::Client::new(),
             stop,
             handle,

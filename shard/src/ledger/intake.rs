@@ -12,7 +12,7 @@ use super::store::{self, ApplyError, Outcome};
 use crate::authorizer::AuthorizationRecord;
 use crate::metrics;
 
-/// Which log a [`LedgerConsumer`] reads.
+/// Which log a [`LedgerIntake`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Topic::Inbound: envelopes.
@@ -21,12 +21,12 @@ pub enum Source {
     Authorizations,
 }
 
-pub struct LedgerConsumer {
+pub struct LedgerIntake {
     pool: PgPool,
     source: Source,
 }
 
-impl LedgerConsumer {
+impl LedgerIntake {
     pub fn new(pool: PgPool, source: Source) -> Self {
         Self { pool, source }
     }
@@ -49,12 +49,7 @@ impl LedgerConsumer {
 
 /// Postgres errors that retrying cannot fix (bad data, constraint violations).
 pub fn is_permanent(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("22") || (c.starts_with("23") && c != "23505")),
-        _ => false,
-    }
+    cellbank_shared::db::classify(e).is_permanent()
 }
 
 pub fn classify(e: ApplyError) -> HandlerError {
@@ -70,7 +65,7 @@ pub fn classify(e: ApplyError) -> HandlerError {
 }
 
 #[async_trait]
-impl Handler for LedgerConsumer {
+impl Handler for LedgerIntake {
     async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
         let mut events = Vec::with_capacity(batch.len());
         for r in batch {

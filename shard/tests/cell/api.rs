@@ -1,10 +1,9 @@
 //! The HTTP API over real sockets: internal (global), admin and the app's HAL
 //! resources with tokens verified against global's JWKS.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use cellbank_shared::contract::{CreateCustomer, CustomerCreated};
 use cellbank_shared::ids::{CustomerId, Epoch, ShardId};
 use cellbank_shared::kafka::{Producer, Topic};
@@ -12,7 +11,6 @@ use cellbank_shared::money::Currency;
 use cellbank_shared::testkit::{eventually, Broker};
 use cellbank_shared::token::{Claims, ISSUER};
 use chrono::{Duration as Days, Utc};
-use common::*;
 use serde_json::{json, Value};
 
 async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value, String) {

@@ -1,14 +1,15 @@
 //! The inbound consumer applies envelopes once, dead-letters invalid ones, and
 //! keeps the books balanced.
 
-mod common;
-
 use std::time::Duration;
 
+use cellbank_shard::consumers::CellConsumer::{LedgerInbound, Mortician};
+use cellbank_shard::lag::group_lag;
 use cellbank_shared::kafka::{Producer, Topic};
 use cellbank_shared::testkit::{eventually, Broker};
 use chrono::Utc;
-use common::*;
+
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applies_each_event_once_and_dead_letters_bad_ones() {
@@ -183,12 +184,10 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
     // The hold is the cell's, not this process's: what another replica (or
     // this one after a restart) loads from the cell's database, at start and
     // every second after.
-    let other = cellbank_shard::consumers::holds();
-    cellbank_shard::consumers::load(&pool, &other)
-        .await
-        .unwrap();
-    assert!(other["ledger-inbound"].is_held(), "another replica is held");
-    assert!(!other["mortician"].is_held(), "only what was held");
+    let other = cellbank_shard::holds::released();
+    cellbank_shard::holds::load(&pool, &other).await.unwrap();
+    assert!(other[&LedgerInbound].is_held(), "another replica is held");
+    assert!(!other[&Mortician].is_held(), "only what was held");
 
     let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
     for i in 0..5 {
@@ -205,7 +204,20 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The five are in the log past the group's committed offsets: there to
+    // be consumed, and not consumed.
+    let group = LedgerInbound.group(&app.settings, &app.state.shard_id);
+    eventually(
+        Duration::from_secs(30),
+        "the held events wait in the log",
+        || async {
+            group_lag(&broker.bootstrap(), &group, Topic::Inbound.name())
+                .await
+                .unwrap_or(0)
+                == 5
+        },
+    )
+    .await;
     assert_eq!(
         scalar(
             &pool,
@@ -224,11 +236,9 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
         .await
         .unwrap();
     assert_eq!(released.status(), 200);
-    cellbank_shard::consumers::load(&pool, &other)
-        .await
-        .unwrap();
+    cellbank_shard::holds::load(&pool, &other).await.unwrap();
     assert!(
-        !other["ledger-inbound"].is_held(),
+        !other[&LedgerInbound].is_held(),
         "another replica is released"
     );
     eventually(

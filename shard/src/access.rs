@@ -1,0 +1,101 @@
+//! Who may call the app's API: [`CustomerAccess`] is the extractor every
+//! customer handler takes. It parses the customer from the path and checks
+//! the token from global's login (signature, this shard, this customer, the
+//! customer's current epoch). Operators and global prove themselves with
+//! `cellbank_shared::access::{Admin, Internal}`.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use cellbank_shared::access::bearer;
+use cellbank_shared::ids::CustomerId;
+use cellbank_shared::token::Claims;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A request by the customer named in the path, with a valid token for them
+/// on this shard at their current epoch.
+#[derive(Debug, Clone)]
+pub struct CustomerAccess {
+    pub customer: CustomerId,
+    pub claims: Claims,
+}
+
+impl FromRequestParts<AppState> for CustomerAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, s)
+            .await
+            .map_err(|_| ApiError::invalid("customer_id", "must be a uuid"))?;
+        let customer = parse_customer(params.get("customer_id").map_or("", String::as_str))?;
+        tracing::Span::current().record("customer_id", tracing::field::display(customer));
+        let claims = verify(s, &parts.headers, customer).await?;
+        Ok(Self { customer, claims })
+    }
+}
+
+pub fn parse_customer(raw: &str) -> Result<CustomerId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::invalid("customer_id", "must be a uuid"))
+}
+
+/// Checks the app's token for `customer`: signed by global, for this shard,
+/// at the customer's current epoch or newer, about this customer.
+async fn verify(
+    s: &AppState,
+    headers: &http::HeaderMap,
+    customer: CustomerId,
+) -> Result<Claims, ApiError> {
+    let relogin = |status, detail: &str| ApiError::Relogin {
+        status,
+        detail: detail.to_owned(),
+        login: s.login_url(),
+    };
+    let token = bearer(headers).ok_or_else(|| {
+        relogin(
+            StatusCode::UNAUTHORIZED,
+            "authorization: Bearer <token from global login> is required",
+        )
+    })?;
+    let verifier =
+        s.keys.read().expect("keys lock").clone().ok_or_else(|| {
+            ApiError::Unavailable("global's signing keys are not loaded yet".into())
+        })?;
+    let claims = verifier
+        .verify(token, chrono::Utc::now().timestamp())
+        .map_err(|e| relogin(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    if claims.shard != s.shard_id {
+        return Err(relogin(
+            StatusCode::UNAUTHORIZED,
+            &format!("token is for {}, this is {}", claims.shard, s.shard_id),
+        ));
+    }
+    if claims.sub != customer {
+        return Err(ApiError::Forbidden(
+            "the token is for another customer".into(),
+        ));
+    }
+    let epoch: Option<i64> =
+        sqlx::query_scalar("SELECT epoch FROM customers WHERE customer_id = $1")
+            .bind(customer.as_uuid())
+            .fetch_optional(&s.pool)
+            .await?;
+    match epoch {
+        None => Err(relogin(
+            StatusCode::UNAUTHORIZED,
+            "this customer does not live in this shard",
+        )),
+        Some(e) if e > claims.epoch.0 => Err(relogin(
+            StatusCode::CONFLICT,
+            &format!(
+                "token is for epoch {}, the customer is at {e}",
+                claims.epoch
+            ),
+        )),
+        Some(_) => Ok(claims),
+    }
+}

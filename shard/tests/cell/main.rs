@@ -1,0 +1,11 @@
+//! The shard's integration tests, one binary (like global's): each module
+//! starts the real `Application` (or the real binary) against real Postgres
+//! and a real broker, through `support`.
+
+mod api;
+mod authorizer;
+mod inbound;
+mod ledger_pg;
+mod ledger_props;
+mod sigkill;
+mod support;
