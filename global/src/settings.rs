@@ -89,15 +89,8 @@ impl Default for RoutingSettings {
 
 // Durations stay integers whose key names the unit (`*_ms`, `*_secs`: the
 // contract's config keys); code reads them as `Duration` through these
-// accessors only.
-
-impl Settings {
-    /// How long a produce to the global broker (the directory feed) may wait
-    /// for its acknowledgement (`kafka.produce_timeout_ms`).
-    pub fn feed_produce_timeout(&self) -> Duration {
-        Duration::from_millis(self.kafka.produce_timeout_ms)
-    }
-}
+// accessors only (shared's sections have their own, e.g.
+// `KafkaSettings::produce_timeout`).
 
 impl AuthSettings {
     /// The window failed logins are counted in (`auth.login_window_secs`).

@@ -49,7 +49,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         crate::metrics::register();
         let directory = open_directory(&settings).await?;
-        let producer = Producer::new(&settings.kafka.bootstrap, settings.feed_produce_timeout())
+        let producer = Producer::new(&settings.kafka.bootstrap, settings.kafka.produce_timeout())
             .context("create the global broker producer")?;
         let feed = Feed::new(producer, directory.clone());
         let feed_runner = feed
