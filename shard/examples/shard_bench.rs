@@ -175,7 +175,7 @@ async fn direct_apply(
             let mut postings = 0usize;
             for chunk in part.chunks(batch) {
                 let mut tx = pool.begin().await.unwrap();
-                let mut cache = store::Batch::default();
+                let mut cache = store::TxLookups::default();
                 for e in chunk {
                     if let store::Outcome::Applied { postings: n } =
                         store::apply_in(&mut tx, e, &mut cache).await.unwrap()

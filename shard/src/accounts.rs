@@ -145,7 +145,7 @@ struct EntryView {
 }
 
 /// Cursor: `<business time in µs>.<posting id>` of the last entry of the previous page.
-fn parse_cursor(raw: &str) -> Option<(DateTime<Utc>, i64)> {
+fn parse_cursor(raw: &str) -> Option<Cursor> {
     let (t, id) = raw.split_once('.')?;
     Some((
         DateTime::from_timestamp_micros(t.parse().ok()?)?,
@@ -162,21 +162,7 @@ async fn entries(
 ) -> Result<Hal, ApiError> {
     let c = access.customer;
     let account = parse_account(&account)?;
-    let limit = match q.limit.as_deref() {
-        None => 50,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 500"))?,
-    };
-    let cursor = match q.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            parse_cursor(raw)
-                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API gave"))?,
-        ),
-    };
+    let (limit, cursor) = q.parse()?;
     let book: Option<i64> = sqlx::query_scalar(
         "SELECT b.id FROM accounts a JOIN book_accounts b ON b.customer_id = a.customer_id
             AND b.code = 'account:' || a.account_id AND b.currency = a.currency
@@ -201,6 +187,43 @@ async fn entries(
     .fetch_all(&s.pool)
     .await?;
     let base = format!("/v1/customers/{c}/accounts/{account}");
+    Ok(entries_page(&s, c, &base, &q, limit, rows))
+}
+
+/// Where a page of entries starts: after this business time and posting id.
+type Cursor = (DateTime<Utc>, i64);
+
+impl Page {
+    /// The page size (1 to 500, 50 by default) and where the page starts.
+    fn parse(&self) -> Result<(i64, Option<Cursor>), ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => 50,
+            Some(l) => l
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=500).contains(n))
+                .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 500"))?,
+        };
+        let cursor = match self.cursor.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                parse_cursor(raw)
+                    .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API gave"))?,
+            ),
+        };
+        Ok((limit, cursor))
+    }
+}
+
+/// One page of entries with its self, account, customer and next links.
+fn entries_page(
+    s: &AppState,
+    c: CustomerId,
+    base: &str,
+    q: &Page,
+    limit: i64,
+    rows: Vec<EntryView>,
+) -> Hal {
     let next = if rows.len() as i64 == limit {
         rows.last()
             .map(|r| format!("{}.{}", r.business_time.timestamp_micros(), r.id))
@@ -212,16 +235,16 @@ async fn entries(
         Some(cur) => format!("{base}/entries?cursor={cur}&limit={limit}"),
         None => format!("{base}/entries?limit={limit}"),
     };
-    let mut hal = Hal::new(serde_json::json!({}))
+    let hal = Hal::new(serde_json::json!({}))
         .link("self", s.public(&self_href))
-        .link("account", s.public(&base))
+        .link("account", s.public(base))
         .link("customer", s.public(&format!("/v1/customers/{c}")))
         .embed("entries", items);
-    if let Some(n) = next {
-        hal = hal.link(
+    match next {
+        Some(n) => hal.link(
             "next",
             s.public(&format!("{base}/entries?cursor={n}&limit={limit}")),
-        );
+        ),
+        None => hal,
     }
-    Ok(hal)
 }

@@ -8,11 +8,12 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cellbank_shared::contract::{CardIssued, IssueCard};
+use cellbank_shared::db::ConstraintExt;
 use cellbank_shared::hal::Hal;
 use cellbank_shared::ids::CustomerId;
 use cellbank_shared::money::Money;
 use cellbank_shared::problem::ApiJson;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -118,46 +119,11 @@ pub async fn issue_card(
     let limit = Money::positive(body.credit_limit, body.currency)
         .map_err(|e| ApiError::invalid("credit_limit", e.to_string()))?;
     store::check_epoch(conn, customer, body.epoch).await?;
-    let existing: Option<(Uuid, String, i64, String)> = sqlx::query_as(
-        "SELECT customer_id, last4, credit_limit, currency FROM cards WHERE card_id = $1",
-    )
-    .bind(body.card_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some((owner, last4, credit_limit, currency)) = existing {
-        if owner != customer.as_uuid() {
-            return Err(ApiError::Conflict(
-                "card_id belongs to another customer".into(),
-            ));
-        }
-        return Ok(CardIssued {
-            card_id: body.card_id,
-            last4,
-            credit_limit,
-            currency: currency.parse().unwrap_or(body.currency),
-        });
+    if let Some(issued) = issued_before(conn, customer, body).await? {
+        return Ok(issued);
     }
     let now = Utc::now();
-    sqlx::query(
-        "INSERT INTO cards (card_id, customer_id, epoch, pan_hash, last4, credit_limit,
-                            limit_set_at, limit_event, currency)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(body.card_id)
-    .bind(customer.as_uuid())
-    .bind(body.epoch.0)
-    .bind(&body.pan_hash)
-    .bind(&body.last4)
-    .bind(body.credit_limit)
-    .bind(now)
-    .bind(format!("card:{}", body.card_id))
-    .bind(body.currency.code())
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| match ApiError::from(e) {
-        ApiError::Conflict(_) => ApiError::Conflict("a card with this pan_hash exists".into()),
-        other => other,
-    })?;
+    insert_card(conn, customer, body, now).await?;
     store::open_books(conn, customer, body.currency, &Book::for_card(body.card_id)).await?;
     let ev = LedgerEvent {
         event_id: format!("card:{}", body.card_id),
@@ -178,6 +144,62 @@ pub async fn issue_card(
         credit_limit: body.credit_limit,
         currency: body.currency,
     })
+}
+
+/// The card as issued before, when this is a repeat of the same issue.
+async fn issued_before(
+    conn: &mut PgConnection,
+    customer: CustomerId,
+    body: &IssueCard,
+) -> Result<Option<CardIssued>, ApiError> {
+    let existing: Option<(Uuid, String, i64, String)> = sqlx::query_as(
+        "SELECT customer_id, last4, credit_limit, currency FROM cards WHERE card_id = $1",
+    )
+    .bind(body.card_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((owner, last4, credit_limit, currency)) = existing else {
+        return Ok(None);
+    };
+    if owner != customer.as_uuid() {
+        return Err(ApiError::Conflict(
+            "card_id belongs to another customer".into(),
+        ));
+    }
+    Ok(Some(CardIssued {
+        card_id: body.card_id,
+        last4,
+        credit_limit,
+        currency: currency.parse().unwrap_or(body.currency),
+    }))
+}
+
+async fn insert_card(
+    conn: &mut PgConnection,
+    customer: CustomerId,
+    body: &IssueCard,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO cards (card_id, customer_id, epoch, pan_hash, last4, credit_limit,
+                            limit_set_at, limit_event, currency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(body.card_id)
+    .bind(customer.as_uuid())
+    .bind(body.epoch.0)
+    .bind(&body.pan_hash)
+    .bind(&body.last4)
+    .bind(body.credit_limit)
+    .bind(now)
+    .bind(format!("card:{}", body.card_id))
+    .bind(body.currency.code())
+    .execute(&mut *conn)
+    .await
+    .on_constraint("cards_pan_hash_key", |_| {
+        ApiError::Conflict("a card with this pan_hash exists".into())
+    })?;
+    Ok(())
 }
 
 #[derive(serde::Serialize, sqlx::FromRow)]

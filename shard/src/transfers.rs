@@ -11,6 +11,7 @@ use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::problem::ApiJson;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::access::CustomerAccess;
@@ -90,6 +91,25 @@ async fn create(
     ApiJson(body): ApiJson<NewTransfer>,
 ) -> Result<(StatusCode, Hal), ApiError> {
     let c = access.customer;
+    let amount = validate(&body)?;
+    let id = body.transfer_id.unwrap_or_else(Uuid::now_v7);
+    let mut tx = s.pool.begin().await?;
+    let status = book(&mut tx, c, id, &body, amount).await?;
+    tx.commit().await?;
+    let t: TransferView = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM transfers WHERE transfer_id = $1 AND customer_id = $2"
+    ))
+    .bind(id)
+    .bind(c.as_uuid())
+    .fetch_optional(&s.pool)
+    .await?
+    .ok_or_else(|| ApiError::Conflict("transfer_id was used for another customer".into()))?;
+    Ok((status, transfer_hal(&s, c, t)))
+}
+
+/// The request's own rules: a positive amount, two different accounts, a
+/// short description.
+fn validate(body: &NewTransfer) -> Result<Money, ApiError> {
     let amount = Money::positive(body.amount, body.currency)
         .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
     if body.from_account_id == body.to_account_id {
@@ -104,39 +124,69 @@ async fn create(
             "must be at most 140 characters",
         ));
     }
-    let id = body.transfer_id.unwrap_or_else(Uuid::now_v7);
-    let mut tx = s.pool.begin().await?;
-    let epoch: i64 =
-        sqlx::query_scalar("SELECT epoch FROM customers WHERE customer_id = $1 FOR UPDATE")
-            .bind(c.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("customer {c}")))?;
-    let accounts: Vec<(Uuid, String, i64)> = sqlx::query_as(
-        "SELECT a.account_id, a.currency, COALESCE(-b.balance, 0)
+    Ok(amount)
+}
+
+/// One of the customer's accounts as a transfer sees it.
+#[derive(Clone, sqlx::FromRow)]
+struct AccountLeg {
+    account_id: Uuid,
+    currency: String,
+    /// What the customer holds there (minor units).
+    balance: i64,
+}
+
+/// Both accounts of the transfer, checked to be the customer's and in the
+/// transfer's currency.
+async fn legs(
+    conn: &mut PgConnection,
+    c: CustomerId,
+    body: &NewTransfer,
+) -> Result<(AccountLeg, AccountLeg), ApiError> {
+    let accounts: Vec<AccountLeg> = sqlx::query_as(
+        "SELECT a.account_id, a.currency, COALESCE(-b.balance, 0) AS balance
          FROM accounts a LEFT JOIN book_accounts b ON b.customer_id = a.customer_id
               AND b.code = 'account:' || a.account_id AND b.currency = a.currency
          WHERE a.customer_id = $1 AND a.account_id = ANY($2)",
     )
     .bind(c.as_uuid())
     .bind([body.from_account_id, body.to_account_id])
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await?;
     let find = |id: Uuid, field: &str| {
         accounts
             .iter()
-            .find(|a| a.0 == id)
+            .find(|a| a.account_id == id)
             .cloned()
             .ok_or_else(|| ApiError::invalid(field, "is not one of this customer's accounts"))
     };
     let from = find(body.from_account_id, "from_account_id")?;
     let to = find(body.to_account_id, "to_account_id")?;
-    if from.1 != body.currency.code() || to.1 != body.currency.code() {
+    if from.currency != body.currency.code() || to.currency != body.currency.code() {
         return Err(ApiError::invalid(
             "currency",
             "must be the currency of both accounts",
         ));
     }
+    Ok((from, to))
+}
+
+/// Books the transfer under the customer's lock: the ledger movement and the
+/// transfer row, or nothing when `id` was booked before.
+async fn book(
+    conn: &mut PgConnection,
+    c: CustomerId,
+    id: Uuid,
+    body: &NewTransfer,
+    amount: Money,
+) -> Result<StatusCode, ApiError> {
+    let epoch: i64 =
+        sqlx::query_scalar("SELECT epoch FROM customers WHERE customer_id = $1 FOR UPDATE")
+            .bind(c.as_uuid())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("customer {c}")))?;
+    let (from, to) = legs(conn, c, body).await?;
     let ev = LedgerEvent {
         event_id: format!("transfer:{id}"),
         event_type: "own_transfer".into(),
@@ -145,46 +195,34 @@ async fn create(
         occurred_at: Utc::now(),
         source: "transfer",
         body: Body::OwnTransfer {
-            from: from.0,
-            to: to.0,
+            from: from.account_id,
+            to: to.account_id,
             amount,
         },
     };
-    let status = match store::apply(&mut tx, &ev).await? {
-        Outcome::Duplicate => StatusCode::OK,
-        Outcome::Applied { postings } => {
-            if from.2 < body.amount {
-                return Err(ApiError::invalid(
-                    "amount",
-                    "exceeds the balance of from_account_id",
-                ));
-            }
-            sqlx::query(
-                "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, amount, currency, description)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(id)
-            .bind(c.as_uuid())
-            .bind(epoch)
-            .bind(from.0)
-            .bind(to.0)
-            .bind(body.amount)
-            .bind(body.currency.code())
-            .bind(&body.description)
-            .execute(&mut *tx)
-            .await?;
-            crate::metrics::POSTINGS.inc_by(postings as u64);
-            StatusCode::CREATED
-        }
+    let Outcome::Applied { postings } = store::apply(conn, &ev).await? else {
+        return Ok(StatusCode::OK);
     };
-    tx.commit().await?;
-    let t: TransferView = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM transfers WHERE transfer_id = $1 AND customer_id = $2"
-    ))
+    if from.balance < body.amount {
+        return Err(ApiError::invalid(
+            "amount",
+            "exceeds the balance of from_account_id",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, amount, currency, description)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
     .bind(id)
     .bind(c.as_uuid())
-    .fetch_optional(&s.pool)
-    .await?
-    .ok_or_else(|| ApiError::Conflict("transfer_id was used for another customer".into()))?;
-    Ok((status, transfer_hal(&s, c, t)))
+    .bind(epoch)
+    .bind(from.account_id)
+    .bind(to.account_id)
+    .bind(body.amount)
+    .bind(body.currency.code())
+    .bind(&body.description)
+    .execute(&mut *conn)
+    .await?;
+    crate::metrics::POSTINGS.inc_by(postings as u64);
+    Ok(StatusCode::CREATED)
 }

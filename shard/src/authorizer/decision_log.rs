@@ -260,7 +260,6 @@ pub async fn start(
         .fetch_one(&pool)
         .await
         .context("read outbox position")?;
-    let bootstrap_owned = bootstrap.to_owned();
     let topics: Vec<&str> = TOPICS.iter().map(|t| t.name()).collect();
     let mut cfg = RunnerConfig::new(bootstrap, &group, &topics);
     cfg.max_batch = 512;
@@ -270,36 +269,52 @@ pub async fn start(
             authorizer: authorizer.clone(),
         },
     )?;
-    let a = authorizer.clone();
-    let caught_up = async move {
-        loop {
-            let unsent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM ledger_facts WHERE sent_at IS NULL AND id <= $1",
-            )
-            .bind(outbox_end)
-            .fetch_one(&pool)
-            .await
-            .context("read outbox")?;
-            if unsent == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let targets = high_watermarks(&bootstrap_owned).await?;
-        refuse_a_log_behind(&offsets, &targets)?;
-        loop {
-            let done = a.with_state(|s| {
-                targets
-                    .iter()
-                    .all(|(k, (lo, hi))| hi <= lo || s.offsets.get(k).copied().unwrap_or(0) >= *hi)
-            });
-            if done {
-                a.set_ready();
-                tracing::info!("authorizer replayed its log: ready");
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let caught_up = replay(
+        authorizer.clone(),
+        pool,
+        bootstrap.to_owned(),
+        outbox_end,
+        offsets,
+    );
     Ok((runner, caught_up))
+}
+
+/// Ends once the authorizer has replayed its log up to where it stood at
+/// start (after the outbox's facts committed before start were sent), then
+/// marks it ready. Refuses a snapshot that does not fit the log.
+async fn replay(
+    a: Authorizer,
+    pool: PgPool,
+    bootstrap: String,
+    outbox_end: i64,
+    offsets: BTreeMap<String, i64>,
+) -> anyhow::Result<()> {
+    loop {
+        let unsent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ledger_facts WHERE sent_at IS NULL AND id <= $1",
+        )
+        .bind(outbox_end)
+        .fetch_one(&pool)
+        .await
+        .context("read outbox")?;
+        if unsent == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let targets = high_watermarks(&bootstrap).await?;
+    refuse_a_log_behind(&offsets, &targets)?;
+    loop {
+        let done = a.with_state(|s| {
+            targets
+                .iter()
+                .all(|(k, (lo, hi))| hi <= lo || s.offsets.get(k).copied().unwrap_or(0) >= *hi)
+        });
+        if done {
+            a.set_ready();
+            tracing::info!("authorizer replayed its log: ready");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

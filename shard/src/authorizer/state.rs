@@ -245,6 +245,16 @@ impl Decisions {
 }
 
 /// The smallest UUIDv7 of an instant (all random bits zero).
+/// Ids are UUIDv7, ordered by time: what is older than the dedupe window
+/// goes in one split.
+fn forget_booked_before(booked: &mut imbl::OrdSet<Uuid>, first_kept: Option<Uuid>) {
+    if let Some(first_kept) = first_kept {
+        if booked.get_min().is_some_and(|f| *f < first_kept) {
+            *booked = std::mem::take(booked).split(&first_kept).1;
+        }
+    }
+}
+
 fn uuid_v7_floor(at: DateTime<Utc>) -> Option<Uuid> {
     let ms = u64::try_from(at.timestamp_millis()).ok()?;
     let mut bytes = [0u8; 16];
@@ -379,65 +389,68 @@ impl AuthorizerState {
                 let e = self.epochs.entry(*customer_id).or_insert(epoch.0);
                 *e = (*e).max(epoch.0);
             }
-            Fact::Card {
-                customer_id,
-                card_id,
-                pan_hash,
-                currency,
-                credit_limit,
-                blocked,
-                available,
-                authorization_id,
-            } => {
-                if !self.hashes.contains_key(card_id) {
-                    self.hashes.insert(*card_id, pan_hash.clone());
-                }
-                let unmatched: Vec<(Uuid, i64)> = self
-                    .unmatched
-                    .iter()
-                    .filter(|(_, (c, _))| c == card_id)
-                    .map(|(a, (_, amount))| (*a, *amount))
-                    .collect();
-                let c = self
-                    .cards
-                    .entry(pan_hash.clone())
-                    .or_insert_with(|| CardState {
-                        card_id: *card_id,
-                        customer_id: *customer_id,
-                        currency: *currency,
-                        blocked: *blocked,
-                        credit_limit: *credit_limit,
-                        available: 0,
-                        fact_seq: 0,
-                        pending: Pending::default(),
-                        booked: imbl::OrdSet::new(),
-                    });
-                for (auth, amount) in unmatched {
-                    self.unmatched.remove(&auth);
-                    if !c.booked.contains(&auth) {
-                        c.pending.insert(auth, amount);
-                    }
-                }
-                if let Some(id) = authorization_id {
-                    c.pending.remove(id);
-                    c.booked.insert(*id);
-                    // Ids are UUIDv7, ordered by time: what is older than the
-                    // dedupe window goes in one split.
-                    if let Some(cutoff) = self.decisions.cutoff() {
-                        if let Some(first_kept) = uuid_v7_floor(cutoff) {
-                            if c.booked.get_min().is_some_and(|f| *f < first_kept) {
-                                c.booked = std::mem::take(&mut c.booked).split(&first_kept).1;
-                            }
-                        }
-                    }
-                }
-                if rec.seq > c.fact_seq {
-                    c.fact_seq = rec.seq;
-                    c.available = *available;
-                    c.blocked = *blocked;
-                    c.credit_limit = *credit_limit;
-                }
+            Fact::Card { .. } => self.apply_card_fact(rec.seq, &rec.fact),
+        }
+    }
+
+    /// A card's state after a ledger movement: the card is known from now on
+    /// (with any decisions that arrived before it), the authorization the
+    /// movement booked leaves the pending holds, and a newer fact replaces
+    /// the card's limit, availability and block.
+    fn apply_card_fact(&mut self, seq: i64, fact: &Fact) {
+        let Fact::Card {
+            customer_id,
+            card_id,
+            pan_hash,
+            currency,
+            credit_limit,
+            blocked,
+            available,
+            authorization_id,
+        } = fact
+        else {
+            return;
+        };
+        if !self.hashes.contains_key(card_id) {
+            self.hashes.insert(*card_id, pan_hash.clone());
+        }
+        let unmatched: Vec<(Uuid, i64)> = self
+            .unmatched
+            .iter()
+            .filter(|(_, (c, _))| c == card_id)
+            .map(|(a, (_, amount))| (*a, *amount))
+            .collect();
+        let cutoff = self.decisions.cutoff().and_then(uuid_v7_floor);
+        let c = self
+            .cards
+            .entry(pan_hash.clone())
+            .or_insert_with(|| CardState {
+                card_id: *card_id,
+                customer_id: *customer_id,
+                currency: *currency,
+                blocked: *blocked,
+                credit_limit: *credit_limit,
+                available: 0,
+                fact_seq: 0,
+                pending: Pending::default(),
+                booked: imbl::OrdSet::new(),
+            });
+        for (auth, amount) in unmatched {
+            self.unmatched.remove(&auth);
+            if !c.booked.contains(&auth) {
+                c.pending.insert(auth, amount);
             }
+        }
+        if let Some(id) = authorization_id {
+            c.pending.remove(id);
+            c.booked.insert(*id);
+            forget_booked_before(&mut c.booked, cutoff);
+        }
+        if seq > c.fact_seq {
+            c.fact_seq = seq;
+            c.available = *available;
+            c.blocked = *blocked;
+            c.credit_limit = *credit_limit;
         }
     }
 

@@ -110,56 +110,6 @@ impl LedgerEvent {
         }
         let p: RoutedEvent = serde_json::from_value(env.payload.clone())
             .map_err(|e| InvalidEvent::Payload(e.to_string()))?;
-        let amount = Money::positive(p.amount, p.currency)
-            .map_err(|e| InvalidEvent::Payload(format!("amount: {e}")))?;
-        let str_field = |name: &str| -> Result<Option<String>, InvalidEvent> {
-            match p.extra.get(name) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
-                    Ok(Some(s.clone()))
-                }
-                Some(_) => Err(InvalidEvent::Payload(format!(
-                    "{name}: must be a non-empty string of at most 128 characters"
-                ))),
-            }
-        };
-        let card_id = match str_field("card_id")? {
-            None => None,
-            Some(s) => Some(
-                Uuid::parse_str(&s)
-                    .map_err(|_| InvalidEvent::Payload("card_id: must be a uuid".into()))?,
-            ),
-        };
-        let card = CardRef {
-            card_id,
-            card_hash: p.card_hash.clone(),
-        };
-        let account_number = p.account_number.clone();
-        let body = match env.event_type.as_str() {
-            "deposit" | "transfer_in" => Body::Account {
-                credit: true,
-                account_number,
-                amount,
-            },
-            "withdrawal" | "transfer_out" => Body::Account {
-                credit: false,
-                account_number,
-                amount,
-            },
-            "purchase_settled" => Body::PurchaseSettled {
-                card,
-                network_reference: str_field("network_reference")?,
-                amount,
-            },
-            "refund" | "chargeback" => Body::Refund { card, amount },
-            "bill_payment" => Body::BillPayment { card, amount },
-            "late_fee" => Body::LateFee { card, amount },
-            "credit_limit_changed" => Body::CreditLimit {
-                card,
-                limit: amount,
-            },
-            other => return Err(InvalidEvent::UnknownType(other.to_owned())),
-        };
         Ok(Self {
             event_id: env.event_id.as_str().to_owned(),
             event_type: env.event_type.clone(),
@@ -167,7 +117,7 @@ impl LedgerEvent {
             epoch: env.epoch,
             occurred_at: env.occurred_at,
             source: "inbound",
-            body,
+            body: routed_body(&env.event_type, &p)?,
         })
     }
 
@@ -183,6 +133,68 @@ impl LedgerEvent {
             Body::CreditLimit { limit, .. } | Body::CardIssued { limit, .. } => limit.currency,
         }
     }
+}
+
+/// An optional short string field of a routed event's type-specific part.
+fn short_text(p: &RoutedEvent, name: &str) -> Result<Option<String>, InvalidEvent> {
+    match p.extra.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 128 => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(InvalidEvent::Payload(format!(
+            "{name}: must be a non-empty string of at most 128 characters"
+        ))),
+    }
+}
+
+/// The card a routed event names (by id or by PAN hash; neither means the
+/// customer's only card).
+fn card_ref(p: &RoutedEvent) -> Result<CardRef, InvalidEvent> {
+    let card_id = match short_text(p, "card_id")? {
+        None => None,
+        Some(s) => Some(
+            Uuid::parse_str(&s)
+                .map_err(|_| InvalidEvent::Payload("card_id: must be a uuid".into()))?,
+        ),
+    };
+    Ok(CardRef {
+        card_id,
+        card_hash: p.card_hash.clone(),
+    })
+}
+
+/// The body of a routed event of `event_type`.
+fn routed_body(event_type: &str, p: &RoutedEvent) -> Result<Body, InvalidEvent> {
+    let amount = Money::positive(p.amount, p.currency)
+        .map_err(|e| InvalidEvent::Payload(format!("amount: {e}")))?;
+    let card = card_ref(p)?;
+    let account_number = p.account_number.clone();
+    Ok(match event_type {
+        "deposit" | "transfer_in" => Body::Account {
+            credit: true,
+            account_number,
+            amount,
+        },
+        "withdrawal" | "transfer_out" => Body::Account {
+            credit: false,
+            account_number,
+            amount,
+        },
+        "purchase_settled" => Body::PurchaseSettled {
+            card,
+            network_reference: short_text(p, "network_reference")?,
+            amount,
+        },
+        "refund" | "chargeback" => Body::Refund { card, amount },
+        "bill_payment" => Body::BillPayment { card, amount },
+        "late_fee" => Body::LateFee { card, amount },
+        "credit_limit_changed" => Body::CreditLimit {
+            card,
+            limit: amount,
+        },
+        other => return Err(InvalidEvent::UnknownType(other.to_owned())),
+    })
 }
 
 #[cfg(test)]

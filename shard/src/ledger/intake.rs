@@ -84,7 +84,7 @@ impl Handler for LedgerIntake {
             .await
             .map_err(|e| HandlerError::Transient(anyhow::Error::new(e).context("begin")))?;
         let (mut applied, mut duplicates, mut postings) = (0u64, 0u64, 0u64);
-        let mut cache = store::Batch::default();
+        let mut cache = store::TxLookups::default();
         for ev in &events {
             match store::apply_in(&mut tx, ev, &mut cache)
                 .await

@@ -118,43 +118,51 @@ impl MemoryLedger {
                 card,
                 network_reference,
                 amount,
-            } => {
-                let mut release = 0;
-                if let Some(nr) = network_reference {
-                    let (r, next) = rulebook::settle(self.purchases.get(&nr), amount);
-                    release = r;
-                    self.purchases.insert(nr, next);
-                }
-                Action::PurchaseSettled {
-                    card,
-                    amount,
-                    release,
-                }
-            }
+            } => self.settle(card, network_reference, amount),
             MemEvent::Refund { card, amount } => Action::Refund { card, amount },
             MemEvent::BillPayment { card, amount } => Action::BillPayment { card, amount },
             MemEvent::LateFee { card, amount } => Action::LateFee { card, amount },
-            MemEvent::LimitChanged { card, limit } => {
-                let current = self.limits.get(&card).cloned().unwrap_or(LimitInForce {
-                    limit: 0,
-                    set_at: DateTime::<Utc>::MIN_UTC,
-                    event_id: String::new(),
-                });
-                let (delta, next) = rulebook::change_limit(
-                    &current,
-                    LimitInForce {
-                        limit,
-                        set_at: at,
-                        event_id: event_id.to_owned(),
-                    },
-                );
-                self.limits.insert(card, next);
-                Action::CreditLimit { card, delta }
-            }
+            MemEvent::LimitChanged { card, limit } => self.change_limit(card, limit, at, event_id),
         };
         let entries = rulebook::entries(&action);
         self.book(at, &entries);
         Some(entries)
+    }
+
+    fn settle(&mut self, card: Uuid, network_reference: Option<String>, amount: i64) -> Action {
+        let mut release = 0;
+        if let Some(nr) = network_reference {
+            let (r, next) = rulebook::settle(self.purchases.get(&nr), amount);
+            release = r;
+            self.purchases.insert(nr, next);
+        }
+        Action::PurchaseSettled {
+            card,
+            amount,
+            release,
+        }
+    }
+
+    fn change_limit(
+        &mut self,
+        card: Uuid,
+        limit: i64,
+        at: DateTime<Utc>,
+        event_id: &str,
+    ) -> Action {
+        let current = self.limits.get(&card).cloned().unwrap_or(LimitInForce {
+            limit: 0,
+            set_at: DateTime::<Utc>::MIN_UTC,
+            event_id: String::new(),
+        });
+        let asked = LimitInForce {
+            limit,
+            set_at: at,
+            event_id: event_id.to_owned(),
+        };
+        let (delta, next) = rulebook::change_limit(&current, asked);
+        self.limits.insert(card, next);
+        Action::CreditLimit { card, delta }
     }
 
     fn book(&mut self, at: DateTime<Utc>, entries: &[Entry]) {

@@ -63,11 +63,12 @@ struct PurchaseRow {
     status: String,
 }
 
-/// Lookups already made in the current transaction (customers locked, book
-/// account ids, accounts, cards), so consecutive events of one customer in a
-/// batch skip them. Valid for one transaction only.
+/// A per-transaction lookup cache: what the current transaction already
+/// looked up (customers locked, book account ids, accounts, cards), so
+/// consecutive events of one customer in a batch skip it. Valid for one
+/// transaction only.
 #[derive(Default)]
-pub struct Batch {
+pub struct TxLookups {
     epochs: HashMap<CustomerId, i64>,
     books: HashMap<(CustomerId, String), i64>,
     accounts: HashMap<(CustomerId, Option<String>, Currency), Uuid>,
@@ -76,14 +77,14 @@ pub struct Batch {
 
 /// Applies `ev` in the caller's transaction. A duplicate id changes nothing.
 pub async fn apply(conn: &mut PgConnection, ev: &LedgerEvent) -> Result<Outcome, ApplyError> {
-    apply_in(conn, ev, &mut Batch::default()).await
+    apply_in(conn, ev, &mut TxLookups::default()).await
 }
 
 /// [`apply`] within a batch sharing one transaction and its lookups.
 pub async fn apply_in(
     conn: &mut PgConnection,
     ev: &LedgerEvent,
-    batch: &mut Batch,
+    lookups: &mut TxLookups,
 ) -> Result<Outcome, ApplyError> {
     let inserted = sqlx::query(
         "INSERT INTO events (event_id, customer_id, epoch, event_type, occurred_at, source)
@@ -101,20 +102,20 @@ pub async fn apply_in(
     if inserted == 0 {
         return Ok(Outcome::Duplicate);
     }
-    match batch.epochs.get(&ev.customer_id) {
+    match lookups.epochs.get(&ev.customer_id) {
         Some(e) if ev.epoch.0 == *e => {}
         _ => {
             let e = check_epoch(conn, ev.customer_id, ev.epoch).await?;
-            batch.epochs.insert(ev.customer_id, e);
+            lookups.epochs.insert(ev.customer_id, e);
         }
     }
     let currency = ev.currency();
-    let (action, card, authorization_id) = resolve(conn, ev, currency, batch).await?;
-    let entries = rulebook::entries(&action);
+    let resolved = resolve(conn, ev, currency, lookups).await?;
+    let entries = rulebook::entries(&resolved.action);
     debug_assert_eq!(rulebook::movement_sum(&entries), 0);
-    let postings = write_entries(conn, ev, currency, &entries, batch).await?;
-    if let Some(card) = card {
-        card_fact(conn, ev.customer_id, card, authorization_id).await?;
+    let postings = write_entries(conn, ev, currency, &entries, lookups).await?;
+    if let Some(card) = resolved.card {
+        card_fact(conn, ev.customer_id, card, resolved.authorization).await?;
     }
     Ok(Outcome::Applied { postings })
 }
@@ -167,10 +168,10 @@ async fn account(
     customer: CustomerId,
     number: Option<&str>,
     currency: Currency,
-    batch: &mut Batch,
+    lookups: &mut TxLookups,
 ) -> Result<Uuid, ApplyError> {
     let key = (customer, number.map(str::to_owned), currency);
-    if let Some(id) = batch.accounts.get(&key) {
+    if let Some(id) = lookups.accounts.get(&key) {
         return Ok(*id);
     }
     let row: Option<AccountRow> =
@@ -196,7 +197,7 @@ async fn account(
         };
     let row = row.ok_or_else(|| rule("unknown account for this customer"))?;
     same_currency(&row.currency, currency, "account")?;
-    batch.accounts.insert(key, row.account_id);
+    lookups.accounts.insert(key, row.account_id);
     Ok(row.account_id)
 }
 
@@ -207,15 +208,15 @@ async fn card(
     customer: CustomerId,
     r: &CardRef,
     currency: Currency,
-    batch: &mut Batch,
+    lookups: &mut TxLookups,
 ) -> Result<CardRow, ApplyError> {
     let key = (customer, r.clone());
-    if let Some(c) = batch.cards.get(&key) {
+    if let Some(c) = lookups.cards.get(&key) {
         same_currency(&c.currency, currency, "card")?;
         return Ok(c.clone());
     }
     let row = load_card(conn, customer, r, currency).await?;
-    batch.cards.insert(key, row.clone());
+    lookups.cards.insert(key, row.clone());
     Ok(row)
 }
 
@@ -310,194 +311,207 @@ async fn save_purchase(
     Ok(())
 }
 
-/// Resolves targets and makes the stateful decisions; returns the rulebook
-/// action, the card touched (for its fact) and the authorization booked.
+/// What resolving an event decided: the rulebook action, the card it touched
+/// (whose state then goes to the outbox) and the authorization it booked.
+struct Resolved {
+    action: Action,
+    card: Option<Uuid>,
+    authorization: Option<Uuid>,
+}
+
+impl Resolved {
+    fn account(action: Action) -> Self {
+        Self {
+            action,
+            card: None,
+            authorization: None,
+        }
+    }
+
+    fn card(action: Action, card: Uuid) -> Self {
+        Self {
+            action,
+            card: Some(card),
+            authorization: None,
+        }
+    }
+}
+
+/// A reference to a card by its id.
+fn by_id(card_id: Uuid) -> CardRef {
+    CardRef {
+        card_id: Some(card_id),
+        card_hash: None,
+    }
+}
+
+/// Resolves the event's targets and makes its stateful decisions, one small
+/// function per kind of event.
 async fn resolve(
     conn: &mut PgConnection,
     ev: &LedgerEvent,
     currency: Currency,
-    batch: &mut Batch,
-) -> Result<(Action, Option<Uuid>, Option<Uuid>), ApplyError> {
+    lookups: &mut TxLookups,
+) -> Result<Resolved, ApplyError> {
     let customer = ev.customer_id;
-    Ok(match &ev.body {
+    match &ev.body {
         Body::Account {
             credit,
             account_number,
             amount,
         } => {
-            let account =
-                account(conn, customer, account_number.as_deref(), currency, batch).await?;
+            let number = account_number.as_deref();
+            let account = account(conn, customer, number, currency, lookups).await?;
             let amount = amount.minor;
-            let action = if *credit {
+            Ok(Resolved::account(if *credit {
                 Action::Credit { account, amount }
             } else {
                 Action::Debit { account, amount }
-            };
-            (action, None, None)
+            }))
         }
-        Body::OwnTransfer { from, to, amount } => (
-            Action::OwnTransfer {
-                from: *from,
-                to: *to,
-                amount: amount.minor,
-            },
-            None,
-            None,
-        ),
-        Body::PurchaseAuthorized {
-            card_id,
-            authorization_id,
-            network_reference,
-            amount,
-        } => {
-            let c = card(
-                conn,
-                customer,
-                &CardRef {
-                    card_id: Some(*card_id),
-                    card_hash: None,
-                },
-                currency,
-                batch,
-            )
-            .await?;
-            let current = purchase(conn, network_reference).await?;
-            let (post, next) = rulebook::authorize(
-                current.as_ref().map(|(_, p)| p),
-                *authorization_id,
-                amount.minor,
-            );
-            save_purchase(conn, network_reference, customer, c.card_id, &next).await?;
-            (
-                Action::PurchaseAuthorized {
-                    card: c.card_id,
-                    amount: amount.minor,
-                    post,
-                },
-                Some(c.card_id),
-                Some(*authorization_id),
-            )
-        }
-        Body::PurchaseSettled {
-            card: r,
-            network_reference,
-            amount,
-        } => {
-            let mut c = card(conn, customer, r, currency, batch).await?;
-            let mut release = 0;
-            let mut authorization_id = None;
-            if let Some(nr) = network_reference {
-                let current = purchase(conn, nr).await?;
-                if let Some((card_id, _)) = &current {
-                    if *card_id != c.card_id {
-                        // the reference names the card; trust it over a missing/other ref
-                        c = card(
-                            conn,
-                            customer,
-                            &CardRef {
-                                card_id: Some(*card_id),
-                                card_hash: None,
-                            },
-                            currency,
-                            batch,
-                        )
-                        .await?;
-                    }
-                }
-                let (rel, next) = rulebook::settle(current.as_ref().map(|(_, p)| p), amount.minor);
-                release = rel;
-                authorization_id = next.authorization_id;
-                save_purchase(conn, nr, customer, c.card_id, &next).await?;
-            }
-            (
-                Action::PurchaseSettled {
-                    card: c.card_id,
-                    amount: amount.minor,
-                    release,
-                },
-                Some(c.card_id),
-                authorization_id,
-            )
-        }
+        Body::OwnTransfer { from, to, amount } => Ok(Resolved::account(Action::OwnTransfer {
+            from: *from,
+            to: *to,
+            amount: amount.minor,
+        })),
+        Body::PurchaseAuthorized { .. } => authorized(conn, ev, currency, lookups).await,
+        Body::PurchaseSettled { .. } => settled(conn, ev, currency, lookups).await,
         Body::Refund { card: r, amount } => {
-            let c = card(conn, customer, r, currency, batch).await?;
-            (
-                Action::Refund {
-                    card: c.card_id,
-                    amount: amount.minor,
-                },
-                Some(c.card_id),
-                None,
-            )
+            let c = card(conn, customer, r, currency, lookups).await?;
+            let (card, amount) = (c.card_id, amount.minor);
+            Ok(Resolved::card(Action::Refund { card, amount }, card))
         }
         Body::BillPayment { card: r, amount } => {
-            let c = card(conn, customer, r, currency, batch).await?;
-            (
-                Action::BillPayment {
-                    card: c.card_id,
-                    amount: amount.minor,
-                },
-                Some(c.card_id),
-                None,
-            )
+            let c = card(conn, customer, r, currency, lookups).await?;
+            let (card, amount) = (c.card_id, amount.minor);
+            Ok(Resolved::card(Action::BillPayment { card, amount }, card))
         }
         Body::LateFee { card: r, amount } => {
-            let c = card(conn, customer, r, currency, batch).await?;
-            (
-                Action::LateFee {
-                    card: c.card_id,
-                    amount: amount.minor,
-                },
-                Some(c.card_id),
-                None,
-            )
+            let c = card(conn, customer, r, currency, lookups).await?;
+            let (card, amount) = (c.card_id, amount.minor);
+            Ok(Resolved::card(Action::LateFee { card, amount }, card))
         }
-        Body::CardIssued { card_id, limit } => (
-            Action::CreditLimit {
-                card: *card_id,
-                delta: limit.minor,
-            },
-            Some(*card_id),
-            None,
-        ),
-        Body::CreditLimit { card: r, limit } => {
-            let c = card(conn, customer, r, currency, batch).await?;
-            let current = LimitInForce {
-                limit: c.credit_limit,
-                set_at: c.limit_set_at,
-                event_id: c.limit_event.clone(),
-            };
-            let (delta, next) = rulebook::change_limit(
-                &current,
-                LimitInForce {
-                    limit: limit.minor,
-                    set_at: ev.occurred_at,
-                    event_id: ev.event_id.clone(),
-                },
-            );
-            if next != current {
-                batch.cards.clear();
-                sqlx::query(
-                    "UPDATE cards SET credit_limit = $2, limit_set_at = $3, limit_event = $4
-                     WHERE card_id = $1",
-                )
-                .bind(c.card_id)
-                .bind(next.limit)
-                .bind(next.set_at)
-                .bind(&next.event_id)
-                .execute(&mut *conn)
-                .await?;
-            }
-            (
-                Action::CreditLimit {
-                    card: c.card_id,
-                    delta,
-                },
-                Some(c.card_id),
-                None,
-            )
+        Body::CardIssued { card_id, limit } => {
+            let (card, delta) = (*card_id, limit.minor);
+            Ok(Resolved::card(Action::CreditLimit { card, delta }, card))
         }
+        Body::CreditLimit { .. } => limit_changed(conn, ev, currency, lookups).await,
+    }
+}
+
+/// An approved authorization: holds the amount unless its settlement came first.
+async fn authorized(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    currency: Currency,
+    lookups: &mut TxLookups,
+) -> Result<Resolved, ApplyError> {
+    let Body::PurchaseAuthorized {
+        card_id,
+        authorization_id,
+        network_reference,
+        amount,
+    } = &ev.body
+    else {
+        unreachable!("resolve dispatches by kind");
+    };
+    let customer = ev.customer_id;
+    let c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
+    let current = purchase(conn, network_reference).await?;
+    let (post, next) = rulebook::authorize(
+        current.as_ref().map(|(_, p)| p),
+        *authorization_id,
+        amount.minor,
+    );
+    save_purchase(conn, network_reference, customer, c.card_id, &next).await?;
+    let (card, amount) = (c.card_id, amount.minor);
+    Ok(Resolved {
+        action: Action::PurchaseAuthorized { card, amount, post },
+        card: Some(card),
+        authorization: Some(*authorization_id),
     })
+}
+
+/// A settlement: books the purchase and releases the hold it replaces.
+async fn settled(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    currency: Currency,
+    lookups: &mut TxLookups,
+) -> Result<Resolved, ApplyError> {
+    let Body::PurchaseSettled {
+        card: r,
+        network_reference,
+        amount,
+    } = &ev.body
+    else {
+        unreachable!("resolve dispatches by kind");
+    };
+    let customer = ev.customer_id;
+    let mut c = card(conn, customer, r, currency, lookups).await?;
+    let (mut release, mut authorization) = (0, None);
+    if let Some(nr) = network_reference {
+        let current = purchase(conn, nr).await?;
+        if let Some((card_id, _)) = &current {
+            if *card_id != c.card_id {
+                // the reference names the card; trust it over a missing/other ref
+                c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
+            }
+        }
+        let (rel, next) = rulebook::settle(current.as_ref().map(|(_, p)| p), amount.minor);
+        (release, authorization) = (rel, next.authorization_id);
+        save_purchase(conn, nr, customer, c.card_id, &next).await?;
+    }
+    let (card, amount) = (c.card_id, amount.minor);
+    Ok(Resolved {
+        action: Action::PurchaseSettled {
+            card,
+            amount,
+            release,
+        },
+        card: Some(card),
+        authorization,
+    })
+}
+
+/// A new absolute limit: moves the available limit by the change from the
+/// limit in force (nothing when an older change arrives late).
+async fn limit_changed(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    currency: Currency,
+    lookups: &mut TxLookups,
+) -> Result<Resolved, ApplyError> {
+    let Body::CreditLimit { card: r, limit } = &ev.body else {
+        unreachable!("resolve dispatches by kind");
+    };
+    let c = card(conn, ev.customer_id, r, currency, lookups).await?;
+    let current = LimitInForce {
+        limit: c.credit_limit,
+        set_at: c.limit_set_at,
+        event_id: c.limit_event.clone(),
+    };
+    let asked = LimitInForce {
+        limit: limit.minor,
+        set_at: ev.occurred_at,
+        event_id: ev.event_id.clone(),
+    };
+    let (delta, next) = rulebook::change_limit(&current, asked);
+    if next != current {
+        lookups.cards.clear();
+        sqlx::query(
+            "UPDATE cards SET credit_limit = $2, limit_set_at = $3, limit_event = $4
+             WHERE card_id = $1",
+        )
+        .bind(c.card_id)
+        .bind(next.limit)
+        .bind(next.set_at)
+        .bind(&next.event_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let card = c.card_id;
+    Ok(Resolved::card(Action::CreditLimit { card, delta }, card))
 }
 
 /// Creates the customer's book accounts for `books` if missing (one statement).
@@ -532,7 +546,7 @@ async fn write_entries(
     ev: &LedgerEvent,
     currency: Currency,
     entries: &[rulebook::Entry],
-    batch: &mut Batch,
+    lookups: &mut TxLookups,
 ) -> Result<usize, ApplyError> {
     if entries.is_empty() {
         return Ok(0);
@@ -546,7 +560,7 @@ async fn write_entries(
     let cached: Option<BTreeMap<String, i64>> = codes
         .iter()
         .map(|c| {
-            batch
+            lookups
                 .books
                 .get(&(ev.customer_id, c.clone()))
                 .map(|id| (c.clone(), *id))
@@ -557,7 +571,7 @@ async fn write_entries(
         None => {
             let ids = book_ids(conn, ev, currency, &codes).await?;
             for (c, id) in &ids {
-                batch.books.insert((ev.customer_id, c.clone()), *id);
+                lookups.books.insert((ev.customer_id, c.clone()), *id);
             }
             ids
         }

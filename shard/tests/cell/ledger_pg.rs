@@ -316,7 +316,7 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
                 while k < arrival.len() {
                     let size = (*sizes.next().unwrap()).min(arrival.len() - k);
                     let mut tx = pool.begin().await.unwrap();
-                    let mut batch = store::Batch::default();
+                    let mut batch = store::TxLookups::default();
                     for &i in &arrival[k..k + size] {
                         let at = start + Duration::minutes(ops[i].1);
                         let (ev, m) = event(&c, i, &ops[i].0, at);

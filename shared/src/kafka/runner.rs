@@ -474,7 +474,10 @@ impl<H: Handler> Runner<H> {
 /// mid-flight) closes its consumer; nothing more is committed then.
 impl<H: Handler> Drop for Member<'_, H> {
     fn drop(&mut self) {
-        self.consumer.context().abandoned.store(true, Ordering::SeqCst);
+        self.consumer
+            .context()
+            .abandoned
+            .store(true, Ordering::SeqCst);
     }
 }
 

@@ -70,22 +70,7 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            let span = tracing::info_span!(
-                "consume",
-                topic = %batch[0].topic,
-                partition = batch[0].partition,
-                offset = batch[0].offset,
-                batch = batch.len(),
-            );
-            let headers = batch[0].headers.clone();
-            crate::telemetry::set_parent_from(&span, |k| {
-                headers
-                    .iter()
-                    .find(|(hk, _)| hk == k)
-                    .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
-            });
-            let result = self.handler.handle(batch).instrument(span).await;
-            match result {
+            match self.handle(batch).await {
                 Ok(()) => {
                     self.breaker.record_success();
                     self.done(batch);
@@ -106,12 +91,7 @@ impl<H: Handler> Worker<H> {
                 }
                 Err(HandlerError::Permanent(_)) => {
                     self.breaker.record_success();
-                    for one in batch {
-                        if !Box::pin(self.process(std::slice::from_ref(one))).await {
-                            return false;
-                        }
-                    }
-                    return true;
+                    return self.one_by_one(batch).await;
                 }
                 Err(HandlerError::Transient(e)) => {
                     tracing::warn!(error = %format!("{e:#}"), "handler failed transiently; retrying");
@@ -123,6 +103,36 @@ impl<H: Handler> Worker<H> {
                 return false;
             }
         }
+    }
+
+    /// Calls the handler in a span parented by the first record's trace context.
+    async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
+        let span = tracing::info_span!(
+            "consume",
+            topic = %batch[0].topic,
+            partition = batch[0].partition,
+            offset = batch[0].offset,
+            batch = batch.len(),
+        );
+        let headers = &batch[0].headers;
+        crate::telemetry::set_parent_from(&span, |k| {
+            headers
+                .iter()
+                .find(|(hk, _)| hk == k)
+                .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+        });
+        self.handler.handle(batch).instrument(span).await
+    }
+
+    /// A batch failed permanently: retry its messages one by one, so only the
+    /// poison one is dead-lettered.
+    async fn one_by_one(&self, batch: &[Record]) -> bool {
+        for one in batch {
+            if !Box::pin(self.process(std::slice::from_ref(one))).await {
+                return false;
+            }
+        }
+        true
     }
 
     async fn failed_transiently(&self) {
