@@ -18,9 +18,10 @@ use cellbank_shared::problem::Problem;
 
 use crate::cell_client::CellError;
 use crate::directory::{DirectoryError, IdentifierKind};
-use crate::error::{ApiResult, Input};
+use crate::error::ApiResult;
 use crate::metrics;
 use crate::state::AppState;
+use cellbank_shared::problem::ApiJson;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/authorizations", post(authorize))
@@ -66,7 +67,7 @@ fn stand_in(reason: &str) -> Json<AuthorizationDecision> {
 /// opening a span of its own.
 async fn authorize(
     State(state): State<AppState>,
-    Input(body): Input<NetworkRequest>,
+    ApiJson(body): ApiJson<NetworkRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let started = Instant::now();
     let pan = Pan::parse(&body.pan).map_err(|e| Problem::invalid("pan", e.to_string()))?;

@@ -157,7 +157,6 @@ impl CellClient {
             Err(e) => {
                 cell.produce_breaker.record_failure();
                 metrics::produce_failed(shard.id.as_str(), "not_acknowledged");
-                tracing::warn!(shard_id = %shard.id, error = %e, "produce failed");
                 Err(unavailable(shard, e.to_string(), &cell.produce_breaker))
             }
         }

@@ -21,8 +21,9 @@ use cellbank_shared::problem::Problem;
 
 use crate::credentials::{hash_password, normalise_login, validate_login};
 use crate::directory::{self, Change, DirectoryError, IdentifierKind, Placement, Shard};
-use crate::error::{ApiError, ApiResult, Input};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use cellbank_shared::problem::ApiJson;
 
 /// Issuer identification number every PAN global generates starts with.
 pub const BIN: &str = "537461";
@@ -87,7 +88,7 @@ struct Applicant {
 #[tracing::instrument(skip_all, fields(customer_id, shard_id))]
 async fn onboard(
     State(state): State<AppState>,
-    Input(body): Input<NewCustomer>,
+    ApiJson(body): ApiJson<NewCustomer>,
 ) -> ApiResult<impl IntoResponse> {
     let applicant = body.validate()?;
     let password = body.password;
@@ -163,7 +164,6 @@ async fn create_in_shard(
     match created {
         Ok(c) => Ok(c),
         Err(e) => {
-            tracing::warn!(shard_id = %shard.id, error = %e, "create customer in shard failed");
             undo_onboarding(state, customer_id, &shard.id).await;
             Err(e.into())
         }
@@ -254,7 +254,7 @@ fn generate_pan() -> Pan {
 async fn issue_card(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Input(body): Input<NewCard>,
+    ApiJson(body): ApiJson<NewCard>,
 ) -> ApiResult<impl IntoResponse> {
     let customer_id = parse_customer_id(&id)?;
     Money::positive(body.credit_limit, body.currency)
@@ -354,7 +354,6 @@ async fn issue_in_shard(
     match issued {
         Ok(i) => Ok(i),
         Err(e) => {
-            tracing::warn!(shard_id = %shard.id, error = %e, "issue card in shard failed");
             if let Ok(mut conn) = state.directory.pool().acquire().await {
                 if let Err(e) =
                     directory::delete_identifier(&mut conn, IdentifierKind::Card, &card.hash).await

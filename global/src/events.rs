@@ -22,9 +22,10 @@ use cellbank_shared::pan::{Pan, PanHasher};
 use cellbank_shared::problem::Problem;
 
 use crate::directory::IdentifierKind;
-use crate::error::{ApiError, Input};
+use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
+use cellbank_shared::problem::ApiJson;
 
 /// Most events one batch may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -249,7 +250,7 @@ async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<
 async fn route_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Input(body): Input<Value>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let ev = parse_event(body, "", &state.pan_hasher)?;
@@ -270,7 +271,7 @@ async fn route_one(
 async fn route_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Input(body): Input<Value>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let events = batch_events(body)?;
@@ -335,7 +336,7 @@ async fn route_item(state: &AppState, i: usize, v: Value, correlation: &str) -> 
             "index": i, "status": 202, "event_id": event_id, "shard": shard,
         }),
         Err(e) => {
-            let p = e.to_problem();
+            let p = e.into_problem();
             let mut item = serde_json::json!({ "index": i, "status": p.status, "problem": p });
             if let Some(secs) = p.retry_after {
                 item["retry_after"] = secs.into();

@@ -19,8 +19,9 @@ use cellbank_shared::token::{Claims, ISSUER};
 
 use crate::credentials::{normalise_login, verify_stored};
 use crate::directory::{self, DirectoryError, IdentifierKind, Placement, Shard};
-use crate::error::{ApiError, ApiResult, Input};
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use cellbank_shared::problem::ApiJson;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -75,7 +76,7 @@ async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-    Input(body): Input<LoginBody>,
+    ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
     let login = body.normalised_login()?;
     let addr = client_addr(&headers, peer);

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use cellbank_shared::config::{
-    ConfigError, DatabaseSettings, KafkaSettings, ServerSettings, TelemetrySettings, Validate,
+    require_positive, require_secret, ConfigError, DatabaseSettings, KafkaSettings, ServerSettings,
+    TelemetrySettings, Validate,
 };
 use cellbank_shared::kafka::BreakerConfig;
 use cellbank_shared::secret::Secret;
@@ -126,75 +127,48 @@ impl Default for CacheSettings {
     }
 }
 
-/// A secret counts as unset when empty or blank.
-fn required(secret: &Secret, key: &str) -> Result<(), ConfigError> {
-    if secret.expose().trim().is_empty() {
-        return Err(ConfigError::invalid(
-            key,
-            format!("is required ({})", cellbank_shared::config::env_name(key)),
-        ));
-    }
-    Ok(())
-}
-
 impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.database.validate()?;
         self.kafka.validate()?;
         self.telemetry.validate()?;
-        required(&self.auth.signing_key, "auth.signing_key")?;
+        require_secret("auth.signing_key", &self.auth.signing_key)?;
         if TokenSigner::from_seed_b64(self.auth.signing_key.expose()).is_err() {
             return Err(ConfigError::invalid(
                 "auth.signing_key",
                 "must be 32 bytes of url-safe base64 (an Ed25519 seed)",
             ));
         }
-        required(&self.auth.pan_hmac_key, "auth.pan_hmac_key")?;
+        require_secret("auth.pan_hmac_key", &self.auth.pan_hmac_key)?;
         if self.auth.pan_hmac_key.expose().len() < 16 {
             return Err(ConfigError::invalid(
                 "auth.pan_hmac_key",
                 "must be at least 16 characters",
             ));
         }
-        required(&self.auth.admin_token, "auth.admin_token")?;
-        required(&self.auth.internal_token, "auth.internal_token")?;
-        if self.auth.token_ttl_secs == 0 {
-            return Err(ConfigError::invalid(
-                "auth.token_ttl_secs",
-                "must be positive",
-            ));
-        }
+        require_secret("auth.admin_token", &self.auth.admin_token)?;
+        require_secret("auth.internal_token", &self.auth.internal_token)?;
+        require_positive("auth.token_ttl_secs", self.auth.token_ttl_secs)?;
         if self.auth.login_max_failures == 0 || self.auth.login_window_secs == 0 {
             return Err(ConfigError::invalid(
                 "auth.login_max_failures",
                 "login_max_failures and login_window_secs must be positive",
             ));
         }
-        if self.routing.authorization_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "routing.authorization_timeout_ms",
-                "must be positive",
-            ));
-        }
-        if self.routing.produce_timeout_ms == 0 {
-            return Err(ConfigError::invalid(
-                "routing.produce_timeout_ms",
-                "must be positive",
-            ));
-        }
-        if self.routing.breaker.failure_threshold == 0 {
-            return Err(ConfigError::invalid(
-                "routing.breaker.failure_threshold",
-                "must be positive",
-            ));
-        }
-        if self.cache.max_entries == 0 {
-            return Err(ConfigError::invalid(
-                "cache.max_entries",
-                "must be positive",
-            ));
-        }
+        require_positive(
+            "routing.authorization_timeout_ms",
+            self.routing.authorization_timeout_ms,
+        )?;
+        require_positive(
+            "routing.produce_timeout_ms",
+            self.routing.produce_timeout_ms,
+        )?;
+        require_positive(
+            "routing.breaker.failure_threshold",
+            u64::from(self.routing.breaker.failure_threshold),
+        )?;
+        require_positive("cache.max_entries", self.cache.max_entries)?;
         Ok(())
     }
 }

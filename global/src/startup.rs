@@ -1,18 +1,22 @@
 //! Builds the application (database, migrations, feed, caches, router,
-//! listener) and runs it: the HTTP server and the directory-feed consumer run
-//! side by side and the process logs which one exited.
+//! listener, and every part: the HTTP server, the directory-feed consumer, the
+//! feed's liveness ping, the registry refresher) and runs those parts side by
+//! side under the shared supervisor, which logs which one exited.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::middleware::from_extractor_with_state;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use cellbank_shared::access::Admin;
 use cellbank_shared::kafka::{Producer, Runner, Topic};
 use cellbank_shared::pan::PanHasher;
+use cellbank_shared::supervisor::Supervisor;
 use cellbank_shared::token::TokenSigner;
 
 use crate::cell_client::CellClient;
@@ -24,11 +28,9 @@ use crate::state::AppState;
 
 /// A built, bound, not yet running global tier.
 pub struct Application {
-    listener: TcpListener,
     port: u16,
-    router: Router,
     state: AppState,
-    feed_runner: Runner<FeedHandler>,
+    parts: Supervisor,
 }
 
 /// Every route of the global tier, in one table.
@@ -40,7 +42,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::router())
         .merge(crate::authorizations::router())
         .merge(crate::login::router())
-        .merge(crate::ops::router())
+        .merge(
+            crate::ops::router().route_layer(from_extractor_with_state::<Admin, _>(state.clone())),
+        )
         .with_state(state.clone());
     cellbank_shared::http::with_standard_layers(api, &state.settings.server)
 }
@@ -61,13 +65,8 @@ impl Application {
             .await
             .with_context(|| format!("bind {}:{}", server.host, server.port))?;
         let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            port,
-            router: router(state.clone()),
-            state,
-            feed_runner,
-        })
+        let parts = parts(listener, &state, feed_runner);
+        Ok(Self { port, state, parts })
     }
 
     pub fn port(&self) -> u16 {
@@ -83,44 +82,39 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stop = CancellationToken::new();
-        let mut feed = tokio::spawn(self.feed_runner.run(stop.clone()));
-        tokio::spawn(self.state.feed.clone().ping_until_live(stop.clone()));
-        tokio::spawn(refresh_registry(self.state.directory.clone(), stop.clone()));
-        let server_stop = stop.clone();
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { server_stop.cancelled().await });
-        let mut server = tokio::spawn(async move { server.await });
         tracing::info!(port = self.port, "global tier listening");
-        let outcome = tokio::select! {
-            () = shutdown => {
-                tracing::info!("shutting down");
-                stop.cancel();
-                let (s, f) = tokio::join!(&mut server, &mut feed);
-                s.context("http server task")?.context("http server")?;
-                f.context("directory feed task")??;
-                Ok(())
-            }
-            s = &mut server => {
-                tracing::error!("http server exited");
-                stop.cancel();
-                let _ = feed.await;
-                s.context("http server task")?.context("http server")
-            }
-            f = &mut feed => {
-                tracing::error!("directory feed consumer exited");
-                stop.cancel();
-                let _ = server.await;
-                f.context("directory feed task")?.context("directory feed consumer")
-            }
-        };
+        let outcome = self.parts.run(shutdown).await;
         self.state.feed.producer().flush(Duration::from_secs(2));
         outcome
     }
+}
+
+/// The parts of the global tier: the HTTP server, the directory-feed
+/// consumer, the feed's liveness ping (done once live) and the registry
+/// refresher.
+fn parts(listener: TcpListener, state: &AppState, feed_runner: Runner<FeedHandler>) -> Supervisor {
+    let mut parts = Supervisor::new();
+    let stop = parts.stop_token();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server_stop = stop.clone();
+    parts.add("http server", async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+            .context("http server")
+    });
+    parts.add("directory feed consumer", feed_runner.run(stop.clone()));
+    let ping = state.feed.clone().ping_until_live(stop.clone());
+    parts.add_finite("directory feed ping", async move {
+        ping.await;
+        Ok(())
+    });
+    let refresh = refresh_registry(state.directory.clone(), stop);
+    parts.add("shard registry refresh", async move {
+        refresh.await;
+        Ok(())
+    });
+    parts
 }
 
 /// Connects to the directory database, brings its schema up to date, makes

@@ -1,14 +1,12 @@
-//! The shared application state handed to every handler, and the admin-token
-//! extractor that guards the ops API.
+//! The shared application state handed to every handler, and what the
+//! shared `Admin` extractor that guards the ops API needs of it.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::header;
-use axum::http::request::Parts;
+use axum::extract::FromRef;
+use cellbank_shared::access::AdminToken;
 
 use cellbank_shared::pan::PanHasher;
-use cellbank_shared::problem::Problem;
 use cellbank_shared::token::TokenSigner;
 
 use crate::cell_client::CellClient;
@@ -29,33 +27,8 @@ pub struct AppState {
     pub login_guard: LoginGuard,
 }
 
-/// Compares in time independent of where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Proof that the request carried the admin token.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Problem::unauthorized("the ops API requires the admin bearer token"))?;
-        let expected = state.settings.auth.admin_token.expose();
-        if constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-            Ok(Admin)
-        } else {
-            Err(Problem::unauthorized("the admin token is not valid"))
-        }
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(s: &AppState) -> Self {
+        AdminToken(s.settings.auth.admin_token.clone())
     }
 }

@@ -1,7 +1,8 @@
 //! The shard's typed settings (see contract.md): loaded once at start, validated with clear messages.
 
 use cellbank_shared::config::{
-    ConfigError, DatabaseSettings, KafkaSettings, ServerSettings, TelemetrySettings, Validate,
+    require_positive, require_secret, ConfigError, DatabaseSettings, KafkaSettings, ServerSettings,
+    TelemetrySettings, Validate,
 };
 use cellbank_shared::ids::ShardId;
 use cellbank_shared::secret::Secret;
@@ -100,10 +101,6 @@ impl Default for LedgerSettings {
 }
 
 /// A secret left at its default (empty) or blank.
-fn unset(s: &Secret) -> bool {
-    s.expose().trim().is_empty()
-}
-
 fn absolute_url(key: &str, url: &str) -> Result<(), ConfigError> {
     if url.is_empty() {
         return Err(ConfigError::invalid(key, "is required"));
@@ -144,33 +141,16 @@ impl Validate for Settings {
         absolute_url("shard.public_url", &self.shard.public_url)?;
         absolute_url("global.url", &self.global.url)?;
         self.server.validate()?;
-        if unset(&self.database.url) {
-            return Err(ConfigError::invalid(
-                "database.url",
-                "is required (CELLBANK__DATABASE__URL)",
-            ));
-        }
+        require_secret("database.url", &self.database.url)?;
         self.database.validate()?;
         self.kafka.validate()?;
         self.telemetry.validate()?;
-        if unset(&self.auth.admin_token) {
-            return Err(ConfigError::invalid(
-                "auth.admin_token",
-                "is required (CELLBANK__AUTH__ADMIN_TOKEN)",
-            ));
-        }
-        if unset(&self.auth.internal_token) {
-            return Err(ConfigError::invalid(
-                "auth.internal_token",
-                "is required (CELLBANK__AUTH__INTERNAL_TOKEN)",
-            ));
-        }
-        if self.authorizer.snapshot_interval_secs == 0 {
-            return Err(ConfigError::invalid(
-                "authorizer.snapshot_interval_secs",
-                "must be positive",
-            ));
-        }
+        require_secret("auth.admin_token", &self.auth.admin_token)?;
+        require_secret("auth.internal_token", &self.auth.internal_token)?;
+        require_positive(
+            "authorizer.snapshot_interval_secs",
+            self.authorizer.snapshot_interval_secs,
+        )?;
         if !(1..=10_000).contains(&self.ledger.max_batch) {
             return Err(ConfigError::invalid(
                 "ledger.max_batch",

@@ -97,6 +97,25 @@ pub fn env_keys<T: Serialize + Default>() -> Vec<String> {
     out
 }
 
+/// A secret that must be set: refused when empty, naming its env variable.
+pub fn require_secret(key: &str, secret: &Secret) -> Result<(), ConfigError> {
+    if secret.expose().trim().is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("is required ({})", env_name(key)),
+        ));
+    }
+    Ok(())
+}
+
+/// A count or duration that must be above zero.
+pub fn require_positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be positive"));
+    }
+    Ok(())
+}
+
 /// HTTP listener and request limits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

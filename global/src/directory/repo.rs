@@ -3,6 +3,7 @@
 //! transaction's); the cached reads behind [`Directory`](super::Directory)
 //! are here too.
 
+use cellbank_shared::db::ConstraintExt;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -188,11 +189,8 @@ pub async fn reassign(
     .bind(shard_id.as_str())
     .fetch_one(&mut *conn)
     .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
-            DirectoryError::NotFound(format!("shard {shard_id}"))
-        }
-        other => other.into(),
+    .on_constraint("customers_shard_id_fkey", |_| {
+        DirectoryError::NotFound(format!("shard {shard_id}"))
     })?;
     if old != shard_id.as_str() {
         sqlx::query(

@@ -1,6 +1,7 @@
 //! The directory's vocabulary: identifiers, shards and their states,
 //! placements, the changes the feed announces, and the directory's error.
 
+use cellbank_shared::db::{classify, PgFailure};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -157,18 +158,18 @@ pub enum DirectoryError {
     Corrupt(String),
 }
 
+/// A duplicate key is a conflict naming its constraint; every other database
+/// failure means the directory is unavailable (the caller serves from cache).
 impl From<sqlx::Error> for DirectoryError {
     fn from(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &e {
-            if db.code().as_deref() == Some("23505") {
-                return DirectoryError::Conflict(
-                    db.constraint()
-                        .map(|c| format!("already exists ({c})"))
-                        .unwrap_or_else(|| "already exists".to_owned()),
-                );
-            }
+        match classify(&e) {
+            PgFailure::UniqueViolation { constraint } => DirectoryError::Conflict(
+                constraint
+                    .map(|c| format!("already exists ({c})"))
+                    .unwrap_or_else(|| "already exists".to_owned()),
+            ),
+            _ => DirectoryError::Unavailable(e),
         }
-        DirectoryError::Unavailable(e)
     }
 }
 

@@ -12,8 +12,9 @@ use cellbank_shared::problem::Problem;
 
 use crate::customers::parse_customer_id;
 use crate::directory::{self, Change, IdentifierKind};
-use crate::error::{ApiResult, Input};
-use crate::state::{Admin, AppState};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use cellbank_shared::problem::ApiJson;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,7 +25,6 @@ pub fn router() -> Router<AppState> {
 
 #[tracing::instrument(skip_all, fields(customer_id = %id, shard_id))]
 async fn show(
-    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -49,7 +49,6 @@ struct LookupQuery {
 
 #[tracing::instrument(skip_all, fields(customer_id, shard_id))]
 async fn lookup(
-    _: Admin,
     State(state): State<AppState>,
     Query(q): Query<LookupQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -92,10 +91,9 @@ struct PlacementBody {
 /// orchestration's job, not this endpoint's.
 #[tracing::instrument(skip_all, fields(customer_id = %id, shard_id))]
 async fn place(
-    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Input(body): Input<PlacementBody>,
+    ApiJson(body): ApiJson<PlacementBody>,
 ) -> ApiResult<impl IntoResponse> {
     let customer_id = parse_customer_id(&id)?;
     tracing::Span::current().record("shard_id", tracing::field::display(&body.shard));

@@ -8,7 +8,8 @@ use axum::Router;
 
 use crate::state::AppState;
 
-/// Every ops route, in one table.
+/// Every ops route, in one table (behind the shared `Admin` extractor, laid
+/// over it where the tier's routes are assembled).
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(shards::router())

@@ -10,8 +10,9 @@ use cellbank_shared::ids::ShardId;
 use cellbank_shared::problem::Problem;
 
 use crate::directory::{self, Change, NewShard, ShardState};
-use crate::error::{ApiResult, Input};
-use crate::state::{Admin, AppState};
+use crate::error::ApiResult;
+use crate::state::AppState;
+use cellbank_shared::problem::ApiJson;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,16 +54,15 @@ fn validate(s: &NewShard) -> Result<(), Problem> {
 }
 
 #[tracing::instrument(skip_all)]
-async fn list(_: Admin, State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let shards = state.directory.refresh_shards().await?;
     Ok(Json(serde_json::json!({ "items": shards })))
 }
 
 #[tracing::instrument(skip_all, fields(shard_id))]
 async fn add(
-    _: Admin,
     State(state): State<AppState>,
-    Input(body): Input<NewShard>,
+    ApiJson(body): ApiJson<NewShard>,
 ) -> ApiResult<impl IntoResponse> {
     tracing::Span::current().record("shard_id", tracing::field::display(&body.id));
     validate(&body)?;
@@ -85,7 +85,6 @@ async fn add(
 
 #[tracing::instrument(skip_all, fields(shard_id = %id))]
 async fn drain(
-    _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
