@@ -169,7 +169,7 @@ fn app_state(settings: Settings, directory: Directory, feed: Feed) -> anyhow::Re
 async fn ensure_feed_topic(settings: &Settings) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match cellbank_shared::kafka::admin::ensure_topics(
+        match cellbank_shared::kafka::topic_admin::ensure_topics(
             &settings.kafka.bootstrap,
             &[Topic::DirectoryChanges.name()],
             1,

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use axum::middleware::from_extractor_with_state;
 use axum::Router;
 use cellbank_shared::access::{Admin, Internal};
-use cellbank_shared::kafka::{admin, Producer, Runner, Topic};
+use cellbank_shared::kafka::{topic_admin, Producer, Runner, Topic};
 use cellbank_shared::supervisor::Supervisor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,8 +39,12 @@ async fn ensure_topics(settings: &Settings) -> anyhow::Result<()> {
     let names: Vec<&str> = Topic::SHARD.iter().map(|t| t.name()).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        match admin::ensure_topics(&settings.kafka.bootstrap, &names, settings.kafka.partitions)
-            .await
+        match topic_admin::ensure_topics(
+            &settings.kafka.bootstrap,
+            &names,
+            settings.kafka.partitions,
+        )
+        .await
         {
             Ok(()) => return Ok(()),
             Err(e) if tokio::time::Instant::now() > deadline => {

@@ -107,7 +107,9 @@ impl Broker {
     pub async fn create_topics(&self, topics: &[&str], partitions: i32) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match crate::kafka::admin::ensure_topics(&self.bootstrap(), topics, partitions).await {
+            match crate::kafka::topic_admin::ensure_topics(&self.bootstrap(), topics, partitions)
+                .await
+            {
                 Ok(()) => return,
                 Err(e) if Instant::now() > deadline => panic!("create topics: {e:#}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

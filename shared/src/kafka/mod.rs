@@ -2,12 +2,12 @@
 //! runner (per-partition order, commit after effect, bounded in-flight work,
 //! dead letters, pause while a circuit breaker is open) and topic admin.
 
-pub mod admin;
 pub mod breaker;
 mod partitions;
 pub mod producer;
 pub mod record;
 pub mod runner;
+pub mod topic_admin;
 pub mod topics;
 mod worker;
 
