@@ -76,6 +76,16 @@ pub struct AuthorizerSettings {
     /// How long a network reference is remembered after the newest decision
     /// (a repeat within it gets the first answer again); bounds memory.
     pub dedupe_window_secs: u64,
+    /// How long the decision-maker's lease lasts without renewal: a dead
+    /// leader is replaced after at most this long.
+    pub lease_ttl_ms: u64,
+    /// How often the lease is renewed (or, by a standby, tried); at most a
+    /// quarter of `lease_ttl_ms`.
+    pub lease_renew_ms: u64,
+    /// Where the other replicas reach this one's internal API to forward
+    /// authorizations to it (in Kubernetes, the pod's address); empty means
+    /// `http://<server.host>:<bound port>`.
+    pub advertise_url: String,
 }
 
 impl Default for AuthorizerSettings {
@@ -83,6 +93,9 @@ impl Default for AuthorizerSettings {
         Self {
             snapshot_interval_secs: 30,
             dedupe_window_secs: 300,
+            lease_ttl_ms: 5_000,
+            lease_renew_ms: 1_000,
+            advertise_url: String::new(),
         }
     }
 }
@@ -120,6 +133,14 @@ impl Settings {
             .ok_or_else(|| ConfigError::invalid("shard.id", "is required (CELLBANK__SHARD__ID)"))
     }
 
+    /// The decision-maker's lease timing.
+    pub fn lease(&self) -> crate::authorizer::lease::LeaseTiming {
+        crate::authorizer::lease::LeaseTiming::new(
+            Duration::from_millis(self.authorizer.lease_ttl_ms),
+            Duration::from_millis(self.authorizer.lease_renew_ms),
+        )
+    }
+
     /// How often the authorizer snapshots its state.
     pub fn snapshot_interval(&self) -> Duration {
         Duration::from_secs(self.authorizer.snapshot_interval_secs)
@@ -138,6 +159,16 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.shard_id()?;
         self.dedupe_window()?;
+        require_positive("authorizer.lease_renew_ms", self.authorizer.lease_renew_ms)?;
+        if self.authorizer.lease_renew_ms.saturating_mul(4) > self.authorizer.lease_ttl_ms {
+            return Err(ConfigError::invalid(
+                "authorizer.lease_ttl_ms",
+                "must be at least four times authorizer.lease_renew_ms",
+            ));
+        }
+        if !self.authorizer.advertise_url.is_empty() {
+            absolute_url("authorizer.advertise_url", &self.authorizer.advertise_url)?;
+        }
         absolute_url("shard.public_url", &self.shard.public_url)?;
         absolute_url("global.url", &self.global.url)?;
         self.server.validate()?;

@@ -16,6 +16,7 @@ use cellbank_shared::supervisor::Supervisor;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::authorizer::lease::Lease;
 use crate::authorizer::{self, decision_log, Authorizer};
 use crate::consumers::CellConsumer;
 use crate::dead_letters::Mortician;
@@ -60,7 +61,7 @@ async fn ensure_topics(settings: &Settings) -> anyhow::Result<()> {
 
 /// The cell's state: database (migrated), producers, the authorizer from its
 /// latest snapshot, and the operators' holds as stored.
-async fn state(settings: Settings) -> anyhow::Result<AppState> {
+async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
     let shard_id = settings.shard_id()?;
     let pool = settings
         .database
@@ -74,8 +75,10 @@ async fn state(settings: Settings) -> anyhow::Result<AppState> {
     ensure_topics(&settings).await?;
     let timeout = settings.kafka.produce_timeout();
     let producer = Producer::new(&settings.kafka.bootstrap, timeout).context("create producer")?;
-    // Decisions are published one by one, before the answer: no linger.
-    let decisions = Producer::with_linger(&settings.kafka.bootstrap, timeout, 0)
+    // Decisions are published one by one, before the answer: no linger; and
+    // within the lease's publish timeout, so none lands after a hand-over.
+    let lease = settings.lease();
+    let decisions = Producer::with_linger(&settings.kafka.bootstrap, lease.publish_timeout(), 0)
         .context("create decision producer")?;
     let mut snapshot = decision_log::load_latest(&pool).await?;
     snapshot.decisions.set_window(settings.dedupe_window()?);
@@ -87,6 +90,11 @@ async fn state(settings: Settings) -> anyhow::Result<AppState> {
         pool,
         producer,
         authorizer: Authorizer::new(snapshot, decisions),
+        lease: Lease::new(url, lease),
+        forwarder: reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("create the forwarding client")?,
         keys: Arc::new(RwLock::new(None)),
         holds,
     })
@@ -100,9 +108,13 @@ impl Application {
         let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
             .parse()
             .context("server address")?;
-        let state = state(settings).await?;
         let listener = TcpListener::bind(addr).await.context("bind listener")?;
         let port = listener.local_addr()?.port();
+        let url = match settings.authorizer.advertise_url.as_str() {
+            "" => format!("http://{}:{port}", settings.server.host),
+            url => url.to_owned(),
+        };
+        let state = state(settings, url).await?;
         let mut parts = Supervisor::new();
         let stop = parts.stop_token();
         let router = Self::router(state.clone());
@@ -194,8 +206,9 @@ fn add_consumer(
     Ok(())
 }
 
-/// The authorizer's log follower, its replay (finishes once caught up) and
-/// its snapshots (the one writer of snapshots, the last one at stop).
+/// The authorizer's log follower, its lease (decide, or forward to the holder),
+/// its replay (finishes once caught up) and its snapshots (the one writer of
+/// snapshots, the last one at stop).
 async fn add_authorizer(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
     let cfg = &s.settings;
     let (log, caught_up) = decision_log::start(
@@ -206,6 +219,14 @@ async fn add_authorizer(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<
     )
     .await?;
     parts.add("authorizer log", log.run(parts.stop_token()));
+    let lease = s.lease.clone().keep(
+        s.pool.clone(),
+        s.authorizer.clone(),
+        s.producer.clone(),
+        cfg.kafka.partitions,
+        parts.stop_token(),
+    );
+    parts.add("authorizer lease", lease);
     parts.add_finite("authorizer replay", caught_up);
     parts.add(
         "authorizer snapshots",

@@ -10,6 +10,7 @@ use cellbank_shared::kafka::Producer;
 use cellbank_shared::token::TokenVerifier;
 use sqlx::PgPool;
 
+use crate::authorizer::lease::Lease;
 use crate::authorizer::Authorizer;
 use crate::holds::Holds;
 use crate::settings::Settings;
@@ -24,6 +25,10 @@ pub struct AppState {
     pub pool: PgPool,
     pub producer: Producer,
     pub authorizer: Authorizer,
+    /// Whether this replica decides authorizations or forwards them.
+    pub lease: Lease,
+    /// The HTTP client that forwards authorizations to the lease holder.
+    pub forwarder: reqwest::Client,
     pub keys: Keys,
     /// Operator holds on this cell's consumers.
     pub holds: Holds,

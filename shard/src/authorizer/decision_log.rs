@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{AuthorizationRecord, AuthorizerState};
-use super::Authorizer;
+use super::{lease, Authorizer};
 use crate::ledger::facts::FactRecord;
 use crate::metrics;
 
@@ -155,7 +155,9 @@ impl Handler for LogHandler {
     async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
         self.authorizer.with_state(|s| {
             for r in batch {
-                if r.topic == Topic::Authorizations.name() {
+                if r.header(lease::MARKER_HEADER).is_some() {
+                    s.skip(&r.topic, r.partition, r.offset);
+                } else if r.topic == Topic::Authorizations.name() {
                     match serde_json::from_slice::<AuthorizationRecord>(&r.payload) {
                         Ok(rec) => s.apply_decision(&r.topic, r.partition, r.offset, &rec),
                         Err(e) => tracing::warn!(offset = r.offset, error = %e, "skipping undecodable decision"),

@@ -4,6 +4,7 @@
 
 pub mod decision_log;
 pub mod endpoint;
+pub mod lease;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -264,7 +264,7 @@ fn uuid_v7_floor(at: DateTime<Utc>) -> Option<Uuid> {
     Some(Uuid::from_bytes(bytes))
 }
 
-fn offset_key(topic: &str, partition: i32) -> String {
+pub fn offset_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
@@ -343,6 +343,18 @@ impl AuthorizerState {
     }
 
     /// Whether a log position is already included; marks it included otherwise.
+    /// Moves past a record that changes nothing (a lease marker).
+    pub fn skip(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.advance(topic, partition, offset);
+    }
+
+    /// Whether the state includes the record at `offset` of the partition.
+    pub fn includes(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.offsets
+            .get(&offset_key(topic, partition))
+            .is_some_and(|next| *next > offset)
+    }
+
     fn advance(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
         let next = self
             .offsets

@@ -9,6 +9,7 @@ use sqlx::PgPool;
 
 use super::event::{InvalidEvent, LedgerEvent};
 use super::store::{self, ApplyError, Outcome};
+use crate::authorizer::lease::MARKER_HEADER;
 use crate::authorizer::AuthorizationRecord;
 use crate::metrics;
 
@@ -38,6 +39,7 @@ impl LedgerIntake {
                     .map_err(|e| InvalidEvent::Envelope(e.to_string()))?;
                 LedgerEvent::from_envelope(&env).map(Some)
             }
+            Source::Authorizations if r.header(MARKER_HEADER).is_some() => Ok(None),
             Source::Authorizations => {
                 let rec: AuthorizationRecord = serde_json::from_slice(&r.payload)
                     .map_err(|e| InvalidEvent::Payload(e.to_string()))?;

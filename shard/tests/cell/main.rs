@@ -7,5 +7,6 @@ mod authorizer;
 mod inbound;
 mod ledger_pg;
 mod ledger_props;
+mod replicas;
 mod sigkill;
 mod support;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cellbank_shard::authorizer::lease::Route;
 use cellbank_shard::state::AppState;
 use cellbank_shard::{Application, Settings};
 use cellbank_shared::contract::{CreateCustomer, CustomerCreated, IssueCard};
@@ -48,6 +49,9 @@ pub fn settings(db: &str, bootstrap: &str, global: &str) -> Settings {
     s.auth.admin_token = Secret::new(ADMIN);
     s.auth.internal_token = Secret::new(INTERNAL);
     s.authorizer.snapshot_interval_secs = 1;
+    // A short lease: a killed replica's successor takes over within seconds.
+    s.authorizer.lease_ttl_ms = 2_000;
+    s.authorizer.lease_renew_ms = 250;
     s
 }
 
@@ -93,11 +97,22 @@ impl TestApp {
         t
     }
 
+    /// Ready, and its authorizations have somewhere to go (it decides, or
+    /// knows the replica that does).
     pub async fn wait_ready(&self) {
         eventually(Duration::from_secs(30), "shard ready", || async {
             matches!(self.client.get(format!("{}/readyz", self.base)).send().await, Ok(r) if r.status() == 200)
         })
         .await;
+        eventually(Duration::from_secs(30), "an authorizer leader", || async {
+            self.state.lease.route() != Route::NoLeader
+        })
+        .await;
+    }
+
+    /// Another replica of the same cell: same database, broker and keys.
+    pub async fn replica(&self) -> TestApp {
+        Self::start(self.settings.clone(), self.signer.clone()).await
     }
 
     pub async fn stop(self) {

@@ -69,6 +69,19 @@ impl Producer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<(i32, i64), ProduceError> {
+        self.send_to(topic, None, key, payload, headers).await
+    }
+
+    /// Like [`Self::send`], into one chosen partition (markers that every
+    /// partition of a topic must carry).
+    pub async fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(i32, i64), ProduceError> {
         let mut hs = OwnedHeaders::new_with_capacity(headers.len() + 2);
         for (k, v) in headers {
             hs = hs.insert(Header {
@@ -82,10 +95,13 @@ impl Producer {
                 value: Some(v.as_bytes()),
             });
         }
-        let record = FutureRecord::to(topic)
+        let mut record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
             .headers(hs);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         match self.inner.send(record, Timeout::After(self.timeout)).await {
             Ok(delivery) => Ok((delivery.partition, delivery.offset)),
             Err((e, _)) => Err(ProduceError::Kafka(e)),
