@@ -183,8 +183,14 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                         env.setdefault(k, None)
                 else:
                     err(f"{where}: envFrom ConfigMap {cm} is neither in the overlay nor written by Terraform")
+            # A downward-API variable (the pod's own address) may exist only
+            # to be interpolated as $(NAME) into a CELLBANK__ value.
+            helpers = {e["name"] for e in c.get("env", [])
+                       if (e.get("valueFrom") or {}).get("fieldRef")}
             for k in env:
                 checked["env"] += 1
+                if k in helpers and any(f"$({k})" in (v or "") for v in env.values()):
+                    continue
                 if not k.startswith("CELLBANK__"):
                     err(f"{where}: sets {k}, which the binary does not read (only CELLBANK__* configure it)")
                 elif known is not None and k not in known:

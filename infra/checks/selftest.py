@@ -38,7 +38,8 @@ def fake_bins(rendered, where):
                 keys[kind] |= set(d.get("data", {}))
             if d["kind"] == "Deployment":
                 for c in d["spec"]["template"]["spec"]["containers"]:
-                    keys[kind] |= {e["name"] for e in c.get("env", [])}
+                    keys[kind] |= {e["name"] for e in c.get("env", [])
+                                   if e["name"].startswith("CELLBANK__")}
     for kind in keys:
         keys[kind] |= {"CELLBANK__KAFKA__BOOTSTRAP"}
     paths = {}
