@@ -70,7 +70,9 @@ struct PurchaseRow {
 #[derive(Default)]
 pub struct TxLookups {
     epochs: HashMap<CustomerId, i64>,
-    books: HashMap<(CustomerId, String), i64>,
+    /// Book account ids by (customer, code, currency): a code names one
+    /// book account per currency.
+    books: HashMap<(CustomerId, String, Currency), i64>,
     accounts: HashMap<(CustomerId, Option<String>, Currency), Uuid>,
     cards: HashMap<(CustomerId, CardRef), CardRow>,
 }
@@ -562,7 +564,7 @@ async fn write_entries(
         .map(|c| {
             lookups
                 .books
-                .get(&(ev.customer_id, c.clone()))
+                .get(&(ev.customer_id, c.clone(), currency))
                 .map(|id| (c.clone(), *id))
         })
         .collect();
@@ -571,7 +573,9 @@ async fn write_entries(
         None => {
             let ids = book_ids(conn, ev, currency, &codes).await?;
             for (c, id) in &ids {
-                lookups.books.insert((ev.customer_id, c.clone()), *id);
+                lookups
+                    .books
+                    .insert((ev.customer_id, c.clone(), currency), *id);
             }
             ids
         }

@@ -1,7 +1,8 @@
 //! Property test of the real apply path in Postgres: random business events
-//! (late, duplicated, batched several per transaction as the consumer does)
-//! keep the invariants, checked in SQL, and end with the same balances as the
-//! pure ledger fed the same events.
+//! of a customer with cards in two currencies (late, duplicated, batched
+//! several per transaction as the consumer does) keep the invariants, checked
+//! in SQL per currency, and end with the same balances as one pure ledger per
+//! currency fed the same events.
 
 use std::collections::BTreeMap;
 
@@ -25,12 +26,13 @@ enum Op {
     Credit(usize, i64),
     Debit(usize, i64),
     Transfer(usize, i64),
-    Auth(usize, i64),
-    Settle(Option<usize>, i64),
-    Refund(i64),
-    Pay(i64),
-    Fee(i64),
-    Limit(i64),
+    /// Card ops name the card: 0 is the BRL card, 1 the USD card.
+    Auth(usize, usize, i64),
+    Settle(usize, Option<usize>, i64),
+    Refund(usize, i64),
+    Pay(usize, i64),
+    Fee(usize, i64),
+    Limit(usize, i64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,12 +41,13 @@ fn op() -> impl Strategy<Value = Op> {
         (0..2usize, amt.clone()).prop_map(|(a, m)| Op::Credit(a, m)),
         (0..2usize, amt.clone()).prop_map(|(a, m)| Op::Debit(a, m)),
         (0..2usize, amt.clone()).prop_map(|(a, m)| Op::Transfer(a, m)),
-        (0..4usize, amt.clone()).prop_map(|(n, m)| Op::Auth(n, m)),
-        (proptest::option::of(0..4usize), amt.clone()).prop_map(|(n, m)| Op::Settle(n, m)),
-        amt.clone().prop_map(Op::Refund),
-        amt.clone().prop_map(Op::Pay),
-        (1i64..5_000).prop_map(Op::Fee),
-        amt.prop_map(Op::Limit),
+        (0..2usize, 0..4usize, amt.clone()).prop_map(|(c, n, m)| Op::Auth(c, n, m)),
+        (0..2usize, proptest::option::of(0..4usize), amt.clone())
+            .prop_map(|(c, n, m)| Op::Settle(c, n, m)),
+        (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Refund(c, m)),
+        (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Pay(c, m)),
+        (0..2usize, 1i64..5_000).prop_map(|(c, m)| Op::Fee(c, m)),
+        (0..2usize, amt).prop_map(|(c, m)| Op::Limit(c, m)),
     ]
 }
 
@@ -53,6 +56,9 @@ struct Customer {
     accounts: [(Uuid, String); 2],
     card: Uuid,
 }
+
+/// The currencies of the two cards the property test drives.
+const CARD_CURRENCIES: [Currency; 2] = [Currency::Brl, Currency::Usd];
 
 async fn customer(pool: &PgPool, issued_at: DateTime<Utc>) -> Customer {
     let mut tx = pool.begin().await.unwrap();
@@ -110,15 +116,19 @@ fn brl(m: i64) -> Money {
     Money::positive(m, Currency::Brl).unwrap()
 }
 
-/// The same event for the database and for the pure ledger.
-fn event(c: &Customer, i: usize, op: &Op, at: DateTime<Utc>) -> (LedgerEvent, MemEvent) {
-    let nr = |n: usize| format!("{}-nr-{n}", c.id);
-    let card = c.card;
-    let card_ref = CardRef {
-        card_id: Some(card),
-        card_hash: None,
-    };
-    let (body, mem) = match op.clone() {
+fn money(m: i64, currency: Currency) -> Money {
+    Money::positive(m, currency).unwrap()
+}
+
+/// The same event for the database and for the pure ledger of its currency.
+fn event(
+    c: &Customer,
+    cards: &[Uuid; 2],
+    i: usize,
+    op: &Op,
+    at: DateTime<Utc>,
+) -> (LedgerEvent, MemEvent, Currency) {
+    let (body, mem, currency) = match op.clone() {
         Op::Credit(a, m) => (
             Body::Account {
                 credit: true,
@@ -129,6 +139,7 @@ fn event(c: &Customer, i: usize, op: &Op, at: DateTime<Utc>) -> (LedgerEvent, Me
                 account: c.accounts[a].0,
                 amount: m,
             },
+            Currency::Brl,
         ),
         Op::Debit(a, m) => (
             Body::Account {
@@ -140,6 +151,7 @@ fn event(c: &Customer, i: usize, op: &Op, at: DateTime<Utc>) -> (LedgerEvent, Me
                 account: c.accounts[a].0,
                 amount: m,
             },
+            Currency::Brl,
         ),
         Op::Transfer(a, m) => (
             Body::OwnTransfer {
@@ -152,64 +164,9 @@ fn event(c: &Customer, i: usize, op: &Op, at: DateTime<Utc>) -> (LedgerEvent, Me
                 to: c.accounts[1 - a].0,
                 amount: m,
             },
+            Currency::Brl,
         ),
-        Op::Auth(n, m) => {
-            let auth = Uuid::from_u128(i as u128 + 1);
-            (
-                Body::PurchaseAuthorized {
-                    card_id: card,
-                    authorization_id: auth,
-                    network_reference: nr(n),
-                    amount: brl(m),
-                },
-                MemEvent::Authorized {
-                    card,
-                    authorization_id: auth,
-                    network_reference: nr(n),
-                    amount: m,
-                },
-            )
-        }
-        Op::Settle(n, m) => (
-            Body::PurchaseSettled {
-                card: card_ref,
-                network_reference: n.map(nr),
-                amount: brl(m),
-            },
-            MemEvent::Settled {
-                card,
-                network_reference: n.map(nr),
-                amount: m,
-            },
-        ),
-        Op::Refund(m) => (
-            Body::Refund {
-                card: card_ref,
-                amount: brl(m),
-            },
-            MemEvent::Refund { card, amount: m },
-        ),
-        Op::Pay(m) => (
-            Body::BillPayment {
-                card: card_ref,
-                amount: brl(m),
-            },
-            MemEvent::BillPayment { card, amount: m },
-        ),
-        Op::Fee(m) => (
-            Body::LateFee {
-                card: card_ref,
-                amount: brl(m),
-            },
-            MemEvent::LateFee { card, amount: m },
-        ),
-        Op::Limit(m) => (
-            Body::CreditLimit {
-                card: card_ref,
-                limit: brl(m),
-            },
-            MemEvent::LimitChanged { card, limit: m },
-        ),
+        card_op => card_event(c, cards, i, card_op),
     };
     (
         LedgerEvent {
@@ -222,7 +179,96 @@ fn event(c: &Customer, i: usize, op: &Op, at: DateTime<Utc>) -> (LedgerEvent, Me
             body,
         },
         mem,
+        currency,
     )
+}
+
+fn card_event(c: &Customer, cards: &[Uuid; 2], i: usize, op: Op) -> (Body, MemEvent, Currency) {
+    let nr = |k: usize, n: usize| format!("{}-{k}-nr-{n}", c.id);
+    let card_ref = |card: Uuid| CardRef {
+        card_id: Some(card),
+        card_hash: None,
+    };
+    let (k, body, mem) = match op {
+        Op::Auth(k, n, m) => {
+            let auth = Uuid::from_u128(i as u128 + 1);
+            let (card, ccy) = (cards[k], CARD_CURRENCIES[k]);
+            (
+                k,
+                Body::PurchaseAuthorized {
+                    card_id: card,
+                    authorization_id: auth,
+                    network_reference: nr(k, n),
+                    amount: money(m, ccy),
+                },
+                MemEvent::Authorized {
+                    card,
+                    authorization_id: auth,
+                    network_reference: nr(k, n),
+                    amount: m,
+                },
+            )
+        }
+        Op::Settle(k, n, m) => (
+            k,
+            Body::PurchaseSettled {
+                card: card_ref(cards[k]),
+                network_reference: n.map(|n| nr(k, n)),
+                amount: money(m, CARD_CURRENCIES[k]),
+            },
+            MemEvent::Settled {
+                card: cards[k],
+                network_reference: n.map(|n| nr(k, n)),
+                amount: m,
+            },
+        ),
+        Op::Refund(k, m) => (
+            k,
+            Body::Refund {
+                card: card_ref(cards[k]),
+                amount: money(m, CARD_CURRENCIES[k]),
+            },
+            MemEvent::Refund {
+                card: cards[k],
+                amount: m,
+            },
+        ),
+        Op::Pay(k, m) => (
+            k,
+            Body::BillPayment {
+                card: card_ref(cards[k]),
+                amount: money(m, CARD_CURRENCIES[k]),
+            },
+            MemEvent::BillPayment {
+                card: cards[k],
+                amount: m,
+            },
+        ),
+        Op::Fee(k, m) => (
+            k,
+            Body::LateFee {
+                card: card_ref(cards[k]),
+                amount: money(m, CARD_CURRENCIES[k]),
+            },
+            MemEvent::LateFee {
+                card: cards[k],
+                amount: m,
+            },
+        ),
+        Op::Limit(k, m) => (
+            k,
+            Body::CreditLimit {
+                card: card_ref(cards[k]),
+                limit: money(m, CARD_CURRENCIES[k]),
+            },
+            MemEvent::LimitChanged {
+                card: cards[k],
+                limit: m,
+            },
+        ),
+        account_op => unreachable!("not a card op: {account_op:?}"),
+    };
+    (body, mem, CARD_CURRENCIES[k])
 }
 
 async fn check_invariants(pool: &PgPool) {
@@ -258,16 +304,16 @@ async fn check_invariants(pool: &PgPool) {
     assert_eq!(drift, 0, "balances equal the replayed sum of postings");
 }
 
-async fn balances(pool: &PgPool, c: &Customer) -> BTreeMap<Book, i64> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT code, balance FROM book_accounts WHERE customer_id = $1 AND balance <> 0",
+async fn balances(pool: &PgPool, c: &Customer) -> BTreeMap<(Currency, Book), i64> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT currency, code, balance FROM book_accounts WHERE customer_id = $1 AND balance <> 0",
     )
     .bind(c.id.as_uuid())
     .fetch_all(pool)
     .await
     .unwrap();
     rows.into_iter()
-        .map(|(code, b)| (Book::parse(&code).unwrap(), b))
+        .map(|(ccy, code, b)| ((ccy.parse().unwrap(), Book::parse(&code).unwrap()), b))
         .collect()
 }
 
@@ -294,15 +340,21 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
         .run(&strategy, |(events, order, dups, batch_sizes)| {
             rt.block_on(async {
                 let start = Utc::now() + Duration::minutes(1);
-                let c = customer(&pool, start - Duration::minutes(1)).await;
-                let mut mem = MemoryLedger::new();
-                mem.issue_card(c.card, 50_000, start - Duration::minutes(1));
+                let issued = start - Duration::minutes(1);
+                let c = customer(&pool, issued).await;
+                let cards = [c.card, usd_card(&pool, &c, issued).await];
+                let mut mem: BTreeMap<Currency, MemoryLedger> = BTreeMap::new();
+                for (card, ccy) in cards.iter().zip(CARD_CURRENCIES) {
+                    mem.entry(ccy)
+                        .or_default()
+                        .issue_card(*card, 50_000, issued);
+                }
                 // one authorization per network reference (the authorizer decides each once)
                 let mut used = std::collections::HashSet::new();
                 let ops: Vec<(Op, i64)> = events
                     .into_iter()
                     .map(|(op, t)| match op {
-                        Op::Auth(n, m) if !used.insert(n) => (Op::Settle(Some(n), m), t),
+                        Op::Auth(k, n, m) if !used.insert((k, n)) => (Op::Settle(k, Some(n), m), t),
                         other => (other, t),
                     })
                     .collect();
@@ -319,7 +371,7 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
                     let mut batch = store::TxLookups::default();
                     for &i in &arrival[k..k + size] {
                         let at = start + Duration::minutes(ops[i].1);
-                        let (ev, m) = event(&c, i, &ops[i].0, at);
+                        let (ev, m, ccy) = event(&c, &cards, i, &ops[i].0, at);
                         let outcome = store::apply_in(&mut tx, &ev, &mut batch).await.unwrap();
                         let first = seen.insert(i);
                         assert_eq!(
@@ -327,7 +379,7 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
                             first,
                             "applied exactly once"
                         );
-                        mem.apply(&ev.event_id, at, &m);
+                        mem.get_mut(&ccy).unwrap().apply(&ev.event_id, at, &m);
                     }
                     tx.commit().await.unwrap();
                     k += size;
@@ -341,11 +393,10 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
                 .await
                 .unwrap();
                 assert_eq!(applied as usize, seen.len(), "each event id recorded once");
-                let pure: BTreeMap<Book, i64> = mem
-                    .balances
+                let pure: BTreeMap<(Currency, Book), i64> = mem
                     .iter()
-                    .filter(|(_, v)| **v != 0)
-                    .map(|(k, v)| (*k, *v))
+                    .flat_map(|(ccy, l)| l.balances.iter().map(move |(b, v)| ((*ccy, *b), *v)))
+                    .filter(|(_, v)| *v != 0)
                     .collect();
                 assert_eq!(
                     balances(&pool, &c).await,
@@ -356,4 +407,99 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Defect 2: one transaction's lookups once cached book accounts by code
+/// alone, so a USD card's bill payment between two BRL deposits of the same
+/// customer posted into the BRL cash account.
+#[tokio::test]
+async fn a_batch_mixing_currencies_books_each_in_its_own_currency() {
+    let url = fresh_database("shard_ledger_ccy").await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    cellbank_shard::MIGRATOR.run(&pool).await.unwrap();
+    let start = Utc::now();
+    let c = customer(&pool, start - Duration::minutes(1)).await;
+    let usd_card = usd_card(&pool, &c, start - Duration::minutes(1)).await;
+    let deposit = |i: usize| LedgerEvent {
+        event_id: format!("dep-{i}"),
+        event_type: "deposit".into(),
+        customer_id: c.id,
+        epoch: Epoch(1),
+        occurred_at: start,
+        source: "inbound",
+        body: Body::Account {
+            credit: true,
+            account_number: Some(c.accounts[0].1.clone()),
+            amount: brl(1_000),
+        },
+    };
+    let payment = LedgerEvent {
+        event_id: "pay-usd".into(),
+        event_type: "bill_payment".into(),
+        customer_id: c.id,
+        epoch: Epoch(1),
+        occurred_at: start,
+        source: "inbound",
+        body: Body::BillPayment {
+            card: CardRef {
+                card_id: Some(usd_card),
+                card_hash: None,
+            },
+            amount: Money::positive(700, Currency::Usd).unwrap(),
+        },
+    };
+    let mut tx = pool.begin().await.unwrap();
+    let mut lookups = store::TxLookups::default();
+    for ev in [deposit(1), payment, deposit(2)] {
+        store::apply_in(&mut tx, &ev, &mut lookups).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    check_invariants(&pool).await;
+    let misplaced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM postings p JOIN book_accounts b ON b.id = p.book_account_id
+         WHERE b.currency <> p.currency",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        misplaced, 0,
+        "every posting is in a book account of its currency"
+    );
+    let usd_cash: i64 = sqlx::query_scalar(
+        "SELECT balance FROM book_accounts WHERE customer_id = $1 AND code = 'cash' AND currency = 'USD'",
+    )
+    .bind(c.id.as_uuid())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(usd_cash.abs(), 700, "the USD payment moved USD cash");
+}
+
+/// A second card for `c`, in USD, its limit in force from `issued_at`.
+async fn usd_card(pool: &PgPool, c: &Customer, issued_at: DateTime<Utc>) -> Uuid {
+    let mut tx = pool.begin().await.unwrap();
+    let card = Uuid::new_v4();
+    issue_card(
+        &mut tx,
+        c.id,
+        &IssueCard {
+            card_id: card,
+            epoch: Epoch(1),
+            pan_hash: format!("h-{card}"),
+            last4: "0002".into(),
+            credit_limit: 50_000,
+            currency: Currency::Usd,
+        },
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE cards SET limit_set_at = $2 WHERE card_id = $1")
+        .bind(card)
+        .bind(issued_at)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    card
 }
