@@ -175,7 +175,8 @@ async fn entries(
     let book = book.ok_or_else(|| ApiError::NotFound(format!("account {account}")))?;
     let rows: Vec<EntryView> = sqlx::query_as(
         "SELECT p.id, p.event_id, e.event_type, -p.amount AS amount, p.currency, p.business_time
-         FROM postings p JOIN events e ON e.event_id = p.event_id
+         FROM postings p JOIN events e ON e.customer_id = p.customer_id
+              AND e.namespace = p.namespace AND e.event_id = p.event_id
          WHERE p.book_account_id = $1
            AND ($2::timestamptz IS NULL OR (p.business_time, p.id) < ($2, $3))
          ORDER BY p.business_time DESC, p.id DESC LIMIT $4",

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use cellbank_shared::envelope::headers::CUSTOMER_ID;
+use cellbank_shared::envelope::headers::{CUSTOMER_ID, EVENT_ID};
 use cellbank_shared::kafka::dead_letter_headers as dlq;
 use cellbank_shared::kafka::{Handler, HandlerError, Record, Topic};
 use chrono::{DateTime, Utc};
@@ -25,7 +25,9 @@ pub fn admin_router() -> Router<AppState> {
         .route("/admin/v1/dead-letters/republish-all", post(republish_all))
 }
 
-/// Consumes Topic::DeadLetters into the `dead_letters` table (idempotent on position).
+/// Consumes Topic::DeadLetters into the `dead_letters` table, once per dead
+/// letter position, per source message and consumer, and per event id while
+/// the event is dead.
 pub struct Mortician {
     pool: PgPool,
 }
@@ -55,17 +57,14 @@ impl Handler for Mortician {
                     )
                 })
                 .collect();
-            let customer = r
-                .header_str(CUSTOMER_ID)
-                .and_then(|c| uuid::Uuid::parse_str(c).ok());
             let n = sqlx::query(
                 "INSERT INTO dead_letters (dl_partition, dl_offset, customer_id, source_topic, source_partition,
-                                           source_offset, msg_key, error, headers, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (dl_partition, dl_offset) DO NOTHING",
+                                           source_offset, msg_key, error, headers, payload, source_group, event_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
             )
             .bind(r.partition)
             .bind(r.offset)
-            .bind(customer)
+            .bind(customer_of(r))
             .bind(r.header_str(dlq::SOURCE_TOPIC).unwrap_or("unknown"))
             .bind(r.header_str(dlq::SOURCE_PARTITION).and_then(|p| p.parse::<i32>().ok()))
             .bind(r.header_str(dlq::SOURCE_OFFSET).and_then(|p| p.parse::<i64>().ok()))
@@ -73,6 +72,8 @@ impl Handler for Mortician {
             .bind(r.header_str(dlq::ERROR).unwrap_or("unknown"))
             .bind(serde_json::Value::Object(headers))
             .bind(&r.payload)
+            .bind(r.header_str(dlq::CONSUMER_GROUP))
+            .bind(r.header_str(EVENT_ID))
             .execute(&mut *tx)
             .await
             .map_err(transient)?
@@ -83,6 +84,14 @@ impl Handler for Mortician {
         metrics::DEAD_LETTERS.inc_by(stored);
         Ok(())
     }
+}
+
+/// The customer a dead letter belongs to: its header, or else its key (the
+/// authorizer's decisions carry no headers and are keyed by customer).
+fn customer_of(r: &Record) -> Option<uuid::Uuid> {
+    r.header_str(CUSTOMER_ID)
+        .or_else(|| r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()))
+        .and_then(|c| uuid::Uuid::parse_str(c).ok())
 }
 
 #[derive(sqlx::FromRow)]
@@ -197,6 +206,25 @@ async fn republish(s: &AppState, r: &Row) -> Result<(), ApiError> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
+    // Marked republished in the same transaction that holds the row while the
+    // message is produced: a failure of the republished message waits for
+    // this transaction and is stored as a new dead letter, never dropped as
+    // a duplicate of this one; a failed produce leaves it dead.
+    let mut tx = s.pool.begin().await?;
+    let claimed = sqlx::query(
+        "UPDATE dead_letters SET status = 'republished', republished_at = now()
+         WHERE id = $1 AND status = 'dead'",
+    )
+    .bind(r.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if claimed == 0 {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {} was republished already",
+            r.id
+        )));
+    }
     s.producer
         .send(
             topic.name(),
@@ -206,12 +234,7 @@ async fn republish(s: &AppState, r: &Row) -> Result<(), ApiError> {
         )
         .await
         .map_err(|e| ApiError::Unavailable(format!("republish failed: {e}")))?;
-    sqlx::query(
-        "UPDATE dead_letters SET status = 'republished', republished_at = now() WHERE id = $1",
-    )
-    .bind(r.id)
-    .execute(&s.pool)
-    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -232,15 +255,27 @@ async fn republish_one(
 }
 
 async fn republish_all(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM dead_letters WHERE status = 'dead' ORDER BY id"
-    ))
-    .fetch_all(&s.pool)
-    .await?;
+    // A page at a time: memory stays bounded however many there are.
+    let mut after = 0i64;
     let mut n = 0;
-    for r in &rows {
-        republish(&s, r).await?;
-        n += 1;
+    loop {
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM dead_letters WHERE status = 'dead' AND id > $1
+             ORDER BY id LIMIT 100"
+        ))
+        .bind(after)
+        .fetch_all(&s.pool)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for r in &rows {
+            match republish(&s, r).await {
+                Ok(()) => n += 1,
+                // republished meanwhile by another request
+                Err(ApiError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(Json(serde_json::json!({ "republished": n })))
 }

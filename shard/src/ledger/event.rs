@@ -99,6 +99,15 @@ const MAX_FUTURE: Duration = Duration::minutes(5);
 
 impl LedgerEvent {
     /// Validates an inbound envelope (its payload is a [`RoutedEvent`]).
+    /// Where this event's id is unique (with its customer): a partner's ids
+    /// and the cell's own never meet.
+    pub fn namespace(&self) -> &'static str {
+        match self.source {
+            "inbound" => "partner",
+            _ => "cell",
+        }
+    }
+
     pub fn from_envelope(env: &Envelope) -> Result<Self, InvalidEvent> {
         if !EVENT_TYPES.contains(&env.event_type.as_str()) {
             return Err(InvalidEvent::UnknownType(env.event_type.clone()));

@@ -89,11 +89,12 @@ pub async fn apply_in(
     lookups: &mut TxLookups,
 ) -> Result<Outcome, ApplyError> {
     let inserted = sqlx::query(
-        "INSERT INTO events (event_id, customer_id, epoch, event_type, occurred_at, source)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+        "INSERT INTO events (event_id, customer_id, namespace, epoch, event_type, occurred_at, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(&ev.event_id)
     .bind(ev.customer_id.as_uuid())
+    .bind(ev.namespace())
     .bind(ev.epoch.0)
     .bind(&ev.event_type)
     .bind(ev.occurred_at)
@@ -635,8 +636,8 @@ async fn write_legs(
         }
     }
     sqlx::query(
-        "INSERT INTO postings (event_id, entry_no, customer_id, epoch, book_account_id, currency, amount, business_time)
-         SELECT $1, e, $2, $3, b, $4, a, $5
+        "INSERT INTO postings (event_id, namespace, entry_no, customer_id, epoch, book_account_id, currency, amount, business_time)
+         SELECT $1, $9, e, $2, $3, b, $4, a, $5
          FROM unnest($6::int[], $7::bigint[], $8::bigint[]) AS t(e, b, a)",
     )
     .bind(&ev.event_id)
@@ -647,6 +648,7 @@ async fn write_legs(
     .bind(&entry_nos)
     .bind(&book_ids)
     .bind(&amounts)
+    .bind(ev.namespace())
     .execute(&mut *conn)
     .await?;
     let (ids, ds): (Vec<i64>, Vec<i64>) = deltas.into_iter().filter(|(_, d)| *d != 0).unzip();

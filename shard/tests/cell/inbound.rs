@@ -124,6 +124,14 @@ async fn applies_each_event_once_and_dead_letters_bad_ones() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let again = app
+        .client
+        .post(app.url(&format!("/admin/v1/dead-letters/{id}/republish")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409, "a dead letter is republished once");
     // still invalid, so it comes back as a third dead letter
     eventually(
         Duration::from_secs(30),
@@ -254,5 +262,82 @@ async fn an_operator_hold_keeps_events_in_the_log_until_released() {
         },
     )
     .await;
+    app.stop().await;
+}
+
+/// Defect 10: a dead-lettered decision (no headers, keyed by its customer)
+/// was stored without its customer; a dead letter produced twice (a crash
+/// between producing it and committing the source offset) was stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_keep_their_customer_and_are_stored_once() {
+    use cellbank_shared::kafka::dead_letter_headers as dlq;
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let cust = app.create_customer().await;
+    let pool = app.pool().await;
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+    // A decision the ledger cannot read: keyed by the customer, no headers.
+    let key = cust.customer_id.to_string();
+    producer
+        .send(
+            Topic::Authorizations.name(),
+            key.as_bytes(),
+            b"{not a decision",
+            &[],
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the decision is dead-lettered",
+        || async { scalar(&pool, "SELECT count(*) FROM dead_letters").await == 1 },
+    )
+    .await;
+    let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT customer_id FROM dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(owner, Some(cust.customer_id.as_uuid()));
+
+    // The same dead letter twice, as a runner that crashed before its commit
+    // would produce it: same source position and group, new dead-letter offset.
+    let headers: [(&str, &[u8]); 4] = [
+        (dlq::SOURCE_TOPIC, b"cellbank.inbound"),
+        (dlq::SOURCE_PARTITION, b"1"),
+        (dlq::SOURCE_OFFSET, b"4242"),
+        (dlq::CONSUMER_GROUP, b"some-group"),
+    ];
+    for _ in 0..2 {
+        producer
+            .send(
+                Topic::DeadLetters.name(),
+                key.as_bytes(),
+                b"poison",
+                &headers,
+            )
+            .await
+            .unwrap();
+    }
+    let group = Mortician.group(&app.settings, &app.state.shard_id);
+    eventually(
+        Duration::from_secs(30),
+        "the mortician read both",
+        || async {
+            group_lag(&broker.bootstrap(), &group, Topic::DeadLetters.name())
+                .await
+                .is_ok_and(|lag| lag == 0)
+                && scalar(&pool, "SELECT count(*) FROM dead_letters").await >= 2
+        },
+    )
+    .await;
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM dead_letters WHERE source_offset = 4242"
+        )
+        .await,
+        1,
+        "one dead letter per source message and consumer"
+    );
     app.stop().await;
 }

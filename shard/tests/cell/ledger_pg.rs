@@ -280,14 +280,15 @@ async fn check_invariants(pool: &PgPool) {
     .unwrap();
     assert_eq!(unbalanced, 0, "trial balance is zero per currency");
     let bad_movements: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT event_id FROM postings GROUP BY event_id, currency HAVING sum(amount) <> 0) t",
+        "SELECT count(*) FROM (SELECT 1 FROM postings GROUP BY customer_id, namespace, event_id, currency
+           HAVING sum(amount) <> 0) t",
     )
     .fetch_one(pool)
     .await
     .unwrap();
     assert_eq!(bad_movements, 0, "every movement sums to zero");
     let bad_entries: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT event_id, entry_no FROM postings GROUP BY event_id, entry_no
+        "SELECT count(*) FROM (SELECT 1 FROM postings GROUP BY customer_id, namespace, event_id, entry_no
            HAVING count(*) <> 2 OR sum(amount) <> 0) t",
     )
     .fetch_one(pool)
@@ -502,4 +503,72 @@ async fn usd_card(pool: &PgPool, c: &Customer, issued_at: DateTime<Utc>) -> Uuid
         .unwrap();
     tx.commit().await.unwrap();
     card
+}
+
+/// Defect 3: idempotency was keyed by the partner's `event_id` alone, so
+/// customer B's event reusing A's id was silently taken for a duplicate, and
+/// a partner id could take the cell's internal `transfer:` prefix.
+#[tokio::test]
+async fn event_ids_are_scoped_by_customer_and_namespace() {
+    let url = fresh_database("shard_ledger_ids").await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    cellbank_shard::MIGRATOR.run(&pool).await.unwrap();
+    let now = Utc::now();
+    let a = customer(&pool, now).await;
+    let b = customer(&pool, now).await;
+    let deposit = |c: &Customer, id: &str, source: &'static str| LedgerEvent {
+        event_id: id.to_owned(),
+        event_type: "deposit".into(),
+        customer_id: c.id,
+        epoch: Epoch(1),
+        occurred_at: now,
+        source,
+        body: Body::Account {
+            credit: true,
+            account_number: Some(c.accounts[0].1.clone()),
+            amount: brl(500),
+        },
+    };
+    let apply = |ev: LedgerEvent| {
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let outcome = store::apply(&mut tx, &ev).await.unwrap();
+            tx.commit().await.unwrap();
+            outcome
+        }
+    };
+    let applied = |o: Outcome| matches!(o, Outcome::Applied { .. });
+    assert!(applied(apply(deposit(&a, "partner-1", "inbound")).await));
+    assert!(
+        applied(apply(deposit(&b, "partner-1", "inbound")).await),
+        "another customer's event with the same id is a new event"
+    );
+    assert_eq!(
+        apply(deposit(&b, "partner-1", "inbound")).await,
+        Outcome::Duplicate,
+        "the same customer's repeat is a duplicate"
+    );
+    let internal = format!("transfer:{}", Uuid::new_v4());
+    assert!(applied(apply(deposit(&a, &internal, "transfer")).await));
+    assert!(
+        applied(apply(deposit(&a, &internal, "inbound")).await),
+        "a partner id shaped like an internal one is the partner's own"
+    );
+    check_invariants(&pool).await;
+    let cash = |c: CustomerId| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT -balance FROM book_accounts WHERE customer_id = $1 AND code LIKE 'account:%'
+                 AND balance <> 0",
+            )
+            .bind(c.as_uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(cash(a.id).await, 1_500);
+    assert_eq!(cash(b.id).await, 500);
 }
