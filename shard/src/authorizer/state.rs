@@ -32,9 +32,32 @@ pub struct AuthorizationRecord {
     pub decision: Decision,
     pub reason: String,
     pub decided_at: DateTime<Utc>,
+    /// The card's PAN hash as the request named it (a keyed hash, never the
+    /// PAN): with the reference, what a repeat is recognised by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pan_hash: Option<String>,
+}
+
+/// A network reference is scoped by card: the key of a decision.
+pub fn reference_key(pan_hash: &str, network_reference: &str) -> String {
+    format!("{pan_hash}/{network_reference}")
 }
 
 impl AuthorizationRecord {
+    pub fn reference_key(&self) -> String {
+        reference_key(
+            self.pan_hash.as_deref().unwrap_or_default(),
+            &self.network_reference,
+        )
+    }
+
+    /// Whether `req` asks for what this decision decided (a true repeat).
+    pub fn same_request(&self, req: &AuthorizationRequest) -> bool {
+        self.customer_id == req.customer_id
+            && self.amount == req.amount
+            && self.currency == req.currency
+    }
+
     pub fn answer(&self) -> AuthorizationDecision {
         AuthorizationDecision {
             decision: self.decision,
@@ -188,8 +211,9 @@ impl From<Decisions> for imbl::HashMap<String, AuthorizationRecord> {
 }
 
 impl Decisions {
-    pub fn get(&self, network_reference: &str) -> Option<&AuthorizationRecord> {
-        self.by_reference.get(network_reference)
+    /// The decision for a card's reference (see [`reference_key`]).
+    pub fn get(&self, key: &str) -> Option<&AuthorizationRecord> {
+        self.by_reference.get(key)
     }
 
     pub fn len(&self) -> usize {
@@ -212,13 +236,12 @@ impl Decisions {
     /// Keeps the first decision of a reference, then forgets what fell out
     /// of the window.
     fn insert_first(&mut self, rec: &AuthorizationRecord) {
-        if self.by_reference.contains_key(&rec.network_reference) {
+        let key = rec.reference_key();
+        if self.by_reference.contains_key(&key) {
             return;
         }
-        self.by_reference
-            .insert(rec.network_reference.clone(), rec.clone());
-        self.order
-            .push_back((rec.decided_at, rec.network_reference.clone()));
+        self.by_reference.insert(key.clone(), rec.clone());
+        self.order.push_back((rec.decided_at, key));
         if self.newest.is_none_or(|n| rec.decided_at > n) {
             self.newest = Some(rec.decided_at);
         }
@@ -239,8 +262,8 @@ impl Decisions {
         }
     }
 
-    fn remove(&mut self, network_reference: &str) {
-        self.by_reference.remove(network_reference);
+    fn remove(&mut self, key: &str) {
+        self.by_reference.remove(key);
     }
 }
 
@@ -276,8 +299,21 @@ impl AuthorizerState {
         req: &AuthorizationRequest,
         now: DateTime<Utc>,
     ) -> (AuthorizationDecision, Option<AuthorizationRecord>) {
-        if let Some(first) = self.decisions.get(&req.network_reference) {
-            return (first.answer(), None);
+        let key = reference_key(&req.pan_hash, &req.network_reference);
+        if let Some(first) = self.decisions.get(&key) {
+            if first.same_request(req) {
+                return (first.answer(), None);
+            }
+            // The card's reference was used for another purchase: refused,
+            // nothing held, nothing logged.
+            return (
+                AuthorizationDecision {
+                    decision: Decision::Declined,
+                    reason: "reference_reused".into(),
+                    authorization_id: Uuid::nil(),
+                },
+                None,
+            );
         }
         let card = self
             .cards
@@ -318,6 +354,7 @@ impl AuthorizerState {
             },
             reason: reason.to_owned(),
             decided_at: now,
+            pan_hash: Some(req.pan_hash.clone()),
         };
         self.record(&rec, &req.pan_hash);
         (rec.answer(), Some(rec))
@@ -325,7 +362,7 @@ impl AuthorizerState {
 
     /// Takes a decision back (its publication failed).
     pub fn forget(&mut self, rec: &AuthorizationRecord, pan_hash: &str) {
-        self.decisions.remove(&rec.network_reference);
+        self.decisions.remove(&rec.reference_key());
         if let Some(c) = self.cards.get_mut(pan_hash) {
             c.pending.remove(&rec.authorization_id);
         }
@@ -379,6 +416,18 @@ impl AuthorizerState {
             return;
         }
         let pan_hash = rec.card_id.and_then(|c| self.hashes.get(&c)).cloned();
+        // Decisions logged before records named their card's hash.
+        let filled;
+        let rec = match (&rec.pan_hash, &pan_hash) {
+            (None, Some(h)) => {
+                filled = AuthorizationRecord {
+                    pan_hash: Some(h.clone()),
+                    ..rec.clone()
+                };
+                &filled
+            }
+            _ => rec,
+        };
         match (pan_hash, rec.card_id) {
             (Some(h), _) => self.record(rec, &h),
             (None, card) => {
@@ -549,7 +598,7 @@ mod tests {
         assert!(s.card("h1").unwrap().booked.contains(&id));
         s.decide(&req(cust, 1, "n2"), t0 + chrono::TimeDelta::minutes(5));
         // a repeat within the window gets the first answer again
-        assert_eq!(s.decide(&req(cust, 1, "n1"), t0).0, first);
+        assert_eq!(s.decide(&req(cust, 100, "n1"), t0).0, first);
 
         // a snapshot keeps the window's memory (order rebuilt on load)
         let json = serde_json::to_string(&s).unwrap();
@@ -558,8 +607,8 @@ mod tests {
 
         let later = t0 + DEFAULT_DEDUPE_WINDOW + chrono::TimeDelta::minutes(1);
         s.decide(&req(cust, 1, "n3"), later);
-        assert!(s.decisions.get("n1").is_none(), "n1 fell out of the window");
-        assert!(s.decisions.get("n2").is_some(), "n2 is still inside it");
+        assert!(s.decisions.get("h1/n1").is_none(), "n1 fell out of the window");
+        assert!(s.decisions.get("h1/n2").is_some(), "n2 is still inside it");
         let (again, rec) = s.decide(&req(cust, 1, "n1"), later);
         assert!(
             rec.is_some(),
@@ -586,8 +635,12 @@ mod tests {
         assert_eq!(d.decision, Decision::Approved);
         let (d2, _) = s.decide(&req(cust, 600, "n2"), Utc::now());
         assert_eq!(d2.reason, "insufficient_limit");
-        let (again, none) = s.decide(&req(cust, 1, "n1"), Utc::now());
+        let (again, none) = s.decide(&req(cust, 600, "n1"), Utc::now());
         assert_eq!((again, none), (d.clone(), None));
+        // the same reference for another amount is refused, holding nothing
+        let (reused, none) = s.decide(&req(cust, 1, "n1"), Utc::now());
+        assert_eq!((reused.reason.as_str(), none), ("reference_reused", None));
+        assert_eq!(s.card("h1").unwrap().open_to_buy(), 400);
         // the ledger books it: available drops, pending goes
         let rec = rec.unwrap();
         s.apply_fact(

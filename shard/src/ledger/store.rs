@@ -263,28 +263,38 @@ async fn load_card(
     Ok(row)
 }
 
+/// The customer's purchase with this reference: on `card` when given, else
+/// the only card of the customer that has one (a settlement may name no card).
 async fn purchase(
     conn: &mut PgConnection,
+    customer: CustomerId,
+    card: Option<Uuid>,
     network_reference: &str,
 ) -> Result<Option<(Uuid, Purchase)>, ApplyError> {
-    let row: Option<PurchaseRow> = sqlx::query_as(
+    let rows: Vec<PurchaseRow> = sqlx::query_as(
         "SELECT card_id, authorization_id, authorized_amount, settled_amount, status
-         FROM card_purchases WHERE network_reference = $1 FOR UPDATE",
+         FROM card_purchases
+         WHERE customer_id = $1 AND network_reference = $2 AND ($3::uuid IS NULL OR card_id = $3)
+         ORDER BY card_id LIMIT 2 FOR UPDATE",
     )
+    .bind(customer.as_uuid())
     .bind(network_reference)
-    .fetch_optional(&mut *conn)
+    .bind(card)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(row.map(|r| {
-        (
-            r.card_id,
-            Purchase {
-                authorization_id: r.authorization_id,
-                authorized_amount: r.authorized_amount,
-                settled_amount: r.settled_amount,
-                settled: r.status == "settled",
-            },
-        )
-    }))
+    let mut rows = rows.into_iter();
+    let (Some(r), None) = (rows.next(), rows.next()) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        r.card_id,
+        Purchase {
+            authorization_id: r.authorization_id,
+            authorized_amount: r.authorized_amount,
+            settled_amount: r.settled_amount,
+            settled: r.status == "settled",
+        },
+    )))
 }
 
 async fn save_purchase(
@@ -298,7 +308,7 @@ async fn save_purchase(
         "INSERT INTO card_purchases (network_reference, customer_id, card_id, authorization_id,
                                      authorized_amount, settled_amount, status)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (network_reference) DO UPDATE SET authorization_id = EXCLUDED.authorization_id,
+         ON CONFLICT (card_id, network_reference) DO UPDATE SET authorization_id = EXCLUDED.authorization_id,
              authorized_amount = EXCLUDED.authorized_amount, settled_amount = EXCLUDED.settled_amount,
              status = EXCLUDED.status",
     )
@@ -420,7 +430,7 @@ async fn authorized(
     };
     let customer = ev.customer_id;
     let c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
-    let current = purchase(conn, network_reference).await?;
+    let current = purchase(conn, customer, Some(c.card_id), network_reference).await?;
     let (post, next) = rulebook::authorize(
         current.as_ref().map(|(_, p)| p),
         *authorization_id,
@@ -454,7 +464,10 @@ async fn settled(
     let mut c = card(conn, customer, r, currency, lookups).await?;
     let (mut release, mut authorization) = (0, None);
     if let Some(nr) = network_reference {
-        let current = purchase(conn, nr).await?;
+        let mut current = purchase(conn, customer, Some(c.card_id), nr).await?;
+        if current.is_none() {
+            current = purchase(conn, customer, None, nr).await?;
+        }
         if let Some((card_id, _)) = &current {
             if *card_id != c.card_id {
                 // the reference names the card; trust it over a missing/other ref

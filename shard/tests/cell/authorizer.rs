@@ -281,3 +281,70 @@ async fn a_log_behind_the_snapshot_stops_the_cell_and_says_why() {
     assert!(err.contains("behind the authorizer snapshot"), "{err}");
     assert!(err.contains(&key), "{err}");
 }
+
+/// Defect 4: a network reference was global. Customer B's authorization that
+/// reused A's reference got A's answer back with no hold, and the ledger
+/// booked it without postings; a retry with a different amount got the first
+/// answer. A reference is now scoped by card, and a repeat with different
+/// content is refused with its own reason and no effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_references_are_scoped_by_card() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let a = app.create_customer().await;
+    let b = app.create_customer().await;
+    let (_, pan_a) = app.issue_card(a.customer_id, 10_000).await;
+    let (_, pan_b) = app.issue_card(b.customer_id, 10_000).await;
+    app.wait_card_known(&pan_a).await;
+    app.wait_card_known(&pan_b).await;
+
+    let first = app
+        .authorize(&auth_request(a.customer_id, &pan_a, 1_000, "shared-ref"))
+        .await;
+    assert_eq!(first.decision, Decision::Approved);
+    let other = app
+        .authorize(&auth_request(b.customer_id, &pan_b, 700, "shared-ref"))
+        .await;
+    assert_eq!(other.decision, Decision::Approved, "{other:?}");
+    assert_ne!(other.authorization_id, first.authorization_id);
+    let open_to_buy = |pan: &str| {
+        app.state
+            .authorizer
+            .with_state(|s| s.card(pan).unwrap().open_to_buy())
+    };
+    assert_eq!(open_to_buy(&pan_b), 9_300, "B's hold is placed");
+
+    // Same reference, same content: the first answer again.
+    let repeat = app
+        .authorize(&auth_request(a.customer_id, &pan_a, 1_000, "shared-ref"))
+        .await;
+    assert_eq!(repeat, first);
+    // Same reference, other content: refused, nothing held.
+    let reused = app
+        .authorize(&auth_request(a.customer_id, &pan_a, 5_000, "shared-ref"))
+        .await;
+    assert_eq!(
+        (reused.decision, reused.reason.as_str()),
+        (Decision::Declined, "reference_reused")
+    );
+    assert_eq!(open_to_buy(&pan_a), 9_000, "the refused repeat held nothing");
+
+    // The ledger books each with its own postings.
+    let pool = app.pool().await;
+    eventually(Duration::from_secs(30), "both purchases booked", || async {
+        scalar(
+            &pool,
+            "SELECT count(*) FROM book_accounts WHERE code LIKE '%:unsettled' AND balance > 0",
+        )
+        .await
+            == 2
+    })
+    .await;
+    let unsettled = scalar(
+        &pool,
+        "SELECT sum(balance)::bigint FROM book_accounts WHERE code LIKE '%:unsettled'",
+    )
+    .await;
+    assert_eq!(unsettled, 1_700);
+    app.stop().await;
+}
