@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::ledger::event::{Body, LedgerEvent};
 use crate::ledger::rulebook::Book;
 use crate::ledger::store;
+use crate::placement::{self, WriteAt};
 use crate::state::AppState;
 
 pub fn internal_router() -> Router<AppState> {
@@ -58,15 +59,22 @@ async fn set_blocked(
     let card_id =
         Uuid::parse_str(raw).map_err(|_| ApiError::invalid("card_id", "must be a uuid"))?;
     let mut tx = s.pool.begin().await?;
-    let customer: Option<Uuid> = sqlx::query_scalar(
-        "UPDATE cards SET blocked = $2 WHERE card_id = $1 RETURNING customer_id",
-    )
-    .bind(card_id)
-    .bind(blocked)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let customer: Option<Uuid> =
+        sqlx::query_scalar("SELECT customer_id FROM cards WHERE card_id = $1")
+            .bind(card_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let customer = customer.ok_or_else(|| ApiError::NotFound(format!("card {card_id}")))?;
-    store::card_fact(&mut tx, CustomerId::from_uuid(customer), card_id, None).await?;
+    let customer = CustomerId::from_uuid(customer);
+    // The customer's lock first, as every writer: its facts then reach the
+    // outbox in commit order.
+    placement::lock_for_write(&mut tx, customer, WriteAt::Current).await?;
+    sqlx::query("UPDATE cards SET blocked = $2 WHERE card_id = $1")
+        .bind(card_id)
+        .bind(blocked)
+        .execute(&mut *tx)
+        .await?;
+    store::card_fact(&mut tx, customer, card_id, None).await?;
     tx.commit().await?;
     Ok(Json(
         serde_json::json!({ "card_id": card_id, "blocked": blocked }),
@@ -118,7 +126,7 @@ pub async fn issue_card(
 ) -> Result<CardIssued, ApiError> {
     let limit = Money::positive(body.credit_limit, body.currency)
         .map_err(|e| ApiError::invalid("credit_limit", e.to_string()))?;
-    store::check_epoch(conn, customer, body.epoch).await?;
+    placement::lock_for_write(conn, customer, WriteAt::Epoch(body.epoch)).await?;
     if let Some(issued) = issued_before(conn, customer, body).await? {
         return Ok(issued);
     }

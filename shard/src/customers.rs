@@ -1,14 +1,14 @@
 //! Customers: created by global through the internal API (with a checking and
 //! a savings account), and the customer resource of the app's HAL API.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cellbank_shared::contract::{CreateCustomer, CustomerCreated};
 use cellbank_shared::hal::Hal;
-use cellbank_shared::ids::CustomerId;
+use cellbank_shared::ids::{CustomerId, Epoch};
 use cellbank_shared::problem::ApiJson;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -18,10 +18,41 @@ use crate::error::ApiError;
 use crate::ledger::facts::{self, Fact};
 use crate::ledger::rulebook::Book;
 use crate::ledger::store;
+use crate::placement::{self, CustomerState};
 use crate::state::AppState;
 
 pub fn internal_router() -> Router<AppState> {
-    Router::new().route("/internal/v1/customers", post(create))
+    Router::new()
+        .route("/internal/v1/customers", post(create))
+        .route(
+            "/internal/v1/customers/{customer_id}/placement",
+            put(set_placement),
+        )
+}
+
+#[derive(serde::Deserialize)]
+struct PlacementChange {
+    state: CustomerState,
+    epoch: Epoch,
+}
+
+/// The explicit operation that fences, releases, moves out or activates a
+/// customer here at an epoch (see [`placement::change`]).
+#[tracing::instrument(skip_all, fields(customer_id = %raw, shard_id = %s.shard_id))]
+async fn set_placement(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<PlacementChange>,
+) -> Result<Json<placement::Placement>, ApiError> {
+    let customer = crate::access::parse_customer(&raw)?;
+    if body.epoch.0 < 1 {
+        return Err(ApiError::invalid("epoch", "must be at least 1"));
+    }
+    let mut tx = s.pool.begin().await?;
+    let placed = placement::change(&mut tx, customer, body.state, body.epoch).await?;
+    tx.commit().await?;
+    tracing::warn!(state = %placed.state, epoch = %placed.epoch, "customer placement changed");
+    Ok(Json(placed))
 }
 
 pub fn router() -> Router<AppState> {
@@ -77,6 +108,7 @@ pub async fn create_customer(
             &Fact::Customer {
                 customer_id: body.customer_id,
                 epoch: body.epoch,
+                state: Some(CustomerState::Active),
             },
         )
         .await?;

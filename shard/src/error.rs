@@ -65,7 +65,7 @@ impl From<crate::ledger::store::ApplyError> for ApiError {
         use crate::ledger::event::InvalidEvent;
         use crate::ledger::store::ApplyError;
         match e {
-            ApplyError::Invalid(InvalidEvent::StaleEpoch { .. }) => {
+            ApplyError::Invalid(InvalidEvent::StaleEpoch { .. } | InvalidEvent::NotHere(_)) => {
                 ApiError::Conflict(e.to_string())
             }
             ApplyError::Invalid(InvalidEvent::UnknownCustomer(c)) => {
@@ -73,6 +73,17 @@ impl From<crate::ledger::store::ApplyError> for ApiError {
             }
             ApplyError::Invalid(i) => ApiError::invalid("body", i.to_string()),
             ApplyError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<crate::placement::Refused> for ApiError {
+    fn from(r: crate::placement::Refused) -> Self {
+        use crate::placement::Refused;
+        match r {
+            Refused::Db(e) => e.into(),
+            Refused::UnknownCustomer(c) => ApiError::NotFound(format!("customer {c}")),
+            other => ApiError::Conflict(other.to_string()),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod lag;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
+pub mod placement;
 pub mod settings;
 pub mod signing_keys;
 pub mod startup;

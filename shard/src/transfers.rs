@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use cellbank_shared::hal::Hal;
-use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::ids::CustomerId;
 use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::problem::ApiJson;
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use crate::customers::customer_links;
 use crate::error::ApiError;
 use crate::ledger::event::{Body, LedgerEvent};
 use crate::ledger::store::{self, Outcome};
+use crate::placement::{self, WriteAt};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -94,7 +95,7 @@ async fn create(
     let amount = validate(&body)?;
     let id = body.transfer_id.unwrap_or_else(Uuid::now_v7);
     let mut tx = s.pool.begin().await?;
-    let status = book(&mut tx, c, id, &body, amount).await?;
+    let status = book(&mut tx, &access, id, &body, amount).await?;
     tx.commit().await?;
     let t: TransferView = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM transfers WHERE transfer_id = $1 AND customer_id = $2"
@@ -175,23 +176,20 @@ async fn legs(
 /// transfer row, or nothing when `id` was booked before.
 async fn book(
     conn: &mut PgConnection,
-    c: CustomerId,
+    access: &CustomerAccess,
     id: Uuid,
     body: &NewTransfer,
     amount: Money,
 ) -> Result<StatusCode, ApiError> {
-    let epoch: i64 =
-        sqlx::query_scalar("SELECT epoch FROM customers WHERE customer_id = $1 FOR UPDATE")
-            .bind(c.as_uuid())
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("customer {c}")))?;
+    let c = access.customer;
+    // At the token's epoch, under the customer's lock.
+    let epoch = placement::lock_for_write(conn, c, WriteAt::Epoch(access.claims.epoch)).await?;
     let (from, to) = legs(conn, c, body).await?;
     let ev = LedgerEvent {
         event_id: format!("transfer:{id}"),
         event_type: "own_transfer".into(),
         customer_id: c,
-        epoch: Epoch(epoch),
+        epoch,
         occurred_at: Utc::now(),
         source: "transfer",
         body: Body::OwnTransfer {
@@ -215,7 +213,7 @@ async fn book(
     )
     .bind(id)
     .bind(c.as_uuid())
-    .bind(epoch)
+    .bind(epoch.0)
     .bind(from.account_id)
     .bind(to.account_id)
     .bind(body.amount)

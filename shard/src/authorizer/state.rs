@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ledger::facts::{Fact, FactRecord};
+use crate::placement::CustomerState;
 
 /// A decision as the authorizer logs it on Topic::Authorizations.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +147,9 @@ pub struct AuthorizerState {
     /// By PAN hash.
     pub cards: HashMap<String, CardState>,
     pub epochs: HashMap<CustomerId, i64>,
+    /// Customers fenced or moved out: nothing is approved for them here.
+    #[serde(default)]
+    pub not_here: std::collections::HashSet<CustomerId>,
     /// First decision per network reference, within the dedupe window.
     pub decisions: Decisions,
     /// PAN hash by card id.
@@ -328,6 +332,7 @@ impl AuthorizerState {
                 "stale_epoch"
             }
             None => "unknown_card",
+            _ if self.not_here.contains(&req.customer_id) => "customer_not_here",
             Some(c) if c.blocked => "card_blocked",
             Some(c) if c.currency != req.currency => "currency_mismatch",
             Some(c) if c.open_to_buy() < req.amount => "insufficient_limit",
@@ -446,9 +451,21 @@ impl AuthorizerState {
             return;
         }
         match &rec.fact {
-            Fact::Customer { customer_id, epoch } => {
+            Fact::Customer {
+                customer_id,
+                epoch,
+                state,
+            } => {
                 let e = self.epochs.entry(*customer_id).or_insert(epoch.0);
-                *e = (*e).max(epoch.0);
+                if epoch.0 >= *e {
+                    *e = epoch.0;
+                    let state = state.unwrap_or(CustomerState::Active);
+                    if state == CustomerState::Active {
+                        self.not_here.remove(customer_id);
+                    } else {
+                        self.not_here.insert(*customer_id);
+                    }
+                }
             }
             Fact::Card { .. } => self.apply_card_fact(rec.seq, &rec.fact),
         }
@@ -607,7 +624,10 @@ mod tests {
 
         let later = t0 + DEFAULT_DEDUPE_WINDOW + chrono::TimeDelta::minutes(1);
         s.decide(&req(cust, 1, "n3"), later);
-        assert!(s.decisions.get("h1/n1").is_none(), "n1 fell out of the window");
+        assert!(
+            s.decisions.get("h1/n1").is_none(),
+            "n1 fell out of the window"
+        );
         assert!(s.decisions.get("h1/n2").is_some(), "n2 is still inside it");
         let (again, rec) = s.decide(&req(cust, 1, "n1"), later);
         assert!(

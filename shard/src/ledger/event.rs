@@ -23,6 +23,9 @@ pub enum InvalidEvent {
     StaleEpoch { event: i64, current: i64 },
     #[error("unknown customer {0}")]
     UnknownCustomer(CustomerId),
+    /// The customer is not writable here (another epoch, fenced, moved out).
+    #[error("{0}")]
+    NotHere(String),
 }
 
 /// Which card an event is about.

@@ -17,10 +17,13 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Fact {
-    /// A customer exists here at this epoch.
+    /// A customer exists here at this epoch, in this state (absent: active,
+    /// as facts written before states existed).
     Customer {
         customer_id: CustomerId,
         epoch: Epoch,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<crate::placement::CustomerState>,
     },
     /// A card's state after a movement (absolute values: a redelivery is harmless).
     Card {

@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cellbank_shared::ids::{CustomerId, Epoch};
+use cellbank_shared::ids::CustomerId;
 use cellbank_shared::money::{Currency, Money};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::event::{Body, CardRef, InvalidEvent, LedgerEvent};
-use super::facts::{self, Fact};
 use super::rulebook::{self, Action, Book, LimitInForce, Purchase};
+use crate::placement::{self, Refused, WriteAt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -32,11 +32,6 @@ pub enum Outcome {
 
 fn rule(msg: impl Into<String>) -> ApplyError {
     ApplyError::Invalid(InvalidEvent::Rule(msg.into()))
-}
-
-#[derive(sqlx::FromRow)]
-struct CustomerRow {
-    epoch: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -105,12 +100,11 @@ pub async fn apply_in(
     if inserted == 0 {
         return Ok(Outcome::Duplicate);
     }
-    match lookups.epochs.get(&ev.customer_id) {
-        Some(e) if ev.epoch.0 == *e => {}
-        _ => {
-            let e = check_epoch(conn, ev.customer_id, ev.epoch).await?;
-            lookups.epochs.insert(ev.customer_id, e);
-        }
+    // The customer stays locked, active and at this epoch until the
+    // transaction ends, so one check per customer and transaction suffices.
+    if lookups.epochs.get(&ev.customer_id) != Some(&ev.epoch.0) {
+        placement::lock_for_write(conn, ev.customer_id, WriteAt::Epoch(ev.epoch)).await?;
+        lookups.epochs.insert(ev.customer_id, ev.epoch.0);
     }
     let currency = ev.currency();
     let resolved = resolve(conn, ev, currency, lookups).await?;
@@ -123,37 +117,19 @@ pub async fn apply_in(
     Ok(Outcome::Applied { postings })
 }
 
-/// Locks the customer (serializing its writers) and checks the epoch: older is
-/// refused, newer is recorded.
-pub async fn check_epoch(
-    conn: &mut PgConnection,
-    customer_id: CustomerId,
-    epoch: Epoch,
-) -> Result<i64, ApplyError> {
-    let row: Option<CustomerRow> =
-        sqlx::query_as("SELECT epoch FROM customers WHERE customer_id = $1 FOR UPDATE")
-            .bind(customer_id.as_uuid())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(row) = row else {
-        return Err(InvalidEvent::UnknownCustomer(customer_id).into());
-    };
-    if epoch.0 < row.epoch {
-        return Err(InvalidEvent::StaleEpoch {
-            event: epoch.0,
-            current: row.epoch,
+impl From<Refused> for ApplyError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Db(e) => ApplyError::Db(e),
+            Refused::UnknownCustomer(c) => InvalidEvent::UnknownCustomer(c).into(),
+            Refused::Stale { write, current } => InvalidEvent::StaleEpoch {
+                event: write,
+                current,
+            }
+            .into(),
+            other => InvalidEvent::NotHere(other.to_string()).into(),
         }
-        .into());
     }
-    if epoch.0 > row.epoch {
-        sqlx::query("UPDATE customers SET epoch = $2 WHERE customer_id = $1")
-            .bind(customer_id.as_uuid())
-            .bind(epoch.0)
-            .execute(&mut *conn)
-            .await?;
-        facts::record(conn, &Fact::Customer { customer_id, epoch }).await?;
-    }
-    Ok(epoch.0.max(row.epoch))
 }
 
 fn same_currency(expected: &str, got: Currency, what: &str) -> Result<(), ApplyError> {

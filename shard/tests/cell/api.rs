@@ -219,23 +219,12 @@ async fn hal_api_with_tokens_accounts_entries_cards_and_transfers() {
         get(&app, &format!("/v1/customers/{c}"), &stranger).await.0,
         403
     );
-    // an event at epoch 2 moves the customer's epoch: epoch-1 tokens are stale
-    let e = envelope(
-        "epoch-2",
-        c,
-        2,
-        "deposit",
-        Utc::now(),
-        json!({"amount": 1, "currency": "BRL"}),
+    // the explicit placement change raises the epoch: epoch-1 tokens are stale
+    app.place(c, "active", 2).await;
+    assert_eq!(
+        get(&app, &format!("/v1/customers/{c}"), &token).await.0,
+        409
     );
-    producer
-        .send_envelope(Topic::Inbound.name(), &e)
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(30), "epoch 2 recorded", || async {
-        get(&app, &format!("/v1/customers/{c}"), &token).await.0 == 409
-    })
-    .await;
     let (_, p, _) = get(&app, &format!("/v1/customers/{c}"), &token).await;
     assert!(p["_links"]["login"]["href"].is_string());
     assert_eq!(

@@ -327,7 +327,11 @@ async fn network_references_are_scoped_by_card() {
         (reused.decision, reused.reason.as_str()),
         (Decision::Declined, "reference_reused")
     );
-    assert_eq!(open_to_buy(&pan_a), 9_000, "the refused repeat held nothing");
+    assert_eq!(
+        open_to_buy(&pan_a),
+        9_000,
+        "the refused repeat held nothing"
+    );
 
     // The ledger books each with its own postings.
     let pool = app.pool().await;

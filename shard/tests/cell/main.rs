@@ -7,6 +7,7 @@ mod authorizer;
 mod inbound;
 mod ledger_pg;
 mod ledger_props;
+mod placement;
 mod replicas;
 mod sigkill;
 mod support;

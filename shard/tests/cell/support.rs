@@ -189,6 +189,28 @@ impl TestApp {
         self.state.pool.clone()
     }
 
+    /// The explicit placement change (what a move does), expecting success.
+    pub async fn place(&self, customer: CustomerId, state: &str, epoch: i64) -> serde_json::Value {
+        let r = self.try_place(customer, state, epoch).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        r.json().await.unwrap()
+    }
+
+    pub async fn try_place(
+        &self,
+        customer: CustomerId,
+        state: &str,
+        epoch: i64,
+    ) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/internal/v1/customers/{customer}/placement")))
+            .bearer_auth(INTERNAL)
+            .json(&serde_json::json!({ "state": state, "epoch": epoch }))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// GET on the admin API with the admin token, as JSON.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         self.client
@@ -236,9 +258,19 @@ pub fn auth_request(
     amount: i64,
     network_reference: &str,
 ) -> cellbank_shared::contract::AuthorizationRequest {
+    auth_request_at(customer, pan_hash, amount, network_reference, 1)
+}
+
+pub fn auth_request_at(
+    customer: CustomerId,
+    pan_hash: &str,
+    amount: i64,
+    network_reference: &str,
+    epoch: i64,
+) -> cellbank_shared::contract::AuthorizationRequest {
     cellbank_shared::contract::AuthorizationRequest {
         customer_id: customer,
-        epoch: Epoch(1),
+        epoch: Epoch(epoch),
         pan_hash: pan_hash.into(),
         amount,
         currency: Currency::Brl,
