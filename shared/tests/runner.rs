@@ -517,3 +517,42 @@ async fn a_revoked_partition_drops_its_worker_and_the_group_carries_on() {
     b_task.await.unwrap().unwrap();
     assert_eq!(total(&pool).await, 80);
 }
+
+/// A handler that panics on one message: the panic is a permanent failure,
+/// that message is dead-lettered with the panic's text and the partition
+/// carries on (it used to stall silently with its worker gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_dead_letters_the_message_and_the_partition_carries_on() {
+    cellbank_shared::telemetry::init_for_tests();
+    struct Panicky(Arc<Mutex<Vec<String>>>);
+    #[async_trait]
+    impl Handler for Panicky {
+        async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
+            for r in batch {
+                if r.payload == b"p-3" {
+                    panic!("cannot handle p-3");
+                }
+            }
+            Recording(self.0.clone()).handle(batch).await
+        }
+    }
+    let broker = Broker::start().await;
+    broker.create_topics(&["panicky", "panicky-dlq"], 1).await;
+    produce(&broker, "panicky", 10, "p").await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = RunnerConfig::new(&broker.bootstrap(), "g-panic", &["panicky"]);
+    cfg.max_batch = 4;
+    cfg.dead_letter_topic = Some("panicky-dlq".into());
+    let runner = Runner::new(cfg, Panicky(seen.clone())).unwrap();
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.run(stop.clone()));
+    eventually(WAIT, "every other message handled", || async {
+        seen.lock().unwrap().len() == 9
+    })
+    .await;
+    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 1);
+    assert!(!seen.lock().unwrap().contains(&"p-3".to_owned()));
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -74,30 +74,84 @@ struct Pending {
     payload: sqlx::types::Json<Fact>,
 }
 
-/// Relays unsent facts until cancelled. Produces a batch in order, then marks it sent.
+/// The advisory lock that makes one replica of the cell the relay.
+const RELAY_LOCK: i64 = 0x6365_6c6c_6661_6374; // "cellfact"
+
+/// Relays unsent facts until cancelled, on one replica of the cell at a time
+/// (the holder of an advisory lock on a connection of its own; if that
+/// replica dies, its connection and lock go and another takes over). Two
+/// relays would publish the same facts twice and race each other's order.
 pub async fn relay(
     pool: PgPool,
     producer: Producer,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    loop {
+        match hold_relay_lock(&pool).await {
+            Ok(Some(conn)) => {
+                tracing::info!("this replica relays the ledger's facts");
+                relay_while_held(&pool, &producer, &shutdown, conn).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "take the relay lock failed"),
+        }
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {},
+        }
+    }
+}
+
+/// A connection holding the relay lock, or `None` if another replica has it.
+/// The connection is detached from the pool: however the relay ends, even
+/// dropped mid-flight, closing it releases the lock.
+async fn hold_relay_lock(pool: &PgPool) -> Result<Option<PgConnection>, sqlx::Error> {
+    let mut conn = pool.acquire().await?.detach();
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(held.then_some(conn))
+}
+
+/// Relays until stopped or until the lock's connection fails.
+async fn relay_while_held(
+    pool: &PgPool,
+    producer: &Producer,
+    shutdown: &CancellationToken,
+    mut lock: PgConnection,
+) {
     let topic = Topic::LedgerFacts.name();
     loop {
-        let sent = match relay_once(&pool, &producer, topic).await {
+        let sent = match relay_once(pool, producer, topic).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "relay ledger facts failed");
                 0
             }
         };
+        if shutdown.is_cancelled() {
+            break;
+        }
         if sent == 0 {
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_millis(20)) => {},
             }
-        } else if shutdown.is_cancelled() {
-            return Ok(());
+            // Still ours? A broken connection lost the lock with it.
+            if sqlx::query("SELECT 1").execute(&mut lock).await.is_err() {
+                tracing::warn!("the relay lock's connection failed; giving the relay up");
+                return;
+            }
         }
     }
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(RELAY_LOCK)
+        .execute(&mut lock)
+        .await;
 }
 
 async fn relay_once(pool: &PgPool, producer: &Producer, topic: &str) -> anyhow::Result<usize> {

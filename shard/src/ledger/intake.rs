@@ -8,7 +8,7 @@ use cellbank_shared::kafka::{Handler, HandlerError, Record};
 use sqlx::PgPool;
 
 use super::event::{InvalidEvent, LedgerEvent};
-use super::store::{self, ApplyError, Outcome};
+use super::store::{self, ApplyError};
 use crate::authorizer::lease::MARKER_HEADER;
 use crate::authorizer::AuthorizationRecord;
 use crate::metrics;
@@ -85,30 +85,19 @@ impl Handler for LedgerIntake {
             .begin()
             .await
             .map_err(|e| HandlerError::Transient(anyhow::Error::new(e).context("begin")))?;
-        let (mut applied, mut duplicates, mut postings) = (0u64, 0u64, 0u64);
-        let mut cache = store::TxLookups::default();
-        for ev in &events {
-            match store::apply_in(&mut tx, ev, &mut cache)
-                .await
-                .map_err(classify)?
-            {
-                Outcome::Applied { postings: n } => {
-                    applied += 1;
-                    postings += n as u64;
-                }
-                Outcome::Duplicate => duplicates += 1,
-            }
-        }
+        let done = store::apply_batch(&mut tx, &events)
+            .await
+            .map_err(classify)?;
         tx.commit()
             .await
             .map_err(|e| HandlerError::Transient(anyhow::Error::new(e).context("commit")))?;
-        metrics::POSTINGS.inc_by(postings);
+        metrics::POSTINGS.inc_by(done.postings);
         metrics::EVENTS_APPLIED
             .with_label_values(&["applied"])
-            .inc_by(applied);
+            .inc_by(done.applied);
         metrics::EVENTS_APPLIED
             .with_label_values(&["duplicate"])
-            .inc_by(duplicates);
+            .inc_by(done.duplicates);
         Ok(())
     }
 }

@@ -72,6 +72,44 @@ pub struct TxLookups {
     cards: HashMap<(CustomerId, CardRef), CardRow>,
 }
 
+/// What applying a batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub postings: u64,
+}
+
+/// Applies consecutive events in the caller's transaction. The customers
+/// they touch are locked first, all at once and in one order (by id), so two
+/// batches sharing customers wait for each other instead of deadlocking.
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    events: &[LedgerEvent],
+) -> Result<BatchOutcome, ApplyError> {
+    let mut customers: Vec<uuid::Uuid> = events.iter().map(|e| e.customer_id.as_uuid()).collect();
+    customers.sort();
+    customers.dedup();
+    sqlx::query(
+        "SELECT 1 FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
+    )
+    .bind(&customers)
+    .execute(&mut *conn)
+    .await?;
+    let mut lookups = TxLookups::default();
+    let mut outcome = BatchOutcome::default();
+    for ev in events {
+        match apply_in(conn, ev, &mut lookups).await? {
+            Outcome::Applied { postings } => {
+                outcome.applied += 1;
+                outcome.postings += postings as u64;
+            }
+            Outcome::Duplicate => outcome.duplicates += 1,
+        }
+    }
+    Ok(outcome)
+}
+
 /// Applies `ev` in the caller's transaction. A duplicate id changes nothing.
 pub async fn apply(conn: &mut PgConnection, ev: &LedgerEvent) -> Result<Outcome, ApplyError> {
     apply_in(conn, ev, &mut TxLookups::default()).await

@@ -572,3 +572,60 @@ async fn event_ids_are_scoped_by_customer_and_namespace() {
     assert_eq!(cash(a.id).await, 1_500);
     assert_eq!(cash(b.id).await, 500);
 }
+
+/// Defect 10: a batch locked its customers in arrival order, so two batches
+/// touching the same two customers in opposite orders could deadlock (and
+/// each deadlock counted towards the consumer's breaker). Batches now lock
+/// all their customers first, in one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_opposite_orders_do_not_deadlock() {
+    let url = fresh_database("shard_ledger_locks").await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    cellbank_shard::MIGRATOR.run(&pool).await.unwrap();
+    let now = Utc::now();
+    let (a, b) = (customer(&pool, now).await, customer(&pool, now).await);
+    let deposit = |c: &Customer, id: String| LedgerEvent {
+        event_id: id,
+        event_type: "deposit".into(),
+        customer_id: c.id,
+        epoch: Epoch(1),
+        occurred_at: now,
+        source: "inbound",
+        body: Body::Account {
+            credit: true,
+            account_number: Some(c.accounts[0].1.clone()),
+            amount: brl(1),
+        },
+    };
+    let mut runs = Vec::new();
+    for side in 0..2 {
+        let pool = pool.clone();
+        let (first, second) = if side == 0 { (&a, &b) } else { (&b, &a) };
+        let batches: Vec<Vec<LedgerEvent>> = (0..40)
+            .map(|i| {
+                vec![
+                    deposit(first, format!("s{side}-{i}-1")),
+                    deposit(second, format!("s{side}-{i}-2")),
+                ]
+            })
+            .collect();
+        runs.push(tokio::spawn(async move {
+            for batch in batches {
+                let mut tx = pool.begin().await.unwrap();
+                store::apply_batch(&mut tx, &batch).await?;
+                // hold the locks a little, as a real batch does
+                sqlx::query("SELECT pg_sleep(0.002)")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<(), store::ApplyError>(())
+        }));
+    }
+    for r in runs {
+        r.await
+            .unwrap()
+            .expect("no batch failed (a deadlock would)");
+    }
+    check_invariants(&pool).await;
+}

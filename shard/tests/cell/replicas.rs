@@ -212,3 +212,52 @@ async fn killed_mid_run(
         a.stop().await;
     }
 }
+
+/// Defect 10: every replica relayed every fact of the outbox, so the facts
+/// topic carried duplicates (and two relays raced each other's order). One
+/// replica relays at a time; when it is killed another takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_relays_the_facts() {
+    use cellbank_shared::kafka::Topic;
+    let broker = Broker::start().await;
+    let first = TestApp::spawn(&broker).await;
+    let second = first.replica().await;
+    let pool = first.pool().await;
+    for i in 0..40 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.create_customer().await;
+    }
+    let partitions = first.settings.kafka.partitions;
+    let in_log = || async {
+        read_all(&broker.bootstrap(), Topic::LedgerFacts.name(), partitions)
+            .await
+            .len() as i64
+    };
+    eventually(Duration::from_secs(30), "every fact relayed", || async {
+        scalar(
+            &pool,
+            "SELECT count(*) FROM ledger_facts WHERE sent_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+    let rows = scalar(&pool, "SELECT count(*) FROM ledger_facts").await;
+    assert_eq!(in_log().await, rows, "each fact is in the log once");
+
+    // Kill whichever relays; the other takes over.
+    first.abort().await;
+    second.create_customer().await;
+    eventually(Duration::from_secs(30), "the survivor relays", || async {
+        scalar(
+            &pool,
+            "SELECT count(*) FROM ledger_facts WHERE sent_at IS NULL",
+        )
+        .await
+            == 0
+    })
+    .await;
+    let rows = scalar(&pool, "SELECT count(*) FROM ledger_facts").await;
+    assert_eq!(in_log().await, rows);
+    second.stop().await;
+}

@@ -314,3 +314,48 @@ impl TestApp {
         .await;
     }
 }
+
+/// Every record of `topic` (all its partitions), read to a sentinel this
+/// writes at each partition's end: the broker's high watermark can trail
+/// what it serves, so counting by watermark is not exact.
+pub async fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let producer =
+        cellbank_shared::kafka::Producer::new(bootstrap, Duration::from_secs(10)).unwrap();
+    let mine = uuid::Uuid::new_v4().to_string();
+    for p in 0..partitions {
+        producer
+            .send_to(topic, Some(p), b"sentinel", mine.as_bytes(), &[])
+            .await
+            .unwrap();
+    }
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("read-all-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut records, mut ended) = (Vec::new(), 0);
+    while ended < partitions {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("read the topic to its sentinels")
+            .unwrap();
+        if m.key() == Some(b"sentinel".as_slice()) {
+            // earlier reads left their sentinels too
+            if m.payload() == Some(mine.as_bytes()) {
+                ended += 1;
+            }
+        } else {
+            records.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    records
+}

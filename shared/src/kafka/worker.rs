@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -121,7 +122,23 @@ impl<H: Handler> Worker<H> {
                 .find(|(hk, _)| hk == k)
                 .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
         });
-        self.handler.handle(batch).instrument(span).await
+        // A panicking handler must not take its partition down silently: the
+        // panic is a permanent failure (the batch is retried one by one and
+        // the message that panics is dead-lettered with the panic's text).
+        let handled = std::panic::AssertUnwindSafe(self.handler.handle(batch).instrument(span))
+            .catch_unwind()
+            .await;
+        handled.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            tracing::error!(panic = %what, "handler panicked");
+            Err(HandlerError::Permanent(anyhow::anyhow!(
+                "handler panicked: {what}"
+            )))
+        })
     }
 
     /// A batch failed permanently: retry its messages one by one, so only the
