@@ -106,13 +106,18 @@ impl MemoryLedger {
                 network_reference,
                 amount,
             } => {
-                let (post, next) = rulebook::authorize(
+                let a = rulebook::authorize(
                     self.purchases.get(&network_reference),
                     authorization_id,
                     amount,
                 );
-                self.purchases.insert(network_reference, next);
-                Action::PurchaseAuthorized { card, amount, post }
+                self.purchases.insert(network_reference, a.purchase);
+                Action::PurchaseAuthorized {
+                    card,
+                    amount,
+                    post: a.post,
+                    release: a.release,
+                }
             }
             MemEvent::Settled {
                 card,

@@ -137,11 +137,14 @@ pub enum Action {
         amount: i64,
     },
     /// An approved card purchase, not settled yet (`post` is false when the
-    /// settlement already arrived: see [`authorize`]).
+    /// settlement already arrived or an earlier authorization of the same
+    /// reference holds; `release` is the later one it replaces: see
+    /// [`authorize`]).
     PurchaseAuthorized {
         card: Uuid,
         amount: i64,
         post: bool,
+        release: i64,
     },
     /// A settled purchase; `release` is the pending authorization it replaces.
     PurchaseSettled {
@@ -184,12 +187,20 @@ pub fn entries(action: &Action) -> Vec<Entry> {
         Action::OwnTransfer { from, to, amount } => {
             vec![e(Book::Account(from), Book::Account(to), amount)]
         }
-        Action::PurchaseAuthorized { card, amount, post } => {
-            if post {
-                vec![e(Book::CardUnsettled(card), Book::MerchantPayable, amount)]
-            } else {
-                Vec::new()
+        Action::PurchaseAuthorized {
+            card,
+            amount,
+            post,
+            release,
+        } => {
+            let mut v = Vec::new();
+            if release > 0 {
+                v.push(e(Book::MerchantPayable, Book::CardUnsettled(card), release));
             }
+            if post {
+                v.push(e(Book::CardUnsettled(card), Book::MerchantPayable, amount));
+            }
+            v
         }
         Action::PurchaseSettled {
             card,
@@ -253,32 +264,62 @@ pub struct Purchase {
     pub settled: bool,
 }
 
-/// An authorization arrives: post it as unsettled unless its settlement came first.
-pub fn authorize(
-    current: Option<&Purchase>,
-    authorization_id: Uuid,
-    amount: i64,
-) -> (bool, Purchase) {
-    match current {
-        Some(p) if p.settled => (
-            false,
-            Purchase {
-                authorization_id: Some(authorization_id),
-                authorized_amount: Some(amount),
-                ..p.clone()
-            },
-        ),
-        // A repeated authorization for the same reference: keep the first.
-        Some(p) => (false, p.clone()),
-        None => (
-            true,
-            Purchase {
-                authorization_id: Some(authorization_id),
-                authorized_amount: Some(amount),
-                settled_amount: 0,
-                settled: false,
-            },
-        ),
+/// What an arriving authorization does to its purchase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authorized {
+    /// Hold the amount as unsettled.
+    pub post: bool,
+    /// Release this much held for the authorization it replaces.
+    pub release: i64,
+    pub purchase: Purchase,
+}
+
+/// An authorization arrives: post it as unsettled unless its settlement came
+/// first. Several authorizations of one reference (a repeat decided after the
+/// authorizer's dedupe window) keep the earliest decided (the smallest
+/// UUIDv7), whatever order they arrive in: a later-arriving earlier one
+/// replaces the held one, so the balances do not depend on arrival order.
+pub fn authorize(current: Option<&Purchase>, authorization_id: Uuid, amount: i64) -> Authorized {
+    let fresh = Purchase {
+        authorization_id: Some(authorization_id),
+        authorized_amount: Some(amount),
+        settled_amount: 0,
+        settled: false,
+    };
+    let Some(p) = current else {
+        return Authorized {
+            post: true,
+            release: 0,
+            purchase: fresh,
+        };
+    };
+    let earlier = p
+        .authorization_id
+        .is_none_or(|held| authorization_id < held);
+    if !earlier {
+        return Authorized {
+            post: false,
+            release: 0,
+            purchase: p.clone(),
+        };
+    }
+    let purchase = Purchase {
+        authorization_id: Some(authorization_id),
+        authorized_amount: Some(amount),
+        ..p.clone()
+    };
+    if p.settled {
+        // the settlement already released what it replaces; nothing held
+        return Authorized {
+            post: false,
+            release: 0,
+            purchase,
+        };
+    }
+    Authorized {
+        post: true,
+        release: p.authorized_amount.unwrap_or(0),
+        purchase,
     }
 }
 
@@ -379,6 +420,7 @@ mod tests {
             card,
             amount: 100,
             post: true,
+            release: 0,
         });
         let settle = entries(&Action::PurchaseSettled {
             card,
@@ -404,11 +446,22 @@ mod tests {
         let id = Uuid::new_v4();
         let (release, p) = settle(None, 50);
         assert_eq!(release, 0);
-        let (post, _) = authorize(Some(&p), id, 50);
-        assert!(!post);
-        let (post, p) = authorize(None, id, 50);
-        assert!(post);
-        assert_eq!(settle(Some(&p), 50).0, 50);
+        assert!(!authorize(Some(&p), id, 50).post);
+        let a = authorize(None, id, 50);
+        assert!(a.post);
+        assert_eq!(settle(Some(&a.purchase), 50).0, 50);
+    }
+
+    #[test]
+    fn the_earliest_authorization_of_a_reference_holds_whatever_the_order() {
+        let (early, late) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let first = authorize(None, late, 900);
+        let replaced = authorize(Some(&first.purchase), early, 100);
+        assert_eq!((replaced.post, replaced.release), (true, 900));
+        assert_eq!(replaced.purchase.authorized_amount, Some(100));
+        let kept = authorize(Some(&authorize(None, early, 100).purchase), late, 900);
+        assert_eq!((kept.post, kept.release), (false, 0));
+        assert_eq!(kept.purchase, replaced.purchase);
     }
 
     #[test]

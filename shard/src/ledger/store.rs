@@ -445,15 +445,20 @@ async fn authorized(
     let customer = ev.customer_id;
     let c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
     let current = purchase(conn, customer, Some(c.card_id), network_reference).await?;
-    let (post, next) = rulebook::authorize(
+    let a = rulebook::authorize(
         current.as_ref().map(|(_, p)| p),
         *authorization_id,
         amount.minor,
     );
-    save_purchase(conn, network_reference, customer, c.card_id, &next).await?;
+    save_purchase(conn, network_reference, customer, c.card_id, &a.purchase).await?;
     let (card, amount) = (c.card_id, amount.minor);
     Ok(Resolved {
-        action: Action::PurchaseAuthorized { card, amount, post },
+        action: Action::PurchaseAuthorized {
+            card,
+            amount,
+            post: a.post,
+            release: a.release,
+        },
         card: Some(card),
         authorization: Some(*authorization_id),
     })
