@@ -8,21 +8,22 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cellbank_shared::contract::{CardIssued, IssueCard};
-use cellbank_shared::db::ConstraintExt;
+use cellbank_shared::db::classify;
 use cellbank_shared::hal::Hal;
 use cellbank_shared::ids::CustomerId;
 use cellbank_shared::money::Money;
 use cellbank_shared::problem::ApiJson;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::access::CustomerAccess;
 use crate::customers::customer_links;
 use crate::error::ApiError;
+use crate::history::{self, Change};
 use crate::ledger::event::{Body, LedgerEvent};
-use crate::ledger::rulebook::Book;
 use crate::ledger::store;
+use crate::ledger::store::ApplyError;
 use crate::placement::{self, WriteAt};
 use crate::state::AppState;
 
@@ -68,13 +69,10 @@ async fn set_blocked(
     let customer = CustomerId::from_uuid(customer);
     // The customer's lock first, as every writer: its facts then reach the
     // outbox in commit order.
-    placement::lock_for_write(&mut tx, customer, WriteAt::Current).await?;
-    sqlx::query("UPDATE cards SET blocked = $2 WHERE card_id = $1")
-        .bind(card_id)
-        .bind(blocked)
-        .execute(&mut *tx)
-        .await?;
-    store::card_fact(&mut tx, customer, card_id, None).await?;
+    let epoch = placement::lock_for_write(&mut tx, customer, WriteAt::Current).await?;
+    let change = Change::CardBlocked { card_id, blocked };
+    let event_id = format!("card-block:{}", Uuid::now_v7());
+    history::apply(&mut tx, customer, epoch, &event_id, &change).await?;
     tx.commit().await?;
     Ok(Json(
         serde_json::json!({ "card_id": card_id, "blocked": blocked }),
@@ -131,8 +129,23 @@ pub async fn issue_card(
         return Ok(issued);
     }
     let now = Utc::now();
-    insert_card(conn, customer, body, now).await?;
-    store::open_books(conn, customer, body.currency, &Book::for_card(body.card_id)).await?;
+    let change = Change::CardIssued {
+        card_id: body.card_id,
+        pan_hash: body.pan_hash.clone(),
+        last4: body.last4.clone(),
+        credit_limit: body.credit_limit,
+        currency: body.currency,
+        limit_set_at: now,
+    };
+    let event_id = format!("card-issued:{}", body.card_id);
+    history::apply(conn, customer, body.epoch, &event_id, &change)
+        .await
+        .map_err(|e| match e {
+            ApplyError::Db(db) if classify(&db).constraint() == Some("cards_pan_hash_key") => {
+                ApiError::Conflict("a card with this pan_hash exists".into())
+            }
+            other => other.into(),
+        })?;
     let ev = LedgerEvent {
         event_id: format!("card:{}", body.card_id),
         event_type: "card_issued".into(),
@@ -180,34 +193,6 @@ async fn issued_before(
         credit_limit,
         currency: currency.parse().unwrap_or(body.currency),
     }))
-}
-
-async fn insert_card(
-    conn: &mut PgConnection,
-    customer: CustomerId,
-    body: &IssueCard,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    sqlx::query(
-        "INSERT INTO cards (card_id, customer_id, epoch, pan_hash, last4, credit_limit,
-                            limit_set_at, limit_event, currency)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(body.card_id)
-    .bind(customer.as_uuid())
-    .bind(body.epoch.0)
-    .bind(&body.pan_hash)
-    .bind(&body.last4)
-    .bind(body.credit_limit)
-    .bind(now)
-    .bind(format!("card:{}", body.card_id))
-    .bind(body.currency.code())
-    .execute(&mut *conn)
-    .await
-    .on_constraint("cards_pan_hash_key", |_| {
-        ApiError::Conflict("a card with this pan_hash exists".into())
-    })?;
-    Ok(())
 }
 
 #[derive(serde::Serialize, sqlx::FromRow)]

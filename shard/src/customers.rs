@@ -15,9 +15,7 @@ use uuid::Uuid;
 
 use crate::access::CustomerAccess;
 use crate::error::ApiError;
-use crate::ledger::facts::{self, Fact};
-use crate::ledger::rulebook::Book;
-use crate::ledger::store;
+use crate::history::{self, Change, OpenedAccount};
 use crate::placement::{self, CustomerState};
 use crate::state::AppState;
 
@@ -49,7 +47,8 @@ async fn set_placement(
         return Err(ApiError::invalid("epoch", "must be at least 1"));
     }
     let mut tx = s.pool.begin().await?;
-    let placed = placement::change(&mut tx, customer, body.state, body.epoch).await?;
+    let event_id = format!("placement:{}", Uuid::now_v7());
+    let placed = placement::change(&mut tx, customer, body.state, body.epoch, &event_id).await?;
     tx.commit().await?;
     tracing::warn!(state = %placed.state, epoch = %placed.epoch, "customer placement changed");
     Ok(Json(placed))
@@ -79,39 +78,33 @@ async fn create(
 }
 
 /// Creates a customer with a checking and a savings account and its book
-/// accounts; a repeat (same customer id) answers the existing checking account.
+/// accounts, recorded as the first event of its history; a repeat (same
+/// customer id) answers the existing checking account.
 pub async fn create_customer(
     conn: &mut PgConnection,
     prefix: &str,
     body: &CreateCustomer,
 ) -> Result<CustomerCreated, ApiError> {
-    let inserted = sqlx::query(
-        "INSERT INTO customers (customer_id, name, epoch, currency) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (customer_id) DO NOTHING",
-    )
-    .bind(body.customer_id.as_uuid())
-    .bind(body.name.trim())
-    .bind(body.epoch.0)
-    .bind(body.currency.code())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        let checking = open_account(conn, prefix, body, "checking").await?;
-        let savings = open_account(conn, prefix, body, "savings").await?;
-        let mut books = Book::for_customer().to_vec();
-        books.push(Book::Account(checking));
-        books.push(Book::Account(savings));
-        store::open_books(conn, body.customer_id, body.currency, &books).await?;
-        facts::record(
-            conn,
-            &Fact::Customer {
-                customer_id: body.customer_id,
-                epoch: body.epoch,
-                state: Some(CustomerState::Active),
-            },
-        )
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM customers WHERE customer_id = $1")
+        .bind(body.customer_id.as_uuid())
+        .fetch_optional(&mut *conn)
         .await?;
+    if exists.is_none() {
+        let mut accounts = Vec::new();
+        for kind in ["checking", "savings"] {
+            accounts.push(OpenedAccount {
+                account_id: Uuid::now_v7(),
+                kind: kind.to_owned(),
+                number: account_number(conn, prefix).await?,
+            });
+        }
+        let change = Change::CustomerCreated {
+            name: body.name.trim().to_owned(),
+            currency: body.currency,
+            accounts,
+        };
+        let event_id = format!("customer:{}", body.customer_id);
+        history::apply(conn, body.customer_id, body.epoch, &event_id, &change).await?;
     }
     let (account_id, account_number): (Uuid, String) = sqlx::query_as(
         "SELECT account_id, number FROM accounts WHERE customer_id = $1 AND kind = 'checking'
@@ -127,12 +120,8 @@ pub async fn create_customer(
     })
 }
 
-async fn open_account(
-    conn: &mut PgConnection,
-    prefix: &str,
-    body: &CreateCustomer,
-    kind: &str,
-) -> Result<Uuid, ApiError> {
+/// The next account number of this cell: its two-digit prefix and a sequence.
+async fn account_number(conn: &mut PgConnection, prefix: &str) -> Result<String, ApiError> {
     let seq: i64 = sqlx::query_scalar("SELECT nextval('account_number_seq')")
         .fetch_one(&mut *conn)
         .await?;
@@ -141,21 +130,7 @@ async fn open_account(
             "account numbers exhausted"
         )));
     }
-    let number = format!("{prefix}{seq:08}");
-    let id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO accounts (account_id, customer_id, epoch, kind, number, currency)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(body.customer_id.as_uuid())
-    .bind(body.epoch.0)
-    .bind(kind)
-    .bind(number)
-    .bind(body.currency.code())
-    .execute(conn)
-    .await?;
-    Ok(id)
+    Ok(format!("{prefix}{seq:08}"))
 }
 
 #[derive(serde::Serialize, sqlx::FromRow)]

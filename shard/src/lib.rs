@@ -10,6 +10,7 @@ pub mod customers;
 pub mod dead_letters;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod holds;
 pub mod lag;
 pub mod ledger;

@@ -146,12 +146,13 @@ pub async fn lock_for_write(
 ///   target of a move, or a customer moving back).
 ///
 /// Repeating the current placement is a no-op. The change reaches the
-/// authorizer as a customer fact.
+/// authorizer as a customer fact and the customer's history as `event_id`.
 pub async fn change(
     conn: &mut PgConnection,
     customer: CustomerId,
     to: CustomerState,
     to_epoch: Epoch,
+    event_id: &str,
 ) -> Result<Placement, Refused> {
     use CustomerState::*;
     let p = lock(conn, customer).await?;
@@ -182,6 +183,8 @@ pub async fn change(
         state: Some(to),
     };
     facts::record(conn, &fact).await?;
+    let change = crate::history::Change::Placement { state: to };
+    crate::history::record(conn, customer, to_epoch, event_id, &change).await?;
     Ok(Placement {
         customer_id: customer,
         state: to,

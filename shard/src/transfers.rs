@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::access::CustomerAccess;
 use crate::customers::customer_links;
 use crate::error::ApiError;
+use crate::history::{self, Change};
 use crate::ledger::event::{Body, LedgerEvent};
 use crate::ledger::store::{self, Outcome};
 use crate::placement::{self, WriteAt};
@@ -207,20 +208,15 @@ async fn book(
             "exceeds the balance of from_account_id",
         ));
     }
-    sqlx::query(
-        "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, amount, currency, description)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(id)
-    .bind(c.as_uuid())
-    .bind(epoch.0)
-    .bind(from.account_id)
-    .bind(to.account_id)
-    .bind(body.amount)
-    .bind(body.currency.code())
-    .bind(&body.description)
-    .execute(&mut *conn)
-    .await?;
+    let change = Change::Transfer {
+        transfer_id: id,
+        from_account: from.account_id,
+        to_account: to.account_id,
+        amount: body.amount,
+        currency: body.currency,
+        description: body.description.clone(),
+    };
+    history::apply(conn, c, epoch, &format!("transfer-row:{id}"), &change).await?;
     crate::metrics::POSTINGS.inc_by(postings as u64);
     Ok(StatusCode::CREATED)
 }

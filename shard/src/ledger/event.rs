@@ -29,13 +29,14 @@ pub enum InvalidEvent {
 }
 
 /// Which card an event is about.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CardRef {
     pub card_id: Option<Uuid>,
     pub card_hash: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {
     /// deposit, transfer_in (`credit` = true) or withdrawal, transfer_out.
     Account {

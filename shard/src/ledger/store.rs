@@ -122,8 +122,8 @@ pub async fn apply_in(
     lookups: &mut TxLookups,
 ) -> Result<Outcome, ApplyError> {
     let inserted = sqlx::query(
-        "INSERT INTO events (event_id, customer_id, namespace, epoch, event_type, occurred_at, source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        "INSERT INTO events (event_id, customer_id, namespace, epoch, event_type, occurred_at, source, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
     )
     .bind(&ev.event_id)
     .bind(ev.customer_id.as_uuid())
@@ -132,6 +132,12 @@ pub async fn apply_in(
     .bind(&ev.event_type)
     .bind(ev.occurred_at)
     .bind(ev.source)
+    .bind(sqlx::types::Json(crate::history::Change::Ledger {
+        event_type: ev.event_type.clone(),
+        occurred_at: ev.occurred_at,
+        source: ev.source.to_owned(),
+        body: ev.body.clone(),
+    }))
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -4,6 +4,7 @@
 
 mod api;
 mod authorizer;
+mod history;
 mod inbound;
 mod ledger_pg;
 mod ledger_props;
