@@ -265,7 +265,7 @@ async fn record_transfer(
 
 /// The `source` of a recorded ledger event as the ledger names it.
 fn ledger_source(s: &str) -> Option<&'static str> {
-    ["inbound", "authorization", "transfer", "card"]
+    ["inbound", "authorization", "transfer", "card", "expiry"]
         .into_iter()
         .find(|known| *known == s)
 }

@@ -86,6 +86,10 @@ pub struct AuthorizerSettings {
     /// authorizations to it (in Kubernetes, the pod's address); empty means
     /// `http://<server.host>:<bound port>`.
     pub advertise_url: String,
+    /// Business time after which an authorization the network neither settled
+    /// nor reversed stops holding the limit, in the authorizer and the ledger
+    /// (card networks use days).
+    pub hold_expiry_secs: u64,
 }
 
 impl Default for AuthorizerSettings {
@@ -96,6 +100,7 @@ impl Default for AuthorizerSettings {
             lease_ttl_ms: 5_000,
             lease_renew_ms: 1_000,
             advertise_url: String::new(),
+            hold_expiry_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -141,6 +146,20 @@ impl Settings {
         )
     }
 
+    /// How long an unsettled authorization holds the limit.
+    pub fn hold_expiry(&self) -> Result<chrono::TimeDelta, ConfigError> {
+        i64::try_from(self.authorizer.hold_expiry_secs)
+            .ok()
+            .filter(|s| *s > 0)
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "authorizer.hold_expiry_secs",
+                    "must be a positive number of seconds",
+                )
+            })
+    }
+
     /// How often the authorizer snapshots its state.
     pub fn snapshot_interval(&self) -> Duration {
         Duration::from_secs(self.authorizer.snapshot_interval_secs)
@@ -159,6 +178,7 @@ impl Validate for Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.shard_id()?;
         self.dedupe_window()?;
+        self.hold_expiry()?;
         require_positive("authorizer.lease_renew_ms", self.authorizer.lease_renew_ms)?;
         if self.authorizer.lease_renew_ms.saturating_mul(4) > self.authorizer.lease_ttl_ms {
             return Err(ConfigError::invalid(

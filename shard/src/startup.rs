@@ -82,6 +82,7 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
         .context("create decision producer")?;
     let mut snapshot = decision_log::load_latest(&pool).await?;
     snapshot.decisions.set_window(settings.dedupe_window()?);
+    snapshot.hold_expiry = Some(settings.hold_expiry()?);
     let holds = holds::released();
     holds::load(&pool, &holds).await?;
     Ok(AppState {
@@ -128,7 +129,7 @@ impl Application {
             add_consumer(&mut parts, &state, consumer)?;
         }
         add_authorizer(&mut parts, &state).await?;
-        add_background(&mut parts, &state);
+        add_background(&mut parts, &state)?;
         Ok(Self { state, port, parts })
     }
 
@@ -240,9 +241,9 @@ async fn add_authorizer(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<
     Ok(())
 }
 
-/// The outbox relay, the holds follower, the signing-key refresher and the
-/// consumer-lag watcher.
-fn add_background(parts: &mut Supervisor, s: &AppState) {
+/// The outbox relay, the expiry of unsettled holds, the holds follower, the
+/// signing-key refresher and the consumer-lag watcher.
+fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
     let stop = || -> CancellationToken { parts.stop_token() };
     let relay = ledger::facts::relay(s.pool.clone(), s.producer.clone(), stop());
     let follow = holds::follow(
@@ -266,8 +267,18 @@ fn add_background(parts: &mut Supervisor, s: &AppState) {
         Duration::from_secs(5),
         stop(),
     );
+    let expiry = s.settings.hold_expiry()?;
+    let every = (expiry / 4)
+        .to_std()
+        .unwrap_or(Duration::from_secs(10))
+        .min(Duration::from_secs(10));
+    parts.add(
+        "authorization expiry",
+        ledger::expiry::run(s.pool.clone(), expiry, every, stop()),
+    );
     parts.add("ledger facts relay", relay);
     parts.add("consumer holds", follow);
     parts.add("signing keys", keys);
     parts.add("consumer lag", lag);
+    Ok(())
 }

@@ -17,6 +17,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "purchase_settled",
     "refund",
     "chargeback",
+    "authorization_reversed",
     "late_fee",
     "transfer_in",
     "transfer_out",

@@ -140,6 +140,15 @@ impl Pending {
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
+
+    /// Drops the holds decided before `first_kept` (ids are UUIDv7, ordered
+    /// by decision time): they expired unsettled.
+    pub fn expire_before(&mut self, first_kept: Uuid) {
+        if self.by_id.get_min().is_some_and(|(id, _)| *id < first_kept) {
+            let kept = std::mem::take(&mut self.by_id).split(&first_kept).1;
+            *self = Pending::from(kept);
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +167,10 @@ pub struct AuthorizerState {
     pub unmatched: BTreeMap<Uuid, (Uuid, i64)>,
     /// Next offset to read per `topic/partition`: what the state includes.
     pub offsets: BTreeMap<String, i64>,
+    /// How long an unsettled approval holds the limit (from settings;
+    /// `None` never expires one). Not part of a snapshot or of equality.
+    #[serde(skip)]
+    pub hold_expiry: Option<chrono::TimeDelta>,
 }
 
 /// How long a network reference is remembered after the newest decision:
@@ -319,6 +332,7 @@ impl AuthorizerState {
                 None,
             );
         }
+        self.expire_holds(&req.pan_hash, now);
         let card = self
             .cards
             .get(&req.pan_hash)
@@ -385,6 +399,21 @@ impl AuthorizerState {
     }
 
     /// Whether a log position is already included; marks it included otherwise.
+    /// Drops the card's approvals that held its limit longer than the hold
+    /// expiry, at business time `now` (a decision's time: replicas that
+    /// apply the same log drop the same holds).
+    fn expire_holds(&mut self, pan_hash: &str, now: DateTime<Utc>) {
+        let Some(expiry) = self.hold_expiry else {
+            return;
+        };
+        let Some(first_kept) = uuid_v7_floor(now - expiry) else {
+            return;
+        };
+        if let Some(c) = self.cards.get_mut(pan_hash) {
+            c.pending.expire_before(first_kept);
+        }
+    }
+
     /// Moves past a record that changes nothing (a lease marker).
     pub fn skip(&mut self, topic: &str, partition: i32, offset: i64) {
         self.advance(topic, partition, offset);
@@ -433,6 +462,9 @@ impl AuthorizerState {
             }
             _ => rec,
         };
+        if let Some(h) = &pan_hash {
+            self.expire_holds(h, rec.decided_at);
+        }
         match (pan_hash, rec.card_id) {
             (Some(h), _) => self.record(rec, &h),
             (None, card) => {

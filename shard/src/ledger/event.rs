@@ -60,6 +60,14 @@ pub enum Body {
         network_reference: Option<String>,
         amount: Money,
     },
+    /// The hold of an authorization ends unsettled: the network reversed it
+    /// (`authorization_reversed`) or it expired (the cell's own event).
+    HoldReleased {
+        card: CardRef,
+        network_reference: String,
+        currency: Currency,
+        expired: bool,
+    },
     /// refund or chargeback
     Refund {
         card: CardRef,
@@ -144,6 +152,7 @@ impl LedgerEvent {
             | Body::BillPayment { amount, .. }
             | Body::LateFee { amount, .. } => amount.currency,
             Body::CreditLimit { limit, .. } | Body::CardIssued { limit, .. } => limit.currency,
+            Body::HoldReleased { currency, .. } => *currency,
         }
     }
 }
@@ -200,6 +209,13 @@ fn routed_body(event_type: &str, p: &RoutedEvent) -> Result<Body, InvalidEvent> 
             amount,
         },
         "refund" | "chargeback" => Body::Refund { card, amount },
+        "authorization_reversed" => Body::HoldReleased {
+            card,
+            network_reference: short_text(p, "network_reference")?
+                .ok_or_else(|| InvalidEvent::Payload("network_reference: is required".into()))?,
+            currency: amount.currency,
+            expired: false,
+        },
         "bill_payment" => Body::BillPayment { card, amount },
         "late_fee" => Body::LateFee { card, amount },
         "credit_limit_changed" => Body::CreditLimit {

@@ -35,6 +35,11 @@ pub enum MemEvent {
         network_reference: Option<String>,
         amount: i64,
     },
+    /// The authorization of a reference is reversed or expired.
+    Released {
+        card: Uuid,
+        network_reference: String,
+    },
     Refund {
         card: Uuid,
         amount: i64,
@@ -124,6 +129,14 @@ impl MemoryLedger {
                 network_reference,
                 amount,
             } => self.settle(card, network_reference, amount),
+            MemEvent::Released {
+                card,
+                network_reference,
+            } => {
+                let (amount, next) = rulebook::release(self.purchases.get(&network_reference));
+                self.purchases.insert(network_reference, next);
+                Action::HoldReleased { card, amount }
+            }
             MemEvent::Refund { card, amount } => Action::Refund { card, amount },
             MemEvent::BillPayment { card, amount } => Action::BillPayment { card, amount },
             MemEvent::LateFee { card, amount } => Action::LateFee { card, amount },

@@ -2,6 +2,7 @@
 //! its consumers and the outbox of facts for the authorizer.
 
 pub mod event;
+pub mod expiry;
 pub mod facts;
 pub mod intake;
 pub mod memory;

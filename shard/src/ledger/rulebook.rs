@@ -146,6 +146,11 @@ pub enum Action {
         post: bool,
         release: i64,
     },
+    /// An authorization's hold ended unsettled (reversed or expired).
+    HoldReleased {
+        card: Uuid,
+        amount: i64,
+    },
     /// A settled purchase; `release` is the pending authorization it replaces.
     PurchaseSettled {
         card: Uuid,
@@ -214,6 +219,13 @@ pub fn entries(action: &Action) -> Vec<Entry> {
             v.push(e(Book::CardBill(card), Book::MerchantPayable, amount));
             v
         }
+        Action::HoldReleased { card, amount } => {
+            if amount > 0 {
+                vec![e(Book::MerchantPayable, Book::CardUnsettled(card), amount)]
+            } else {
+                Vec::new()
+            }
+        }
         Action::Refund { card, amount } => {
             vec![e(Book::MerchantPayable, Book::CardBill(card), amount)]
         }
@@ -262,6 +274,9 @@ pub struct Purchase {
     pub authorized_amount: Option<i64>,
     pub settled_amount: i64,
     pub settled: bool,
+    /// The hold ended without a settlement (reversed, or expired): nothing
+    /// of this reference is held any more, whatever arrives later.
+    pub released: bool,
 }
 
 /// What an arriving authorization does to its purchase.
@@ -285,6 +300,7 @@ pub fn authorize(current: Option<&Purchase>, authorization_id: Uuid, amount: i64
         authorized_amount: Some(amount),
         settled_amount: 0,
         settled: false,
+        released: false,
     };
     let Some(p) = current else {
         return Authorized {
@@ -308,8 +324,8 @@ pub fn authorize(current: Option<&Purchase>, authorization_id: Uuid, amount: i64
         authorized_amount: Some(amount),
         ..p.clone()
     };
-    if p.settled {
-        // the settlement already released what it replaces; nothing held
+    if p.settled || p.released {
+        // settled or released already: nothing of it is held any more
         return Authorized {
             post: false,
             release: 0,
@@ -323,11 +339,47 @@ pub fn authorize(current: Option<&Purchase>, authorization_id: Uuid, amount: i64
     }
 }
 
+/// The hold of a purchase ends without a settlement (the network reversed
+/// the authorization, or it expired): what was held is released once; a
+/// settlement or an authorization arriving later holds nothing more.
+pub fn release(current: Option<&Purchase>) -> (i64, Purchase) {
+    match current {
+        Some(p) if !p.settled && !p.released => (
+            p.authorized_amount.unwrap_or(0),
+            Purchase {
+                released: true,
+                ..p.clone()
+            },
+        ),
+        Some(p) => (
+            0,
+            Purchase {
+                released: true,
+                ..p.clone()
+            },
+        ),
+        None => (
+            0,
+            Purchase {
+                authorization_id: None,
+                authorized_amount: None,
+                settled_amount: 0,
+                settled: false,
+                released: true,
+            },
+        ),
+    }
+}
+
 /// A settlement arrives: it releases the pending authorization once, if there is one.
 pub fn settle(current: Option<&Purchase>, amount: i64) -> (i64, Purchase) {
     match current {
         Some(p) if !p.settled => (
-            p.authorized_amount.unwrap_or(0),
+            if p.released {
+                0
+            } else {
+                p.authorized_amount.unwrap_or(0)
+            },
             Purchase {
                 settled_amount: p.settled_amount + amount,
                 settled: true,
@@ -348,6 +400,7 @@ pub fn settle(current: Option<&Purchase>, amount: i64) -> (i64, Purchase) {
                 authorized_amount: None,
                 settled_amount: amount,
                 settled: true,
+                released: false,
             },
         ),
     }

@@ -56,6 +56,7 @@ struct PurchaseRow {
     authorized_amount: Option<i64>,
     settled_amount: i64,
     status: String,
+    released: bool,
 }
 
 /// A per-transaction lookup cache: what the current transaction already
@@ -292,7 +293,7 @@ async fn purchase(
     network_reference: &str,
 ) -> Result<Option<(Uuid, Purchase)>, ApplyError> {
     let rows: Vec<PurchaseRow> = sqlx::query_as(
-        "SELECT card_id, authorization_id, authorized_amount, settled_amount, status
+        "SELECT card_id, authorization_id, authorized_amount, settled_amount, status, released
          FROM card_purchases
          WHERE customer_id = $1 AND network_reference = $2 AND ($3::uuid IS NULL OR card_id = $3)
          ORDER BY card_id LIMIT 2 FOR UPDATE",
@@ -313,24 +314,28 @@ async fn purchase(
             authorized_amount: r.authorized_amount,
             settled_amount: r.settled_amount,
             settled: r.status == "settled",
+            released: r.released,
         },
     )))
 }
 
+/// Writes the purchase; `authorized_at` when an authorization (re)sets it.
 async fn save_purchase(
     conn: &mut PgConnection,
     network_reference: &str,
     customer: CustomerId,
     card: Uuid,
     p: &Purchase,
+    authorized_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), ApplyError> {
     sqlx::query(
         "INSERT INTO card_purchases (network_reference, customer_id, card_id, authorization_id,
-                                     authorized_amount, settled_amount, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                     authorized_amount, settled_amount, status, released, authorized_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (card_id, network_reference) DO UPDATE SET authorization_id = EXCLUDED.authorization_id,
              authorized_amount = EXCLUDED.authorized_amount, settled_amount = EXCLUDED.settled_amount,
-             status = EXCLUDED.status",
+             status = EXCLUDED.status, released = EXCLUDED.released,
+             authorized_at = COALESCE(EXCLUDED.authorized_at, card_purchases.authorized_at)",
     )
     .bind(network_reference)
     .bind(customer.as_uuid())
@@ -339,6 +344,8 @@ async fn save_purchase(
     .bind(p.authorized_amount)
     .bind(p.settled_amount)
     .bind(if p.settled { "settled" } else { "authorized" })
+    .bind(p.released)
+    .bind(authorized_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -409,6 +416,7 @@ async fn resolve(
         })),
         Body::PurchaseAuthorized { .. } => authorized(conn, ev, currency, lookups).await,
         Body::PurchaseSettled { .. } => settled(conn, ev, currency, lookups).await,
+        Body::HoldReleased { .. } => hold_released(conn, ev, currency, lookups).await,
         Body::Refund { card: r, amount } => {
             let c = card(conn, customer, r, currency, lookups).await?;
             let (card, amount) = (c.card_id, amount.minor);
@@ -456,7 +464,16 @@ async fn authorized(
         *authorization_id,
         amount.minor,
     );
-    save_purchase(conn, network_reference, customer, c.card_id, &a.purchase).await?;
+    let at = (a.purchase.authorization_id == Some(*authorization_id)).then_some(ev.occurred_at);
+    save_purchase(
+        conn,
+        network_reference,
+        customer,
+        c.card_id,
+        &a.purchase,
+        at,
+    )
+    .await?;
     let (card, amount) = (c.card_id, amount.minor);
     Ok(Resolved {
         action: Action::PurchaseAuthorized {
@@ -501,7 +518,7 @@ async fn settled(
         }
         let (rel, next) = rulebook::settle(current.as_ref().map(|(_, p)| p), amount.minor);
         (release, authorization) = (rel, next.authorization_id);
-        save_purchase(conn, nr, customer, c.card_id, &next).await?;
+        save_purchase(conn, nr, customer, c.card_id, &next, None).await?;
     }
     let (card, amount) = (c.card_id, amount.minor);
     Ok(Resolved {
@@ -512,6 +529,42 @@ async fn settled(
         },
         card: Some(card),
         authorization,
+    })
+}
+
+/// A reversal or an expiry: releases what the purchase still holds.
+async fn hold_released(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    currency: Currency,
+    lookups: &mut TxLookups,
+) -> Result<Resolved, ApplyError> {
+    let Body::HoldReleased {
+        card: r,
+        network_reference,
+        ..
+    } = &ev.body
+    else {
+        unreachable!("resolve dispatches by kind");
+    };
+    let customer = ev.customer_id;
+    let mut c = card(conn, customer, r, currency, lookups).await?;
+    let mut current = purchase(conn, customer, Some(c.card_id), network_reference).await?;
+    if current.is_none() {
+        current = purchase(conn, customer, None, network_reference).await?;
+    }
+    if let Some((card_id, _)) = &current {
+        if *card_id != c.card_id {
+            c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
+        }
+    }
+    let (amount, next) = rulebook::release(current.as_ref().map(|(_, p)| p));
+    save_purchase(conn, network_reference, customer, c.card_id, &next, None).await?;
+    let card = c.card_id;
+    Ok(Resolved {
+        action: Action::HoldReleased { card, amount },
+        card: Some(card),
+        authorization: next.authorization_id,
     })
 }
 

@@ -29,6 +29,7 @@ enum Op {
     /// Card ops name the card: 0 is the BRL card, 1 the USD card.
     Auth(usize, usize, i64),
     Settle(usize, Option<usize>, i64),
+    Reverse(usize, usize),
     Refund(usize, i64),
     Pay(usize, i64),
     Fee(usize, i64),
@@ -44,6 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..2usize, 0..4usize, amt.clone()).prop_map(|(c, n, m)| Op::Auth(c, n, m)),
         (0..2usize, proptest::option::of(0..4usize), amt.clone())
             .prop_map(|(c, n, m)| Op::Settle(c, n, m)),
+        (0..2usize, 0..4usize).prop_map(|(c, n)| Op::Reverse(c, n)),
         (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Refund(c, m)),
         (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Pay(c, m)),
         (0..2usize, 1i64..5_000).prop_map(|(c, m)| Op::Fee(c, m)),
@@ -220,6 +222,19 @@ fn card_event(c: &Customer, cards: &[Uuid; 2], i: usize, op: Op) -> (Body, MemEv
                 card: cards[k],
                 network_reference: n.map(|n| nr(k, n)),
                 amount: m,
+            },
+        ),
+        Op::Reverse(k, n) => (
+            k,
+            Body::HoldReleased {
+                card: card_ref(cards[k]),
+                network_reference: nr(k, n),
+                currency: CARD_CURRENCIES[k],
+                expired: false,
+            },
+            MemEvent::Released {
+                card: cards[k],
+                network_reference: nr(k, n),
             },
         ),
         Op::Refund(k, m) => (

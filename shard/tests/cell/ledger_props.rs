@@ -18,6 +18,8 @@ enum Op {
     /// An authorization of reference n (which belongs to card n % 2).
     Auth(usize, i64),
     Settle(usize, Option<usize>, i64),
+    /// The network reverses reference n (of card n % 2).
+    Reverse(usize),
     Refund(usize, i64),
     Pay(usize, i64),
     Fee(usize, i64),
@@ -33,6 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..6usize, amt.clone()).prop_map(|(n, m)| Op::Auth(n, m)),
         (0..2usize, proptest::option::of(0..6usize), amt.clone())
             .prop_map(|(c, n, m)| Op::Settle(c, n, m)),
+        (0..6usize).prop_map(Op::Reverse),
         (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Refund(c, m)),
         (0..2usize, amt.clone()).prop_map(|(c, m)| Op::Pay(c, m)),
         (0..2usize, 1i64..5_000).prop_map(|(c, m)| Op::Fee(c, m)),
@@ -90,6 +93,10 @@ impl World {
                 card: self.cards[n.map_or(c, |n| n % 2)],
                 network_reference: n.map(nr),
                 amount,
+            },
+            Op::Reverse(n) => MemEvent::Released {
+                card: self.cards[n % 2],
+                network_reference: nr(n),
             },
             Op::Refund(c, amount) => MemEvent::Refund {
                 card: self.cards[c],
@@ -152,6 +159,7 @@ impl Model {
         // per reference: the earliest-decided authorization, and whether settled
         let mut auths: std::collections::BTreeMap<usize, (u128, i64)> = Default::default();
         let mut settled: std::collections::HashSet<usize> = Default::default();
+        let mut released: std::collections::HashSet<usize> = Default::default();
         for &i in applied {
             match events[i].0 {
                 Op::Credit(a, x) => (m.accounts[a], m.cash) = (m.accounts[a] + x, m.cash + x),
@@ -171,6 +179,9 @@ impl Model {
                     m.bill[n.map_or(c, |n| n % 2)] += x;
                     settled.extend(n);
                 }
+                Op::Reverse(n) => {
+                    released.insert(n);
+                }
                 Op::Refund(c, x) => m.bill[c] -= x,
                 Op::Pay(c, x) => (m.bill[c], m.cash) = (m.bill[c] - x, m.cash + x),
                 Op::Fee(c, x) => m.bill[c] += x,
@@ -183,7 +194,7 @@ impl Model {
             }
         }
         for (n, (_, amount)) in auths {
-            if !settled.contains(&n) {
+            if !settled.contains(&n) && !released.contains(&n) {
                 m.unsettled[n % 2] += amount;
             }
         }

@@ -5,6 +5,7 @@
 mod api;
 mod authorizer;
 mod history;
+mod holds_end;
 mod inbound;
 mod ledger_pg;
 mod ledger_props;
