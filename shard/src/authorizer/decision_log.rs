@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use cellbank_shared::kafka::{Handler, HandlerError, Record, Runner, RunnerConfig, Topic};
+use cellbank_shared::kafka::{
+    Handler, HandlerError, Producer, Record, Runner, RunnerConfig, Topic,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{AuthorizationRecord, AuthorizerState};
+use super::state::{fingerprint, AuthorizationRecord, AuthorizerState};
 use super::{lease, Authorizer};
 use crate::ledger::facts::FactRecord;
 use crate::metrics;
@@ -155,6 +157,7 @@ impl Handler for LogHandler {
     async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
         self.authorizer.with_state(|s| {
             for r in batch {
+                let fp = fingerprint(r.key.as_deref().unwrap_or_default(), &r.payload);
                 if r.header(lease::MARKER_HEADER).is_some() {
                     s.skip(&r.topic, r.partition, r.offset);
                 } else if r.topic == Topic::Authorizations.name() {
@@ -168,6 +171,7 @@ impl Handler for LogHandler {
                         Err(e) => tracing::warn!(offset = r.offset, error = %e, "skipping undecodable fact"),
                     }
                 }
+                s.note_fingerprint(&r.topic, r.partition, r.offset, fp);
             }
         });
         Ok(())
@@ -175,6 +179,163 @@ impl Handler for LogHandler {
 }
 
 /// High watermarks of every partition of the authorizer's topics, keyed `topic/partition`.
+/// Refuses a log that is not the one the snapshot was built from: records it
+/// had read were deleted before it read past them (a retention gap), or the
+/// last record it read is gone (a reset or shortened log) or is another
+/// record (a swapped log). Exact, by the record's fingerprint, not by the
+/// broker's high watermark.
+async fn refuse_another_log(
+    bootstrap: &str,
+    offsets: &BTreeMap<String, i64>,
+    fingerprints: &BTreeMap<String, u64>,
+    log: &BTreeMap<String, (i64, i64)>,
+) -> anyhow::Result<()> {
+    let mut wrong = Vec::new();
+    for (k, next) in offsets {
+        if let Some((low, _)) = log.get(k) {
+            if low > next {
+                wrong.push(format!(
+                    "{k}: records {next} to {} were deleted before the authorizer read them",
+                    low - 1
+                ));
+                continue;
+            }
+        }
+        let (Some(expected), Some((topic, partition))) = (fingerprints.get(k), k.rsplit_once('/'))
+        else {
+            continue;
+        };
+        let partition: i32 = partition
+            .parse()
+            .context("partition of a snapshot offset")?;
+        match fingerprint_at(bootstrap, topic, partition, next - 1).await? {
+            Some(found) if found == *expected => {}
+            Some(_) => wrong.push(format!(
+                "{k}: record {} is not the one the snapshot read",
+                next - 1
+            )),
+            None => wrong.push(format!("{k}: record {} is gone", next - 1)),
+        }
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the cell's log is not the one its authorizer snapshot was built from ({}): the \
+         broker's log was reset, shortened or swapped. Restore the log; if it is lost, delete \
+         the cell's authorizer_snapshots and re-relay the ledger facts \
+         (UPDATE ledger_facts SET sent_at = NULL) so the authorizer rebuilds from a complete log",
+        wrong.join(", ")
+    )
+}
+
+/// How far before a record its read starts.
+const READ_BACK: i64 = 10_000;
+
+/// What reading one offset found.
+enum Read {
+    Found(u64),
+    /// A later record: the one asked for was deleted.
+    Other,
+    /// Past the end the broker reports.
+    Beyond,
+}
+
+/// Reads the record at `offset`.
+async fn read_at(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<Read> {
+    use rdkafka::Message as _;
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set(
+                "group.id",
+                format!("fingerprint-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "error")
+            .create()
+            .context("create fingerprint reader")?;
+        let (_, end) = c
+            .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+            .context("fetch watermarks")?;
+        if offset >= end {
+            return Ok(Read::Beyond);
+        }
+        // From a little before: a broker may serve from the batch boundary at
+        // or after the offset asked for (tansu does), skipping the record we
+        // want if it sits inside a batch; batches are far shorter than this.
+        let from = offset.saturating_sub(READ_BACK).max(0);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, partition, Offset::Offset(from))?;
+        c.assign(&tpl).context("assign")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.offset() == offset => {
+                    return Ok(Read::Found(fingerprint(
+                        m.key().unwrap_or_default(),
+                        m.payload().unwrap_or_default(),
+                    )))
+                }
+                // a later record: the one asked for was deleted
+                Some(Ok(m)) if m.offset() < offset => {}
+                Some(Ok(_)) => return Ok(Read::Other),
+                Some(Err(e)) if out_of_range(&e) => return Ok(Read::Beyond),
+                // a broker still starting, a connection retried: poll on
+                Some(Err(_)) | None => {}
+            }
+        }
+        Ok(Read::Beyond)
+    })
+    .await
+    .context("join fingerprint reader")?
+}
+
+/// The fingerprint of the record at `offset`, `None` if the log has none
+/// there. A broker whose high watermark trails its last batch (tansu) serves
+/// nothing past it until the next write: a record past it is read again
+/// after a lease marker (which every consumer skips) moved it on.
+async fn fingerprint_at(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<Option<u64>> {
+    for nudged in [false, true] {
+        match read_at(bootstrap, topic, partition, offset).await? {
+            Read::Found(f) => return Ok(Some(f)),
+            Read::Beyond if !nudged => {
+                let p = Producer::new(bootstrap, Duration::from_secs(10))?;
+                p.send_to(
+                    topic,
+                    Some(partition),
+                    b"lease",
+                    b"{}",
+                    &[(lease::MARKER_HEADER, b"1")],
+                )
+                .await
+                .context("write a marker to read the log's tail")?;
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+fn out_of_range(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(Code::OffsetOutOfRange | Code::AutoOffsetReset)
+    )
+}
+
 async fn high_watermarks(bootstrap: &str) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -254,7 +415,8 @@ pub async fn start(
         "{group_prefix}-authorizer-{}",
         uuid::Uuid::new_v4().simple()
     );
-    let offsets = authorizer.with_state(|s| s.offsets.clone());
+    let (offsets, fingerprints) =
+        authorizer.with_state(|s| (s.offsets.clone(), s.fingerprints.clone()));
     seed_group(bootstrap, &group, &offsets).await;
     // Facts the ledger committed before we started must be in the log before
     // the watermarks we replay up to are taken.
@@ -276,7 +438,7 @@ pub async fn start(
         pool,
         bootstrap.to_owned(),
         outbox_end,
-        offsets,
+        (offsets, fingerprints),
     );
     Ok((runner, caught_up))
 }
@@ -289,7 +451,7 @@ async fn replay(
     pool: PgPool,
     bootstrap: String,
     outbox_end: i64,
-    offsets: BTreeMap<String, i64>,
+    (offsets, fingerprints): (BTreeMap<String, i64>, BTreeMap<String, u64>),
 ) -> anyhow::Result<()> {
     loop {
         let unsent: i64 = sqlx::query_scalar(
@@ -306,6 +468,7 @@ async fn replay(
     }
     let targets = high_watermarks(&bootstrap).await?;
     refuse_a_log_behind(&offsets, &targets)?;
+    refuse_another_log(&bootstrap, &offsets, &fingerprints, &targets).await?;
     loop {
         let done = a.with_state(|s| {
             targets

@@ -167,6 +167,10 @@ pub struct AuthorizerState {
     pub unmatched: BTreeMap<Uuid, (Uuid, i64)>,
     /// Next offset to read per `topic/partition`: what the state includes.
     pub offsets: BTreeMap<String, i64>,
+    /// A fingerprint of the last record read per `topic/partition` (at offset
+    /// `offsets[k] - 1`): what identifies the log this state was built from.
+    #[serde(default)]
+    pub fingerprints: BTreeMap<String, u64>,
     /// How long an unsettled approval holds the limit (from settings;
     /// `None` never expires one). Not part of a snapshot or of equality.
     #[serde(skip)]
@@ -304,6 +308,16 @@ fn uuid_v7_floor(at: DateTime<Utc>) -> Option<Uuid> {
     Some(Uuid::from_bytes(bytes))
 }
 
+/// A stable fingerprint (FNV-1a, 64 bits) of a record's key and payload.
+pub fn fingerprint(key: &[u8], payload: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.iter().chain([0xffu8].iter()).chain(payload) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 pub fn offset_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
@@ -337,21 +351,7 @@ impl AuthorizerState {
             .cards
             .get(&req.pan_hash)
             .filter(|c| c.customer_id == req.customer_id);
-        let reason = match card {
-            _ if self
-                .epochs
-                .get(&req.customer_id)
-                .is_some_and(|e| *e > req.epoch.0) =>
-            {
-                "stale_epoch"
-            }
-            None => "unknown_card",
-            _ if self.not_here.contains(&req.customer_id) => "customer_not_here",
-            Some(c) if c.blocked => "card_blocked",
-            Some(c) if c.currency != req.currency => "currency_mismatch",
-            Some(c) if c.open_to_buy() < req.amount => "insufficient_limit",
-            Some(_) => "approved",
-        };
+        let reason = self.reason(req, card);
         let approved = reason == "approved";
         let rec = AuthorizationRecord {
             // UUIDv7 of the decision time: booked ids sort by it (pruning).
@@ -399,6 +399,25 @@ impl AuthorizerState {
     }
 
     /// Whether a log position is already included; marks it included otherwise.
+    /// Why a request is approved or declined, for its card (if known).
+    fn reason(&self, req: &AuthorizationRequest, card: Option<&CardState>) -> &'static str {
+        match card {
+            _ if self
+                .epochs
+                .get(&req.customer_id)
+                .is_some_and(|e| *e > req.epoch.0) =>
+            {
+                "stale_epoch"
+            }
+            None => "unknown_card",
+            _ if self.not_here.contains(&req.customer_id) => "customer_not_here",
+            Some(c) if c.blocked => "card_blocked",
+            Some(c) if c.currency != req.currency => "currency_mismatch",
+            Some(c) if c.open_to_buy() < req.amount => "insufficient_limit",
+            Some(_) => "approved",
+        }
+    }
+
     /// Drops the card's approvals that held its limit longer than the hold
     /// expiry, at business time `now` (a decision's time: replicas that
     /// apply the same log drop the same holds).
@@ -411,6 +430,15 @@ impl AuthorizerState {
         };
         if let Some(c) = self.cards.get_mut(pan_hash) {
             c.pending.expire_before(first_kept);
+        }
+    }
+
+    /// Notes the fingerprint of the record at `offset`, if it is the last one
+    /// the state includes.
+    pub fn note_fingerprint(&mut self, topic: &str, partition: i32, offset: i64, fingerprint: u64) {
+        let k = offset_key(topic, partition);
+        if self.offsets.get(&k) == Some(&(offset + 1)) {
+            self.fingerprints.insert(k, fingerprint);
         }
     }
 

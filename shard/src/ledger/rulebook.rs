@@ -235,19 +235,26 @@ pub fn entries(action: &Action) -> Vec<Entry> {
             return limit_entry(card, delta).into_iter().collect();
         }
     };
-    // Exposure change per card, then the matching available-limit entry.
+    let limits = limit_entries(&out);
+    out.extend(limits);
+    out
+}
+
+/// The available-limit entries that mirror the exposure (unsettled + bill)
+/// each card's entries changed.
+fn limit_entries(entries: &[Entry]) -> Vec<Entry> {
     let mut exposure: BTreeMap<Uuid, i64> = BTreeMap::new();
-    for entry in &out {
+    for entry in entries {
         for leg in entry.legs() {
             if let Some(card) = leg.book.exposure_of() {
                 *exposure.entry(card).or_default() += leg.amount;
             }
         }
     }
-    for (card, delta) in exposure {
-        out.extend(limit_entry(card, -delta));
-    }
-    out
+    exposure
+        .into_iter()
+        .filter_map(|(card, delta)| limit_entry(card, -delta))
+        .collect()
 }
 
 /// Available limit up by `delta` (down when negative); nothing when zero.

@@ -352,3 +352,97 @@ async fn network_references_are_scoped_by_card() {
     assert_eq!(unsettled, 1_700);
     app.stop().await;
 }
+
+/// Defect 8: the snapshot check tripped only far past the log's end. Now the
+/// snapshot records the fingerprint of the last record it read per
+/// partition, and a cell refuses a log that lacks that record (reset or
+/// shortened, even by one) or holds another one there (swapped), while the
+/// log it was built from restarts fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_shortened_or_swapped_log_stops_the_cell_exactly() {
+    use cellbank_shard::authorizer::decision_log;
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let cust = app.create_customer().await;
+    let (_card, pan) = app.issue_card(cust.customer_id, 10_000).await;
+    app.wait_card_known(&pan).await;
+    for i in 0..3 {
+        let nr = format!("fp-{i}");
+        app.authorize(&auth_request(cust.customer_id, &pan, 10, &nr))
+            .await;
+    }
+    let key = format!("{}/", Topic::Authorizations.name());
+    eventually(
+        Duration::from_secs(30),
+        "the decisions read back",
+        || async {
+            app.state.authorizer.with_state(|s| {
+                s.fingerprints
+                    .keys()
+                    .filter(|k| k.starts_with(&key))
+                    .count()
+                    > 0
+            })
+        },
+    )
+    .await;
+    let (settings, pool, signer) = (app.settings.clone(), app.pool().await, app.signer.clone());
+    app.stop().await; // the final snapshot
+    let snapshot = decision_log::load_latest(&pool).await.unwrap();
+    assert!(!snapshot.fingerprints.is_empty());
+
+    // The same log: the cell starts and is ready.
+    let same = TestApp::start(settings.clone(), signer).await;
+    same.stop().await;
+
+    // Another broker holding as many records, other ones: swapped.
+    let swapped = log_like(&snapshot.offsets, 0).await;
+    let err = refused(&settings, &swapped).await;
+    assert!(err.contains("is not the one the snapshot read"), "{err}");
+    // One record short in every partition: reset or shortened.
+    let shortened = log_like(&snapshot.offsets, 1).await;
+    let err = refused(&settings, &shortened).await;
+    assert!(
+        err.contains("is gone") || err.contains("is not the one the snapshot read"),
+        "{err}"
+    );
+}
+
+/// A broker whose partitions hold as many records as `offsets` say, less
+/// `short`, none of them the cell's.
+async fn log_like(offsets: &std::collections::BTreeMap<String, i64>, short: i64) -> Broker {
+    let broker = Broker::start().await;
+    let names: Vec<&str> = Topic::SHARD.iter().map(|t| t.name()).collect();
+    broker.create_topics(&names, 2).await;
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+    for (k, next) in offsets {
+        let (topic, partition) = k.rsplit_once('/').unwrap();
+        for i in 0..(next - short).max(0) {
+            producer
+                .send_to(
+                    topic,
+                    Some(partition.parse().unwrap()),
+                    b"x",
+                    format!("other-{i}").as_bytes(),
+                    &[],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    broker
+}
+
+/// Starts the cell on `broker`; the error it stops with.
+async fn refused(settings: &cellbank_shard::Settings, broker: &Broker) -> String {
+    let mut s = settings.clone();
+    s.kafka.bootstrap = broker.bootstrap();
+    let app = cellbank_shard::Application::build(s).await.unwrap();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.run_until_stopped(std::future::pending()),
+    )
+    .await
+    .expect("the cell stops by itself");
+    format!("{:#}", stopped.expect_err("another log is refused"))
+}
