@@ -341,6 +341,7 @@ async fn main() {
             .await
             .unwrap();
         let port = app.port();
+        let state = app.state();
         let stop = tokio_util::sync::CancellationToken::new();
         let s2 = stop.clone();
         let start = Instant::now();
@@ -373,6 +374,10 @@ async fn main() {
                     break;
                 }
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // and this (only) replica holds the authorizer lease
+        while state.lease.route() != cellbank_shard::authorizer::lease::Route::Decide {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let cards: Vec<(CustomerId, String)> =

@@ -487,6 +487,32 @@ async fn authorized(
     })
 }
 
+/// The purchase a settlement or a release names by reference: on the card it
+/// names, else the customer's only purchase with that reference, whose card
+/// then wins (the reference names the card; trust it over a missing or
+/// other card reference).
+async fn referenced(
+    conn: &mut PgConnection,
+    ev: &LedgerEvent,
+    named: CardRow,
+    network_reference: &str,
+    currency: Currency,
+    lookups: &mut TxLookups,
+) -> Result<(CardRow, Option<Purchase>), ApplyError> {
+    let customer = ev.customer_id;
+    let mut current = purchase(conn, customer, Some(named.card_id), network_reference).await?;
+    if current.is_none() {
+        current = purchase(conn, customer, None, network_reference).await?;
+    }
+    match current {
+        Some((card_id, p)) if card_id != named.card_id => {
+            let c = card(conn, customer, &by_id(card_id), currency, lookups).await?;
+            Ok((c, Some(p)))
+        }
+        other => Ok((named, other.map(|(_, p)| p))),
+    }
+}
+
 /// A settlement: books the purchase and releases the hold it replaces.
 async fn settled(
     conn: &mut PgConnection,
@@ -506,17 +532,9 @@ async fn settled(
     let mut c = card(conn, customer, r, currency, lookups).await?;
     let (mut release, mut authorization) = (0, None);
     if let Some(nr) = network_reference {
-        let mut current = purchase(conn, customer, Some(c.card_id), nr).await?;
-        if current.is_none() {
-            current = purchase(conn, customer, None, nr).await?;
-        }
-        if let Some((card_id, _)) = &current {
-            if *card_id != c.card_id {
-                // the reference names the card; trust it over a missing/other ref
-                c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
-            }
-        }
-        let (rel, next) = rulebook::settle(current.as_ref().map(|(_, p)| p), amount.minor);
+        let current;
+        (c, current) = referenced(conn, ev, c, nr, currency, lookups).await?;
+        let (rel, next) = rulebook::settle(current.as_ref(), amount.minor);
         (release, authorization) = (rel, next.authorization_id);
         save_purchase(conn, nr, customer, c.card_id, &next, None).await?;
     }
@@ -548,17 +566,9 @@ async fn hold_released(
         unreachable!("resolve dispatches by kind");
     };
     let customer = ev.customer_id;
-    let mut c = card(conn, customer, r, currency, lookups).await?;
-    let mut current = purchase(conn, customer, Some(c.card_id), network_reference).await?;
-    if current.is_none() {
-        current = purchase(conn, customer, None, network_reference).await?;
-    }
-    if let Some((card_id, _)) = &current {
-        if *card_id != c.card_id {
-            c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
-        }
-    }
-    let (amount, next) = rulebook::release(current.as_ref().map(|(_, p)| p));
+    let c = card(conn, customer, r, currency, lookups).await?;
+    let (c, current) = referenced(conn, ev, c, network_reference, currency, lookups).await?;
+    let (amount, next) = rulebook::release(current.as_ref());
     save_purchase(conn, network_reference, customer, c.card_id, &next, None).await?;
     let card = c.card_id;
     Ok(Resolved {
