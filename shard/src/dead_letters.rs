@@ -255,15 +255,22 @@ async fn republish_one(
 }
 
 async fn republish_all(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    // A page at a time: memory stays bounded however many there are.
+    // A page at a time: memory stays bounded however many there are. Only
+    // what was dead when the request came: a republished message that fails
+    // again is a new dead letter, for the next request, not this loop.
+    let last: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM dead_letters")
+        .fetch_one(&s.pool)
+        .await?;
+    let last = last.unwrap_or(0);
     let mut after = 0i64;
     let mut n = 0;
     loop {
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM dead_letters WHERE status = 'dead' AND id > $1
+            "SELECT {COLUMNS} FROM dead_letters WHERE status = 'dead' AND id > $1 AND id <= $2
              ORDER BY id LIMIT 100"
         ))
         .bind(after)
+        .bind(last)
         .fetch_all(&s.pool)
         .await?;
         let Some(last) = rows.last() else { break };

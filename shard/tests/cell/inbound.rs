@@ -341,3 +341,66 @@ async fn dead_letters_keep_their_customer_and_are_stored_once() {
     );
     app.stop().await;
 }
+
+/// Republish-all goes through the dead letters a page at a time, and only
+/// those dead when it was asked: the republished ones that fail again are
+/// new dead letters, left for the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_all_pages_through_what_was_dead_and_stops() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let cust = app.create_customer().await;
+    let pool = app.pool().await;
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+    const N: i64 = 130;
+    for i in 0..N {
+        let bad = envelope(
+            &format!("bad-{i}"),
+            cust.customer_id,
+            1,
+            "teleport",
+            Utc::now(),
+            serde_json::json!({"amount": 1, "currency": "BRL"}),
+        );
+        producer
+            .send_envelope(Topic::Inbound.name(), &bad)
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(60), "all dead-lettered", || async {
+        scalar(&pool, "SELECT count(*) FROM dead_letters").await == N
+    })
+    .await;
+    let r = app
+        .client
+        .post(app.url("/admin/v1/dead-letters/republish-all"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["republished"], N, "every page, once each");
+    eventually(
+        Duration::from_secs(60),
+        "each failed again, once",
+        || async {
+            scalar(
+                &pool,
+                "SELECT count(*) FROM dead_letters WHERE status = 'dead'",
+            )
+            .await
+                == N
+        },
+    )
+    .await;
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT count(*) FROM dead_letters WHERE status = 'republished'"
+        )
+        .await,
+        N
+    );
+    app.stop().await;
+}

@@ -159,6 +159,7 @@ async fn killed_mid_run(
         .map(|a| (a.base.clone(), a.client.clone()))
         .collect();
     let mut tasks = Vec::new();
+    let mut killed_at = None;
     for i in 0..REQUESTS {
         let (url, client) = targets[i % targets.len()].clone();
         tasks.push(tokio::spawn(attempt(
@@ -171,6 +172,7 @@ async fn killed_mid_run(
         )));
         if i == REQUESTS / 3 {
             apps.remove(leader).abort().await;
+            killed_at = Some(std::time::Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -183,11 +185,20 @@ async fn killed_mid_run(
         answered <= limit,
         "answered approvals {answered} over {limit}"
     );
+    let unanswered = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::NotAnswered))
+        .count();
+    eprintln!("{unanswered} of {REQUESTS} not answered around the kill (503 or no connection)");
     let survivor = &apps[0];
     eventually(Duration::from_secs(30), "a survivor decides", || async {
         apps.iter().any(|a| a.state.lease.leading().is_some())
     })
     .await;
+    // A figure for the notes, not a check: the hand-over took at most this.
+    if let Some(t) = killed_at {
+        eprintln!("authorizer hand-over within {:?} of the kill", t.elapsed());
+    }
     // Whatever was approved (answered or not), the ledger booked it once
     // and it stays within the limit.
     eventually(
