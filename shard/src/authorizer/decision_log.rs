@@ -483,3 +483,32 @@ async fn replay(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The retention-gap branch, which the broker used in tests cannot
+    /// produce (it deletes no records): a log whose low watermark passed
+    /// the snapshot's offset lost records the authorizer never read.
+    #[tokio::test]
+    async fn a_retention_gap_is_refused_and_a_log_that_kept_everything_is_not() {
+        let key = "cellbank.authorizations/0".to_owned();
+        let offsets = BTreeMap::from([(key.clone(), 40)]);
+        let no_fingerprints = BTreeMap::new();
+        let gap = BTreeMap::from([(key.clone(), (55, 90))]);
+        let err = refuse_another_log("127.0.0.1:1", &offsets, &no_fingerprints, &gap)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err}").contains("records 40 to 54 were deleted"),
+            "{err}"
+        );
+        for low in [0, 40] {
+            let kept = BTreeMap::from([(key.clone(), (low, 90))]);
+            refuse_another_log("127.0.0.1:1", &offsets, &no_fingerprints, &kept)
+                .await
+                .unwrap();
+        }
+    }
+}
