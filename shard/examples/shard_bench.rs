@@ -322,6 +322,7 @@ async fn main() {
                 occurred_at: Utc::now(),
                 accepted_at: Utc::now(),
                 correlation_id: "bench".into(),
+                namespace: None,
                 payload,
             };
             let producer = producer.clone();

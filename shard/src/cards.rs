@@ -153,6 +153,7 @@ pub async fn issue_card(
         epoch: body.epoch,
         occurred_at: now,
         source: "card",
+        partner: None,
         body: Body::CardIssued {
             card_id: body.card_id,
             limit,

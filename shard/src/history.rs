@@ -32,6 +32,9 @@ pub enum Change {
         event_type: String,
         occurred_at: DateTime<Utc>,
         source: String,
+        /// A partner's idempotency namespace (inbound events only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner: Option<String>,
         body: Body,
     },
     CustomerCreated {
@@ -308,6 +311,7 @@ async fn replay_one(
             event_type,
             occurred_at,
             source,
+            partner,
             body,
         } => {
             let ev = LedgerEvent {
@@ -318,6 +322,7 @@ async fn replay_one(
                 occurred_at: *occurred_at,
                 source: ledger_source(source)
                     .with_context(|| format!("unknown source {source}"))?,
+                partner: partner.clone(),
                 body: body.clone(),
             };
             store::apply(conn, &ev).await?;

@@ -193,6 +193,7 @@ async fn book(
         epoch,
         occurred_at: Utc::now(),
         source: "transfer",
+        partner: None,
         body: Body::OwnTransfer {
             from: from.account_id,
             to: to.account_id,

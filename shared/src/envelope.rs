@@ -29,6 +29,11 @@ pub struct Envelope {
     /// When global accepted it.
     pub accepted_at: DateTime<Utc>,
     pub correlation_id: String,
+    /// Where `event_id` is unique: the sending partner's namespace
+    /// (`partner:<id>`), so two partners' ids never collide. Absent on
+    /// envelopes written before partners existed (then `partner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// The event's own fields, as the type defines them.
     pub payload: serde_json::Value,
 }
@@ -88,6 +93,7 @@ mod tests {
             occurred_at: Utc::now(),
             accepted_at: Utc::now(),
             correlation_id: "c".into(),
+            namespace: None,
             payload: serde_json::json!({"amount": 10}),
         };
         assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);

@@ -28,6 +28,7 @@ pub fn deposit(customer_id: CustomerId, epoch: Epoch, account_number: &str, n: u
         occurred_at: now,
         accepted_at: now,
         correlation_id: uuid::Uuid::now_v7().to_string(),
+        namespace: None,
         payload: serde_json::to_value(&payload).expect("a routed event serializes"),
     }
 }

@@ -127,6 +127,7 @@ impl AuthorizationRecord {
             epoch: self.epoch,
             occurred_at: self.decided_at,
             source: "authorization",
+            partner: None,
             body: Body::PurchaseAuthorized {
                 card_id,
                 authorization_id: self.authorization_id,

@@ -103,6 +103,9 @@ pub struct LedgerEvent {
     pub occurred_at: DateTime<Utc>,
     /// `inbound`, `authorization`, `transfer`, `card`.
     pub source: &'static str,
+    /// The idempotency namespace global assigned a partner's event
+    /// (`partner:<id>`); `None` for the cell's own events.
+    pub partner: Option<String>,
     pub body: Body,
 }
 
@@ -113,9 +116,10 @@ impl LedgerEvent {
     /// Validates an inbound envelope (its payload is a [`RoutedEvent`]).
     /// Where this event's id is unique (with its customer): a partner's ids
     /// and the cell's own never meet.
-    pub fn namespace(&self) -> &'static str {
-        match self.source {
-            "inbound" => "partner",
+    pub fn namespace(&self) -> &str {
+        match (self.source, &self.partner) {
+            ("inbound", Some(ns)) => ns,
+            ("inbound", None) => "partner",
             _ => "cell",
         }
     }
@@ -138,6 +142,7 @@ impl LedgerEvent {
             epoch: env.epoch,
             occurred_at: env.occurred_at,
             source: "inbound",
+            partner: env.namespace.clone(),
             body: routed_body(&env.event_type, &p)?,
         })
     }
@@ -240,6 +245,7 @@ mod tests {
             occurred_at: Utc::now(),
             accepted_at: Utc::now(),
             correlation_id: "c".into(),
+            namespace: None,
             payload,
         }
     }

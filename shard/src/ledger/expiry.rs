@@ -88,6 +88,7 @@ fn expiry_event(hold: &OpenHold) -> anyhow::Result<LedgerEvent> {
         epoch: Epoch(hold.epoch),
         occurred_at: Utc::now(),
         source: "expiry",
+        partner: None,
         body: Body::HoldReleased {
             card: CardRef {
                 card_id: Some(hold.card_id),

@@ -137,6 +137,7 @@ pub async fn apply_in(
         event_type: ev.event_type.clone(),
         occurred_at: ev.occurred_at,
         source: ev.source.to_owned(),
+        partner: ev.partner.clone(),
         body: ev.body.clone(),
     }))
     .execute(&mut *conn)

@@ -178,6 +178,7 @@ fn event(
             epoch: Epoch(1),
             occurred_at: at,
             source: "inbound",
+            partner: None,
             body,
         },
         mem,
@@ -437,6 +438,7 @@ async fn a_batch_mixing_currencies_books_each_in_its_own_currency() {
         epoch: Epoch(1),
         occurred_at: start,
         source: "inbound",
+        partner: None,
         body: Body::Account {
             credit: true,
             account_number: Some(c.accounts[0].1.clone()),
@@ -450,6 +452,7 @@ async fn a_batch_mixing_currencies_books_each_in_its_own_currency() {
         epoch: Epoch(1),
         occurred_at: start,
         source: "inbound",
+        partner: None,
         body: Body::BillPayment {
             card: CardRef {
                 card_id: Some(usd_card),
@@ -532,6 +535,7 @@ async fn event_ids_are_scoped_by_customer_and_namespace() {
         epoch: Epoch(1),
         occurred_at: now,
         source,
+        partner: None,
         body: Body::Account {
             credit: true,
             account_number: Some(c.accounts[0].1.clone()),
@@ -600,6 +604,7 @@ async fn batches_in_opposite_orders_do_not_deadlock() {
         epoch: Epoch(1),
         occurred_at: now,
         source: "inbound",
+        partner: None,
         body: Body::Account {
             credit: true,
             account_number: Some(c.accounts[0].1.clone()),

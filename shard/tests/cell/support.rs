@@ -241,6 +241,7 @@ pub fn envelope(
         occurred_at,
         accepted_at: Utc::now(),
         correlation_id: format!("corr-{id}"),
+        namespace: None,
         payload,
     }
 }
