@@ -1,7 +1,8 @@
 //! Card authorizations from the network: looks up the card's shard and
 //! forwards the request to that shard's authorizer with a deadline. When the
 //! shard cannot answer in time global stands in with a decline, logged and
-//! counted, so the network always gets a decision.
+//! counted, so the network always gets a decision. Only partners with the
+//! `authorizations` scope are answered.
 
 use std::time::Instant;
 
@@ -17,9 +18,11 @@ use cellbank_shared::pan::Pan;
 use cellbank_shared::problem::Problem;
 
 use crate::cell_client::CellError;
-use crate::directory::{DirectoryError, IdentifierKind};
+use crate::directory::{DirectoryError, IdentifierKind, Placement};
 use crate::error::ApiResult;
 use crate::metrics;
+use crate::partners::extract::PartnerCaller;
+use crate::partners::Scope;
 use crate::state::AppState;
 use cellbank_shared::problem::ApiJson;
 
@@ -63,64 +66,140 @@ fn stand_in(reason: &str) -> Json<AuthorizationDecision> {
     })
 }
 
-/// The hot path records onto the request's span (customer, shard) rather than
-/// opening a span of its own.
-async fn authorize(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<NetworkRequest>,
-) -> ApiResult<impl IntoResponse> {
-    let started = Instant::now();
+/// A validated network request, before its card is looked up.
+struct Checked {
+    pan_hash: String,
+    body: NetworkRequest,
+    reference: String,
+}
+
+fn check(state: &AppState, body: NetworkRequest) -> Result<Checked, Problem> {
     let pan = Pan::parse(&body.pan).map_err(|e| Problem::invalid("pan", e.to_string()))?;
     Money::positive(body.amount, body.currency)
         .map_err(|e| Problem::invalid("amount", e.to_string()))?;
     validate_merchant(&body.merchant)?;
-    let reference = body.network_reference.trim();
+    let reference = body.network_reference.trim().to_owned();
     if reference.is_empty() || reference.len() > 64 {
-        return Err(Problem::invalid("network_reference", "must be 1 to 64 characters").into());
+        return Err(Problem::invalid(
+            "network_reference",
+            "must be 1 to 64 characters",
+        ));
     }
+    Ok(Checked {
+        pan_hash: state.pan_hasher.hash(&pan),
+        body,
+        reference,
+    })
+}
+
+/// Only partners with the `authorizations` scope are answered. Everything
+/// after validation, the directory lookup included, runs inside the
+/// authorization deadline: past it the network gets a stand-in decline.
+async fn authorize(
+    State(state): State<AppState>,
+    partner: PartnerCaller,
+    ApiJson(body): ApiJson<NetworkRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let started = Instant::now();
+    state.partners.admit(&partner.0, Scope::Authorizations, 1)?;
+    let checked = check(&state, body)?;
+    let deadline = tokio::time::Instant::now() + state.settings.routing.authorization_timeout();
+    let reference = checked.reference.clone();
+    let answer = tokio::time::timeout_at(deadline, decide(&state, checked, deadline)).await;
+    metrics::observe_routing("authorization", started.elapsed().as_secs_f64());
+    Ok(answer.unwrap_or_else(|_| {
+        metrics::stand_in("-", "stand_in_timeout");
+        tracing::warn!(network_reference = %reference, "authorization stand-in: no answer within the deadline");
+        stand_in("stand_in_timeout")
+    }))
+}
+
+/// Looks the card up and asks its shard; when the shard says the customer
+/// is no longer there at that epoch (a lost directory invalidation), drops
+/// the cached placement and asks the owner once more.
+async fn decide(
+    state: &AppState,
+    checked: Checked,
+    deadline: tokio::time::Instant,
+) -> Json<AuthorizationDecision> {
+    let mut stale = None;
+    for _ in 0..2 {
+        let placement = match state
+            .directory
+            .resolve(IdentifierKind::Card, &checked.pan_hash)
+            .await
+        {
+            Ok(p) => p,
+            Err(DirectoryError::NotFound(_)) => return stand_in("unknown_card"),
+            Err(e) => {
+                tracing::warn!(error = %e, "authorization stand-in: directory unavailable");
+                metrics::stand_in("-", "directory_unavailable");
+                return stand_in("directory_unavailable");
+            }
+        };
+        if stale.as_ref() == Some(&(placement.shard_id.clone(), placement.epoch)) {
+            break;
+        }
+        let decision = forward(state, &checked, &placement, deadline).await;
+        if !MOVED.contains(&decision.reason.as_str()) {
+            return decision;
+        }
+        tracing::info!(customer_id = %placement.customer_id, shard_id = %placement.shard_id, reason = %decision.reason, "stale placement; looking the customer up again");
+        state.directory.forget_customer(placement.customer_id).await;
+        stale = Some((placement.shard_id.clone(), placement.epoch));
+    }
+    stand_in("stale_epoch")
+}
+
+/// What a shard answers when the placement global used is no longer current.
+const MOVED: &[&str] = &["stale_epoch", "customer_not_here"];
+
+async fn forward(
+    state: &AppState,
+    checked: &Checked,
+    placement: &Placement,
+    deadline: tokio::time::Instant,
+) -> Json<AuthorizationDecision> {
     let span = tracing::Span::current();
-    let pan_hash = state.pan_hasher.hash(&pan);
-    let placement = match state
-        .directory
-        .resolve(IdentifierKind::Card, &pan_hash)
-        .await
-    {
-        Ok(p) => p,
-        Err(DirectoryError::NotFound(_)) => return Ok(stand_in("unknown_card")),
-        Err(e) => return Err(e.into()),
-    };
     span.record(
         "customer_id",
         tracing::field::display(&placement.customer_id),
     );
     span.record("shard_id", tracing::field::display(&placement.shard_id));
-    let shard = state.directory.shard(&placement.shard_id).await?;
+    let shard = match state.directory.shard(&placement.shard_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "authorization stand-in: shard not in the registry");
+            return stand_in("shard_unavailable");
+        }
+    };
+    let body = &checked.body;
     let request = AuthorizationRequest {
         customer_id: placement.customer_id,
         epoch: placement.epoch,
-        pan_hash,
+        pan_hash: checked.pan_hash.clone(),
         amount: body.amount,
         currency: body.currency,
-        merchant: body.merchant,
-        network_reference: reference.to_owned(),
+        merchant: body.merchant.clone(),
+        network_reference: checked.reference.clone(),
     };
-    let deadline = state.settings.routing.authorization_timeout();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let answer: Result<AuthorizationDecision, CellError> = state
         .cell_client
-        .call(&shard, "/internal/v1/authorizations", &request, deadline)
+        .call(&shard, "/internal/v1/authorizations", &request, left)
         .await;
-    metrics::observe_routing("authorization", started.elapsed().as_secs_f64());
+    let reference = &checked.reference;
     match answer {
-        Ok(decision) => Ok(Json(decision)),
+        Ok(decision) => Json(decision),
         Err(CellError::Timeout { .. }) => {
             metrics::stand_in(shard.id.as_str(), "stand_in_timeout");
-            tracing::warn!(shard_id = %shard.id, network_reference = reference, "authorization stand-in: shard did not answer in time");
-            Ok(stand_in("stand_in_timeout"))
+            tracing::warn!(shard_id = %shard.id, network_reference = %reference, "authorization stand-in: shard did not answer in time");
+            stand_in("stand_in_timeout")
         }
         Err(e) => {
             metrics::stand_in(shard.id.as_str(), "shard_unavailable");
-            tracing::warn!(shard_id = %shard.id, network_reference = reference, error = %e, "authorization stand-in: shard unavailable");
-            Ok(stand_in("shard_unavailable"))
+            tracing::warn!(shard_id = %shard.id, network_reference = %reference, error = %e, "authorization stand-in: shard unavailable");
+            stand_in("shard_unavailable")
         }
     }
 }

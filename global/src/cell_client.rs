@@ -4,7 +4,7 @@
 //! breaker per shard and path, so that one shard's outage only ever affects
 //! that shard's customers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -58,7 +58,8 @@ pub struct CellClient {
 struct Inner {
     cells: RwLock<HashMap<ShardId, Arc<Cell>>>,
     http: reqwest::Client,
-    internal_token: Secret,
+    /// Each shard's own internal token (per-cell credentials).
+    shard_tokens: BTreeMap<String, Secret>,
     breaker: BreakerConfig,
     produce_timeout: Duration,
     produce_linger_ms: u32,
@@ -71,7 +72,7 @@ fn retry_after(b: &CircuitBreaker) -> u64 {
 
 impl CellClient {
     pub fn new(
-        internal_token: Secret,
+        shard_tokens: BTreeMap<String, Secret>,
         breaker: BreakerConfig,
         produce_timeout: Duration,
         produce_linger_ms: u32,
@@ -86,7 +87,7 @@ impl CellClient {
             inner: Arc::new(Inner {
                 cells: RwLock::new(HashMap::new()),
                 http,
-                internal_token,
+                shard_tokens,
                 breaker,
                 produce_timeout,
                 produce_linger_ms,
@@ -172,11 +173,12 @@ impl CellClient {
         deadline: Duration,
     ) -> Result<T, CellError> {
         let cell = self.cell(shard)?;
+        let token = self.token(shard)?;
         let breaker = &cell.http_breaker;
         if !breaker.try_acquire() {
             return Err(unavailable(shard, "breaker open".into(), breaker));
         }
-        let resp = match self.post(shard, path, body, deadline).await {
+        let resp = match self.post(shard, token, path, body, deadline).await {
             Ok(r) => r,
             Err(e) => {
                 breaker.record_failure();
@@ -213,10 +215,27 @@ impl CellClient {
         })
     }
 
+    /// The shard's own internal token; a shard global holds no token for
+    /// cannot be called (a configuration gap, logged loudly).
+    fn token(&self, shard: &Shard) -> Result<&Secret, CellError> {
+        self.inner
+            .shard_tokens
+            .get(shard.id.as_str())
+            .ok_or_else(|| {
+                tracing::error!(shard_id = %shard.id, "no internal token for this shard in auth.shard_tokens");
+                CellError::Unavailable {
+                    shard: shard.id.clone(),
+                    reason: "global holds no internal token for this shard".into(),
+                    retry_after: 30,
+                }
+            })
+    }
+
     /// Posts `body` to the shard's internal `path` as global.
     async fn post<B: Serialize>(
         &self,
         shard: &Shard,
+        token: &Secret,
         path: &str,
         body: &B,
         deadline: Duration,
@@ -227,7 +246,7 @@ impl CellClient {
             .http
             .post(cellbank_shared::hal::href(&shard.internal_url, path))
             .headers(headers)
-            .bearer_auth(self.inner.internal_token.expose())
+            .bearer_auth(token.expose())
             .timeout(deadline)
             .json(body)
             .send()

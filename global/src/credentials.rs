@@ -1,13 +1,58 @@
 //! The rules for a customer's credentials: how logins are normalised and
-//! validated, and how passwords are hashed and verified (argon2id). Storing
-//! them is the directory's job (`directory::credentials`).
+//! validated, and how passwords are hashed and verified (argon2id) — a
+//! bounded number at a time, so a burst of logins cannot exhaust memory.
+//! Storing them is the directory's job (`directory::credentials`).
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 use cellbank_shared::problem::Problem;
+
+/// Runs password hashing and verification (each ~19 MiB and tens of ms of
+/// a core) at most `permits` at once; a caller that cannot get a turn
+/// within a short wait is answered 503 with `Retry-After`.
+#[derive(Clone)]
+pub struct PasswordWork {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl PasswordWork {
+    pub fn new(permits: u32, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(permits.max(1) as usize)),
+            wait,
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a turn is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Problem> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                crate::metrics::refused("password_work_busy");
+                Problem::unavailable("too many logins at once; retry shortly", 1)
+            })?
+            .expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let _turn = permit;
+            work()
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "password task failed");
+            Problem::internal()
+        })
+    }
+}
 
 /// Logins are compared trimmed and lowercased.
 pub fn normalise_login(login: &str) -> String {
@@ -76,6 +121,30 @@ mod tests {
         for bad in ["ab", "a b c", "x".repeat(65).as_str(), "ana#1"] {
             assert!(validate_login(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_work_is_bounded_and_sheds_the_excess() {
+        let work = PasswordWork::new(1, Duration::from_millis(50));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let work = work.clone();
+            tokio::spawn(async move {
+                work.run(move || {
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                })
+                .await
+            })
+        };
+        started_rx.recv().unwrap();
+        let shed = work.run(|| ()).await.unwrap_err();
+        assert_eq!(shed.status, 503);
+        assert_eq!(shed.retry_after, Some(1));
+        release_tx.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        work.run(|| ()).await.expect("a free turn is taken");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! (card or account number), wrapped in the shared envelope and produced to
 //! the owning shard's inbound topic, answered only once the broker
 //! acknowledged it. The batch path does the same for up to 1,000 events in
-//! one round trip, all produced concurrently.
+//! one round trip, a bounded number at a time. Only partners with the
+//! `events` scope may send events, each within its rate and its own
+//! idempotency namespace; fields outside the contract are refused.
 
 use std::time::Instant;
 
@@ -21,9 +23,13 @@ use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::{Pan, PanHasher};
 use cellbank_shared::problem::Problem;
 
+use futures::StreamExt as _;
+
 use crate::directory::IdentifierKind;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::partners::extract::PartnerCaller;
+use crate::partners::Scope;
 use crate::state::AppState;
 use cellbank_shared::problem::ApiJson;
 
@@ -56,6 +62,29 @@ const KNOWN: &[&str] = &[
     "occurred_at",
 ];
 const RESERVED: &[&str] = &["card_hash", "card_last4", "customer_id", "epoch"];
+/// Type-specific fields the contract defines (see the shard's event rules).
+const TYPE_SPECIFIC: &[&str] = &["card_id", "network_reference"];
+
+/// A refused field, named only when its name cannot be a submitted secret
+/// (a short lowercase identifier); otherwise the event itself is named.
+fn unknown_field(obj: &Map<String, Value>, prefix: &str) -> Option<Problem> {
+    let name = obj
+        .keys()
+        .find(|k| !KNOWN.contains(&k.as_str()) && !TYPE_SPECIFIC.contains(&k.as_str()))?;
+    let nameable = name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        && name.bytes().filter(u8::is_ascii_digit).count() < 4;
+    Some(if nameable {
+        Problem::invalid(format!("{prefix}{name}"), "is not a field of events")
+    } else {
+        Problem::invalid(
+            not_an_object(prefix).errors[0].field.clone(),
+            "holds a field that is not part of the event contract",
+        )
+    })
+}
 
 fn text<'a>(
     obj: &'a Map<String, Value>,
@@ -103,6 +132,9 @@ pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inb
     let owner = owner(account_number.as_deref(), pan, prefix, hasher)?;
     if let Some(r) = RESERVED.iter().find(|r| obj.contains_key(**r)) {
         return Err(Problem::invalid(f(r), "is reserved and may not be sent"));
+    }
+    if let Some(p) = unknown_field(&obj, prefix) {
+        return Err(p);
     }
     for k in KNOWN {
         obj.remove(*k);
@@ -221,8 +253,14 @@ fn correlation_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Looks up the owner, envelopes the event and produces it; returns the shard.
-async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<ShardId, ApiError> {
+/// Looks up the owner, envelopes the event (in the partner's namespace) and
+/// produces it; returns the shard.
+async fn route(
+    state: &AppState,
+    ev: Inbound,
+    correlation_id: String,
+    namespace: &str,
+) -> Result<ShardId, ApiError> {
     let (kind, value) = &ev.identifier;
     let placement = state.directory.resolve(*kind, value).await?;
     let span = tracing::Span::current();
@@ -240,6 +278,7 @@ async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<
         occurred_at: ev.occurred_at,
         accepted_at: Utc::now(),
         correlation_id,
+        namespace: Some(namespace.to_owned()),
         payload: serde_json::to_value(&ev.payload).map_err(anyhow::Error::from)?,
     };
     state.cell_client.produce(&shard, &env).await?;
@@ -249,13 +288,15 @@ async fn route(state: &AppState, ev: Inbound, correlation_id: String) -> Result<
 /// Records onto the request's span (customer, shard); no span of its own.
 async fn route_one(
     State(state): State<AppState>,
+    partner: PartnerCaller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    state.partners.admit(&partner.0, Scope::Events, 1)?;
     let ev = parse_event(body, "", &state.pan_hasher)?;
     let event_id = ev.event_id.clone();
-    let shard = route(&state, ev, correlation_id(&headers)).await?;
+    let shard = route(&state, ev, correlation_id(&headers), &partner.namespace()).await?;
     metrics::observe_routing("event", started.elapsed().as_secs_f64());
     Ok((
         StatusCode::ACCEPTED,
@@ -268,19 +309,29 @@ async fn route_one(
         .into_response())
 }
 
+/// Routes up to `routing.batch_lookup_concurrency` events at once, so one
+/// batch cannot flood the directory; answers in the batch's order.
 async fn route_batch(
     State(state): State<AppState>,
+    partner: PartnerCaller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let events = batch_events(body)?;
+    state
+        .partners
+        .admit(&partner.0, Scope::Events, events.len() as u32)?;
     let correlation = correlation_id(&headers);
+    let namespace = partner.namespace();
     let work = events
         .into_iter()
         .enumerate()
-        .map(|(i, v)| route_item(&state, i, v, &correlation));
-    let results: Vec<Value> = futures::future::join_all(work).await;
+        .map(|(i, v)| route_item(&state, i, v, &correlation, &namespace));
+    let results: Vec<Value> = futures::stream::iter(work)
+        .buffered(state.settings.routing.batch_lookup_concurrency)
+        .collect()
+        .await;
     let accepted = results.iter().filter(|r| r["status"] == 202).count();
     metrics::observe_routing("batch", started.elapsed().as_secs_f64());
     Ok(Json(serde_json::json!({
@@ -321,11 +372,17 @@ fn batch_events(body: Value) -> Result<Vec<Value>, Problem> {
 
 /// Validates and routes the `i`th event of a batch; answers its line of the
 /// batch's results, a problem included when it failed.
-async fn route_item(state: &AppState, i: usize, v: Value, correlation: &str) -> Value {
+async fn route_item(
+    state: &AppState,
+    i: usize,
+    v: Value,
+    correlation: &str,
+    namespace: &str,
+) -> Value {
     let outcome = match parse_event(v, &format!("events[{i}]."), &state.pan_hasher) {
         Ok(ev) => {
             let event_id = ev.event_id.clone();
-            route(state, ev, correlation.to_owned())
+            route(state, ev, correlation.to_owned(), namespace)
                 .await
                 .map(|shard| (event_id, shard))
         }
@@ -363,15 +420,30 @@ mod tests {
     }
 
     #[test]
-    fn passes_unknown_fields_through_and_drops_known_ones() {
-        let ev = parse_event(base(), "", &hasher()).unwrap();
+    fn refuses_fields_outside_the_contract_without_echoing_them() {
+        let p = parse_event(base(), "", &hasher()).unwrap_err();
+        assert_eq!(p.errors[0].field, "memo");
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("memo");
+        v["4111111111111111"] = 1.into();
+        let p = parse_event(v, "events[2].", &hasher()).unwrap_err();
+        assert_eq!(p.errors[0].field, "events[2]");
+        assert!(!serde_json::to_string(&p).unwrap().contains("4111"));
+    }
+
+    #[test]
+    fn keeps_type_specific_fields_and_drops_known_ones() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("memo");
+        v["network_reference"] = "ref-1".into();
+        let ev = parse_event(v, "", &hasher()).unwrap();
         assert_eq!(
             ev.identifier,
             (IdentifierKind::Account, "0100000001".into())
         );
         assert_eq!(ev.payload.amount, 250);
         let payload = serde_json::to_value(&ev.payload).unwrap();
-        assert_eq!(payload["memo"]["note"], "kept");
+        assert_eq!(payload["network_reference"], "ref-1");
         assert!(payload.get("event_id").is_none());
         assert!(payload.get("occurred_at").is_none());
     }
@@ -379,6 +451,7 @@ mod tests {
     #[test]
     fn replaces_the_pan_by_its_hash() {
         let mut v = base();
+        v.as_object_mut().unwrap().remove("memo");
         v.as_object_mut().unwrap().remove("account_number");
         v["pan"] = "4111 1111 1111 1111".into();
         let ev = parse_event(v, "", &hasher()).unwrap();
@@ -393,6 +466,7 @@ mod tests {
     #[test]
     fn names_the_field_with_its_batch_position() {
         let mut v = base();
+        v.as_object_mut().unwrap().remove("memo");
         v["amount"] = (-1).into();
         let p = parse_event(v, "events[7].", &hasher()).unwrap_err();
         assert_eq!(p.status, 422);

@@ -1,6 +1,8 @@
 //! The directory-change feed on the global broker: every replica announces
 //! the changes it commits and follows everyone's announcements to drop stale
-//! cache entries, so a change is seen everywhere within a second.
+//! cache entries, so a change is seen everywhere within a second. A change
+//! goes through an outbox table first: one the broker did not acknowledge is
+//! published again by the relay until it is.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,9 @@ use cellbank_shared::kafka::{
 
 use crate::directory::{Change, Directory};
 use crate::metrics;
+use crate::partners::Partners;
+
+mod outbox;
 
 /// What travels on the feed: a change and the replica that committed it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,16 +34,33 @@ struct Message {
 #[derive(Clone)]
 pub struct Feed {
     producer: Producer,
-    directory: Directory,
+    caches: Caches,
     replica: Arc<str>,
     live: Arc<AtomicBool>,
 }
 
+/// What a change makes stale on a replica: directory entries and partner
+/// key lookups.
+#[derive(Clone)]
+pub struct Caches {
+    pub directory: Directory,
+    pub partners: Partners,
+}
+
+impl Caches {
+    async fn drop_stale(&self, change: &Change) {
+        if let Change::Partner { .. } = change {
+            self.partners.forget_keys();
+        }
+        self.directory.invalidate(change).await;
+    }
+}
+
 impl Feed {
-    pub fn new(producer: Producer, directory: Directory) -> Self {
+    pub fn new(producer: Producer, caches: Caches) -> Self {
         Self {
             producer,
-            directory,
+            caches,
             replica: uuid::Uuid::new_v4().to_string().into(),
             live: Arc::new(AtomicBool::new(false)),
         }
@@ -53,20 +75,48 @@ impl Feed {
         &self.producer
     }
 
-    /// Drops the local entries now and tells the other replicas. A failed
-    /// announcement is logged and counted: the change itself is committed.
+    /// Drops the local entries now and tells the other replicas: the change
+    /// is kept in the outbox until the broker acknowledged it, so a failed
+    /// announcement is retried by [`Feed::relay_outbox`], not lost.
     pub async fn announce(&self, change: Change) {
-        self.directory.invalidate(&change).await;
-        if let Err(e) = self.publish(&change).await {
-            let kind = match change {
-                Change::Customer { .. } => "customer",
-                Change::Identifier { .. } => "identifier",
-                Change::Shard { .. } => "shard",
-                Change::Ping => "ping",
-            };
-            metrics::feed_publish_failed(kind);
-            tracing::warn!(error = %e, change = kind, "announce directory change failed");
+        self.caches.drop_stale(&change).await;
+        let pool = self.caches.directory.pool();
+        let kept = outbox::keep(pool, &change).await;
+        match self.publish(&change).await {
+            Ok(()) => {
+                if let Ok(seq) = kept {
+                    outbox::forget(pool, seq).await;
+                }
+            }
+            Err(e) => {
+                metrics::feed_publish_failed(change.kind());
+                tracing::warn!(error = %e, change = change.kind(), kept = kept.is_ok(), "announce directory change failed; the outbox relay retries it");
+            }
         }
+    }
+
+    /// Publishes what the outbox still holds (older than a moment, so a
+    /// change being announced right now is left to its announcer), until shut
+    /// down.
+    pub async fn relay_outbox(self, every: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let pool = self.caches.directory.pool();
+            if let Err(e) = outbox::relay(pool, |c| self.publish_owned(c)).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "directory outbox relay failed; retrying"
+                );
+            }
+        }
+    }
+
+    async fn publish_owned(&self, change: Change) -> anyhow::Result<()> {
+        self.caches.drop_stale(&change).await;
+        self.publish(&change).await
     }
 
     async fn publish(&self, change: &Change) -> anyhow::Result<()> {
@@ -95,7 +145,7 @@ impl Feed {
         Runner::new(
             cfg,
             FeedHandler {
-                directory: self.directory.clone(),
+                caches: self.caches.clone(),
                 replica: self.replica.clone(),
                 live: self.live.clone(),
             },
@@ -121,7 +171,7 @@ impl Feed {
 
 /// Applies announced changes to this replica's caches.
 pub struct FeedHandler {
-    directory: Directory,
+    caches: Caches,
     replica: Arc<str>,
     live: Arc<AtomicBool>,
 }
@@ -138,7 +188,7 @@ impl Handler for FeedHandler {
                         self.live.store(true, Ordering::Relaxed);
                     }
                 }
-                Ok(m) => self.directory.invalidate(&m.change).await,
+                Ok(m) => self.caches.drop_stale(&m.change).await,
                 Err(e) => {
                     tracing::warn!(offset = record.offset, error = %e, "ignored undecodable directory change")
                 }

@@ -7,9 +7,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod authorizations;
+pub mod cards;
 pub mod cell_client;
 pub mod credentials;
-pub mod customers;
+pub mod credit;
 pub mod directory;
 pub mod error;
 pub mod events;
@@ -18,8 +19,10 @@ pub mod health;
 pub mod login;
 pub mod login_guard;
 pub mod metrics;
+pub mod onboarding;
 pub mod openapi;
 pub mod ops;
+pub mod partners;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -3,7 +3,7 @@
 //! Also publishes the token verification key (JWKS). Failures are throttled
 //! by the [`LoginGuard`](crate::login_guard::LoginGuard).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
@@ -17,9 +17,10 @@ use cellbank_shared::ids::CustomerId;
 use cellbank_shared::problem::Problem;
 use cellbank_shared::token::{Claims, ISSUER};
 
-use crate::credentials::{normalise_login, verify_stored};
+use crate::credentials::{normalise_login, validate_login, verify_stored};
 use crate::directory::{self, DirectoryError, IdentifierKind, Placement, Shard};
 use crate::error::{ApiError, ApiResult};
+use crate::login_guard::client_addr;
 use crate::state::AppState;
 use cellbank_shared::problem::ApiJson;
 
@@ -27,18 +28,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/login", post(login))
         .route("/.well-known/jwks.json", get(jwks))
-}
-
-/// The client's address: behind an ingress every connection comes from the
-/// proxy, so the last `X-Forwarded-For` hop (the one our proxy appended, which
-/// a client cannot forge) counts when present; otherwise the peer.
-fn client_addr(headers: &axum::http::HeaderMap, peer: SocketAddr) -> IpAddr {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .unwrap_or_else(|| peer.ip())
 }
 
 #[derive(Deserialize)]
@@ -54,6 +43,7 @@ impl LoginBody {
         if login.is_empty() {
             return Err(Problem::invalid("login", "is required"));
         }
+        validate_login(&login)?;
         if self.password.is_empty() {
             return Err(Problem::invalid("password", "is required"));
         }
@@ -79,14 +69,13 @@ async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<impl IntoResponse> {
     let login = body.normalised_login()?;
-    let addr = client_addr(&headers, peer);
-    state.login_guard.check(&login, addr)?;
+    let addr = client_addr(&headers, peer, &state.trusted_proxies);
+    let attempt = state.login_guard.begin(&login, addr)?;
     let Some(customer_id) = authenticate(&state, &login, body.password).await? else {
-        state.login_guard.failed(&login, addr);
         tracing::info!("login failed");
         return Err(bad_credentials());
     };
-    state.login_guard.succeeded(&login);
+    state.login_guard.succeeded(attempt);
 
     let placement = state.directory.placement(customer_id).await?;
     let span = tracing::Span::current();
@@ -117,9 +106,10 @@ async fn authenticate(
         Some(c) => directory::password_hash(state.directory.pool(), c).await?,
         None => None,
     };
-    let verified = tokio::task::spawn_blocking(move || verify_stored(&password, stored.as_deref()))
-        .await
-        .map_err(|e| anyhow::anyhow!("verify password task: {e}"))?;
+    let verified = state
+        .password_work
+        .run(move || verify_stored(&password, stored.as_deref()))
+        .await?;
     Ok(customer.filter(|_| verified))
 }
 
@@ -156,6 +146,7 @@ fn logged_in(state: &AppState, placement: &Placement, shard: &Shard) -> Hal {
         "transfers",
         href(base, &format!("{customer_path}/transfers")),
     )
+    .link("issue_card", format!("{customer_path}/cards"))
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
@@ -164,20 +155,4 @@ async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
         [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
         Json(signer.jwks()),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_client_is_the_hop_our_proxy_appended() {
-        let peer: SocketAddr = "10.1.1.1:5000".parse().unwrap();
-        let mut h = axum::http::HeaderMap::new();
-        assert_eq!(client_addr(&h, peer), peer.ip());
-        h.insert("x-forwarded-for", "1.2.3.4, 203.0.113.7".parse().unwrap());
-        assert_eq!(client_addr(&h, peer).to_string(), "203.0.113.7");
-        h.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(client_addr(&h, peer), peer.ip());
-    }
 }

@@ -97,6 +97,25 @@ pub fn produce_failed(shard: &str, reason: &str) {
 pub fn stand_in(shard: &str, reason: &str) {
     STAND_INS.with_label_values(&[shard, reason]).inc();
 }
+static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_requests_refused_total",
+        "Requests global refused to protect others: a partner over its rate, a login burst, load shed",
+        &["reason"]
+    )
+    .expect("register global_requests_refused_total")
+});
+
+/// A partner was answered 429 (labelled by reason, not by partner name, to
+/// keep the series bounded).
+pub fn partner_throttled(_partner: &str) {
+    REFUSED.with_label_values(&["partner_rate"]).inc();
+}
+
+/// A request refused to protect the others (`login_busy`, `load_shed`, ...).
+pub fn refused(reason: &str) {
+    REFUSED.with_label_values(&[reason]).inc();
+}
 
 pub fn feed_publish_failed(change: &str) {
     FEED_FAILURES.with_label_values(&[change]).inc();
@@ -131,4 +150,5 @@ pub fn register() {
     LazyLock::force(&PRODUCE_FAILURES);
     LazyLock::force(&STAND_INS);
     LazyLock::force(&FEED_FAILURES);
+    LazyLock::force(&REFUSED);
 }

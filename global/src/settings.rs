@@ -1,7 +1,11 @@
 //! The global tier's typed settings (see notes/contract.md), loaded in layers
 //! and validated once at start.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +30,63 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub routing: RoutingSettings,
     pub cache: CacheSettings,
+    pub ops: OpsSettings,
+    pub partners: PartnerSettings,
+    pub credit: CreditSettings,
+}
+
+/// The ops API's own listener, which neither the ingress nor the shards reach.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8090,
+        }
+    }
+}
+
+/// Defaults for partners registered without their own values.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartnerSettings {
+    /// Requests (events) per second a partner may send, with a burst of as many.
+    pub default_rate_per_sec: u32,
+}
+
+impl Default for PartnerSettings {
+    fn default() -> Self {
+        Self {
+            default_rate_per_sec: 1000,
+        }
+    }
+}
+
+/// The credit policy's configured defaults: the limit, in minor units, a new
+/// card gets per currency (operators override them through the ops API).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreditSettings {
+    pub default_limits: BTreeMap<String, i64>,
+}
+
+impl Default for CreditSettings {
+    fn default() -> Self {
+        Self {
+            default_limits: BTreeMap::from([
+                ("BRL".to_owned(), 500_000),
+                ("USD".to_owned(), 100_000),
+                ("EUR".to_owned(), 100_000),
+            ]),
+        }
+    }
 }
 
 /// Keys and tokens.
@@ -34,17 +95,28 @@ pub struct Settings {
 pub struct AuthSettings {
     /// Url-safe base64 32-byte Ed25519 seed.
     pub signing_key: Secret,
+    /// The key that will sign next (same form), published beside the current
+    /// one so the shards know it before the switch; empty when none.
+    pub next_signing_key: Secret,
     /// Key of the HMAC that turns a PAN into its identifier.
     pub pan_hmac_key: Secret,
     /// Bearer token of the ops API.
     pub admin_token: Secret,
-    /// Bearer token global presents to the shards' internal API.
-    pub internal_token: Secret,
+    /// The token global presents to each shard's internal API, by shard id
+    /// (each cell has its own; a figment dict in the environment:
+    /// `{shard-1="...",shard-2="..."}`).
+    pub shard_tokens: BTreeMap<String, Secret>,
     pub token_ttl_secs: u64,
     /// Failed logins (per login, and ten times as many per client address)
     /// tolerated within the window before answering 429.
     pub login_max_failures: u32,
     pub login_window_secs: u64,
+    /// Password hashes computed at once (argon2 takes ~19 MiB and a core for
+    /// tens of ms each); more logins wait briefly, then get 503.
+    pub password_hash_concurrency: u32,
+    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR blocks):
+    /// the ingress. From anyone else the peer address counts.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -52,11 +124,14 @@ impl Default for AuthSettings {
         Self {
             signing_key: Secret::new(""),
             pan_hmac_key: Secret::new(""),
+            next_signing_key: Secret::new(""),
             admin_token: Secret::new(""),
-            internal_token: Secret::new(""),
+            shard_tokens: BTreeMap::new(),
             token_ttl_secs: 900,
             login_max_failures: 5,
             login_window_secs: 300,
+            password_hash_concurrency: 4,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -75,6 +150,11 @@ pub struct RoutingSettings {
     /// (librdkafka `linger.ms`): every routed event waits for its broker
     /// acknowledgement, so this adds to each answer's latency.
     pub produce_linger_ms: u32,
+    /// Directory lookups one batch runs at once.
+    pub batch_lookup_concurrency: usize,
+    /// Requests global serves at once; more are shed with 503 before they
+    /// cost memory.
+    pub max_in_flight: usize,
 }
 
 impl Default for RoutingSettings {
@@ -84,6 +164,8 @@ impl Default for RoutingSettings {
             breaker: BreakerConfig::default(),
             produce_timeout_ms: 5000,
             produce_linger_ms: 1,
+            batch_lookup_concurrency: 32,
+            max_in_flight: 2048,
         }
     }
 }
@@ -97,6 +179,34 @@ impl AuthSettings {
     /// The window failed logins are counted in (`auth.login_window_secs`).
     pub fn login_window(&self) -> Duration {
         Duration::from_secs(self.login_window_secs)
+    }
+
+    /// `auth.trusted_proxies`, parsed (validated at start).
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
+    }
+}
+
+/// An address or a CIDR block.
+fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+impl CacheSettings {
+    /// `cache.ttl_secs`.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+
+    /// `cache.not_found_ttl_ms`.
+    pub fn not_found_ttl(&self) -> Duration {
+        Duration::from_millis(self.not_found_ttl_ms)
     }
 }
 
@@ -117,12 +227,18 @@ impl RoutingSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     pub max_entries: u64,
+    /// Backstop for a lost invalidation: no entry outlives this.
+    pub ttl_secs: u64,
+    /// How long "no such card/account" is remembered.
+    pub not_found_ttl_ms: u64,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             max_entries: 1_000_000,
+            ttl_secs: 600,
+            not_found_ttl_ms: 2000,
         }
     }
 }
@@ -148,7 +264,7 @@ impl Validate for Settings {
             ));
         }
         require_secret("auth.admin_token", &self.auth.admin_token)?;
-        require_secret("auth.internal_token", &self.auth.internal_token)?;
+        self.validate_tokens()?;
         require_positive("auth.token_ttl_secs", self.auth.token_ttl_secs)?;
         if self.auth.login_max_failures == 0 || self.auth.login_window_secs == 0 {
             return Err(ConfigError::invalid(
@@ -169,6 +285,71 @@ impl Validate for Settings {
             u64::from(self.routing.breaker.failure_threshold),
         )?;
         require_positive("cache.max_entries", self.cache.max_entries)?;
+        require_positive("cache.ttl_secs", self.cache.ttl_secs)?;
+        self.validate_limits()
+    }
+}
+
+impl Settings {
+    /// The next signing key and the per-shard tokens.
+    fn validate_tokens(&self) -> Result<(), ConfigError> {
+        let next = self.auth.next_signing_key.expose();
+        if !next.is_empty() && TokenSigner::from_seed_b64(next).is_err() {
+            return Err(ConfigError::invalid(
+                "auth.next_signing_key",
+                "must be empty or 32 bytes of url-safe base64 (an Ed25519 seed)",
+            ));
+        }
+        for (shard, token) in &self.auth.shard_tokens {
+            require_secret(&format!("auth.shard_tokens.{shard}"), token)?;
+            if token.matches(self.auth.admin_token.expose()) {
+                return Err(ConfigError::invalid(
+                    &format!("auth.shard_tokens.{shard}"),
+                    "must differ from auth.admin_token (global's admin token never goes into a cell)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Concurrency bounds, proxies, partner rates and the credit policy.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        require_positive(
+            "auth.password_hash_concurrency",
+            u64::from(self.auth.password_hash_concurrency),
+        )?;
+        if let Some(bad) = self
+            .auth
+            .trusted_proxies
+            .iter()
+            .find(|p| parse_net(p).is_none())
+        {
+            return Err(ConfigError::invalid(
+                "auth.trusted_proxies",
+                format!("`{bad}` is neither an address nor a CIDR block"),
+            ));
+        }
+        require_positive(
+            "routing.batch_lookup_concurrency",
+            self.routing.batch_lookup_concurrency as u64,
+        )?;
+        require_positive("routing.max_in_flight", self.routing.max_in_flight as u64)?;
+        require_positive(
+            "partners.default_rate_per_sec",
+            u64::from(self.partners.default_rate_per_sec),
+        )?;
+        for (currency, limit) in &self.credit.default_limits {
+            if currency
+                .parse::<cellbank_shared::money::Currency>()
+                .is_err()
+                || *limit <= 0
+            {
+                return Err(ConfigError::invalid(
+                    &format!("credit.default_limits.{currency}"),
+                    "must be a known currency code with a positive limit in minor units",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -184,7 +365,7 @@ mod tests {
         s.auth.signing_key = Secret::new(TokenSigner::generate_seed_b64());
         s.auth.pan_hmac_key = Secret::new("0123456789abcdef");
         s.auth.admin_token = Secret::new("a");
-        s.auth.internal_token = Secret::new("i");
+        s.auth.shard_tokens = BTreeMap::from([("shard-1".to_owned(), Secret::new("i"))]);
         s
     }
 
@@ -212,7 +393,13 @@ mod tests {
             "CELLBANK__AUTH__SIGNING_KEY",
             "CELLBANK__AUTH__PAN_HMAC_KEY",
             "CELLBANK__AUTH__ADMIN_TOKEN",
-            "CELLBANK__AUTH__INTERNAL_TOKEN",
+            "CELLBANK__AUTH__SHARD_TOKENS",
+            "CELLBANK__AUTH__NEXT_SIGNING_KEY",
+            "CELLBANK__AUTH__TRUSTED_PROXIES",
+            "CELLBANK__AUTH__PASSWORD_HASH_CONCURRENCY",
+            "CELLBANK__OPS__PORT",
+            "CELLBANK__PARTNERS__DEFAULT_RATE_PER_SEC",
+            "CELLBANK__CREDIT__DEFAULT_LIMITS__BRL",
             "CELLBANK__AUTH__TOKEN_TTL_SECS",
             "CELLBANK__ROUTING__AUTHORIZATION_TIMEOUT_MS",
             "CELLBANK__ROUTING__BREAKER__FAILURE_THRESHOLD",
@@ -241,8 +428,21 @@ mod tests {
                 s.auth.pan_hmac_key = Secret::new("short")
             }),
             ("auth.admin_token", |s| s.auth.admin_token = Secret::new("")),
-            ("auth.internal_token", |s| {
-                s.auth.internal_token = Secret::new("")
+            ("auth.shard_tokens.shard-1", |s| {
+                s.auth
+                    .shard_tokens
+                    .insert("shard-1".into(), Secret::new(""));
+            }),
+            ("auth.shard_tokens.shard-1", |s| {
+                s.auth
+                    .shard_tokens
+                    .insert("shard-1".into(), Secret::new("a"));
+            }),
+            ("auth.trusted_proxies", |s| {
+                s.auth.trusted_proxies = vec!["10.0.0.0/33".into()]
+            }),
+            ("credit.default_limits.BRL", |s| {
+                s.credit.default_limits.insert("BRL".into(), 0);
             }),
             ("routing.authorization_timeout_ms", |s| {
                 s.routing.authorization_timeout_ms = 0
@@ -267,10 +467,16 @@ mod tests {
             );
             jail.set_env("CELLBANK__AUTH__PAN_HMAC_KEY", "0123456789abcdef");
             jail.set_env("CELLBANK__AUTH__ADMIN_TOKEN", "a");
-            jail.set_env("CELLBANK__AUTH__INTERNAL_TOKEN", "i");
+            jail.set_env(
+                "CELLBANK__AUTH__SHARD_TOKENS",
+                r#"{shard-1="t-1",shard-2="t-2"}"#,
+            );
+            jail.set_env("CELLBANK__AUTH__TRUSTED_PROXIES", "[10.0.0.0/8, 127.0.0.1]");
             jail.set_env("CELLBANK__ROUTING__AUTHORIZATION_TIMEOUT_MS", "250");
             let s: Settings = cellbank_shared::config::load(None).expect("loads");
             assert_eq!(s.routing.authorization_timeout_ms, 250);
+            assert_eq!(s.auth.shard_tokens["shard-2"].expose(), "t-2");
+            assert_eq!(s.auth.trusted_proxies().len(), 2);
             let err = {
                 jail.set_env("CELLBANK__AUTH__ADMIN_TOKEN", "");
                 cellbank_shared::config::load::<Settings>(None)

@@ -1,17 +1,22 @@
-//! Builds the application (database, migrations, feed, caches, router,
-//! listener, and every part: the HTTP server, the directory-feed consumer, the
-//! feed's liveness ping, the registry refresher) and runs those parts side by
-//! side under the shared supervisor, which logs which one exited.
+//! Builds the application (database, migrations, feed, caches, routers,
+//! listeners, and every part: the public HTTP server, the ops server on its
+//! own port, the directory-feed consumer, the feed's liveness ping and
+//! outbox relay, the registry refresher, the completer of interrupted
+//! sign-ups) and runs those parts side by side under the shared supervisor,
+//! which logs which one exited.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::error_handling::HandleErrorLayer;
 use axum::middleware::from_extractor_with_state;
+use axum::response::IntoResponse as _;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 
 use cellbank_shared::access::Admin;
 use cellbank_shared::kafka::{Producer, Runner, Topic};
@@ -20,33 +25,55 @@ use cellbank_shared::supervisor::Supervisor;
 use cellbank_shared::token::TokenSigner;
 
 use crate::cell_client::CellClient;
-use crate::directory::Directory;
-use crate::feed::{Feed, FeedHandler};
+use crate::credentials::PasswordWork;
+use crate::directory::{CachePolicy, Directory};
+use crate::feed::{Caches, Feed, FeedHandler};
 use crate::login_guard::LoginGuard;
+use crate::partners::Partners;
 use crate::settings::Settings;
 use crate::state::AppState;
 
 /// A built, bound, not yet running global tier.
 pub struct Application {
     port: u16,
+    ops_port: u16,
     state: AppState,
     parts: Supervisor,
 }
 
-/// Every route of the global tier, in one table.
+/// Every public route of the global tier, in one table, behind load
+/// shedding: past `routing.max_in_flight` requests at once, 503 at once.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(crate::health::router())
         .merge(crate::openapi::router())
-        .merge(crate::customers::router())
+        .merge(crate::onboarding::router())
+        .merge(crate::cards::router())
         .merge(crate::events::router())
         .merge(crate::authorizations::router())
         .merge(crate::login::router())
+        .with_state(state.clone());
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            crate::metrics::refused("load_shed");
+            cellbank_shared::problem::Problem::unavailable("global is at capacity; retry", 1)
+                .into_response()
+        }))
+        .load_shed()
+        .concurrency_limit(state.settings.routing.max_in_flight);
+    cellbank_shared::http::with_standard_layers(api, &state.settings.server).layer(shed)
+}
+
+/// The ops API, on its own listener: admin token on every route, and the
+/// health probes so the port can be checked.
+pub fn ops_router(state: AppState) -> Router {
+    let ops = Router::new()
         .merge(
             crate::ops::router().route_layer(from_extractor_with_state::<Admin, _>(state.clone())),
         )
+        .merge(crate::health::router())
         .with_state(state.clone());
-    cellbank_shared::http::with_standard_layers(api, &state.settings.server)
+    cellbank_shared::http::with_standard_layers(ops, &state.settings.server)
 }
 
 impl Application {
@@ -55,22 +82,38 @@ impl Application {
         let directory = open_directory(&settings).await?;
         let producer = Producer::new(&settings.kafka.bootstrap, settings.kafka.produce_timeout())
             .context("create the global broker producer")?;
-        let feed = Feed::new(producer, directory.clone());
+        let partners = Partners::new(directory.pool().clone());
+        let caches = Caches {
+            directory: directory.clone(),
+            partners: partners.clone(),
+        };
+        let feed = Feed::new(producer, caches);
         let feed_runner = feed
             .runner(&settings.kafka.bootstrap, &settings.kafka.group_prefix)
             .context("create the directory feed consumer")?;
-        let state = app_state(settings, directory, feed)?;
+        let state = app_state(settings, directory, feed, partners)?;
         let server = &state.settings.server;
-        let listener = TcpListener::bind((server.host.as_str(), server.port))
-            .await
-            .with_context(|| format!("bind {}:{}", server.host, server.port))?;
+        let listener = bind(&server.host, server.port).await?;
+        let ops = &state.settings.ops;
+        let ops_listener = bind(&ops.host, ops.port).await?;
         let port = listener.local_addr()?.port();
-        let parts = parts(listener, &state, feed_runner);
-        Ok(Self { port, state, parts })
+        let ops_port = ops_listener.local_addr()?.port();
+        let parts = parts([listener, ops_listener], &state, feed_runner);
+        Ok(Self {
+            port,
+            ops_port,
+            state,
+            parts,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where the ops API listens.
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
     }
 
     pub fn state(&self) -> &AppState {
@@ -89,21 +132,63 @@ impl Application {
     }
 }
 
-/// The parts of the global tier: the HTTP server, the directory-feed
-/// consumer, the feed's liveness ping (done once live) and the registry
-/// refresher.
-fn parts(listener: TcpListener, state: &AppState, feed_runner: Runner<FeedHandler>) -> Supervisor {
+async fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("bind {host}:{port}"))
+}
+
+/// Serves `router` on `listener` until `stop`.
+fn serve(
+    parts: &mut Supervisor,
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    parts.add(name, async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context(name)
+    });
+}
+
+/// The parts of the global tier: the public and ops HTTP servers, the
+/// directory-feed consumer, the feed's liveness ping (done once live), its
+/// outbox relay, the registry refresher and the sign-up completer.
+fn parts(
+    [listener, ops_listener]: [TcpListener; 2],
+    state: &AppState,
+    feed_runner: Runner<FeedHandler>,
+) -> Supervisor {
     let mut parts = Supervisor::new();
     let stop = parts.stop_token();
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let server_stop = stop.clone();
-    parts.add("http server", async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await
-            .context("http server")
-    });
+    serve(
+        &mut parts,
+        "http server",
+        listener,
+        router(state.clone()),
+        stop.clone(),
+    );
+    let ops = ops_router(state.clone());
+    serve(&mut parts, "ops server", ops_listener, ops, stop.clone());
     parts.add("directory feed consumer", feed_runner.run(stop.clone()));
+    let relay = state
+        .feed
+        .clone()
+        .relay_outbox(Duration::from_secs(1), stop.clone());
+    parts.add("directory outbox relay", async move {
+        relay.await;
+        Ok(())
+    });
+    let completer =
+        crate::onboarding::complete_stalled(state.clone(), Duration::from_secs(5), stop.clone());
+    parts.add("sign-up completer", async move {
+        completer.await;
+        Ok(())
+    });
     let ping = state.feed.clone().ping_until_live(stop.clone());
     parts.add_finite("directory feed ping", async move {
         ping.await;
@@ -130,7 +215,14 @@ async fn open_directory(settings: &Settings) -> anyhow::Result<Directory> {
         .await
         .context("apply directory migrations")?;
     ensure_feed_topic(settings).await?;
-    let directory = Directory::new(pool, settings.cache.max_entries);
+    let directory = Directory::new(
+        pool,
+        CachePolicy {
+            max_entries: settings.cache.max_entries,
+            ttl: settings.cache.ttl(),
+            not_found_ttl: settings.cache.not_found_ttl(),
+        },
+    );
     directory
         .refresh_shards()
         .await
@@ -139,20 +231,31 @@ async fn open_directory(settings: &Settings) -> anyhow::Result<Directory> {
 }
 
 /// The handles every handler shares, around the directory and its feed.
-fn app_state(settings: Settings, directory: Directory, feed: Feed) -> anyhow::Result<AppState> {
+fn app_state(
+    settings: Settings,
+    directory: Directory,
+    feed: Feed,
+    partners: Partners,
+) -> anyhow::Result<AppState> {
     let cell_client = CellClient::new(
-        settings.auth.internal_token.clone(),
+        settings.auth.shard_tokens.clone(),
         settings.routing.breaker.clone(),
         settings.routing.produce_timeout(),
         settings.routing.produce_linger_ms,
     )?;
     let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
         .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;
+    let verifier = signer.verifier();
     let pan_hasher = PanHasher::new(settings.auth.pan_hmac_key.expose().as_bytes());
     let login_guard = LoginGuard::new(
         settings.auth.login_max_failures,
         settings.auth.login_window(),
     );
+    let password_work = PasswordWork::new(
+        settings.auth.password_hash_concurrency,
+        Duration::from_secs(2),
+    );
+    let trusted_proxies = Arc::new(settings.auth.trusted_proxies());
     Ok(AppState {
         settings: Arc::new(settings),
         directory,
@@ -161,6 +264,10 @@ fn app_state(settings: Settings, directory: Directory, feed: Feed) -> anyhow::Re
         signer: Arc::new(signer),
         pan_hasher: Arc::new(pan_hasher),
         login_guard,
+        partners,
+        password_work,
+        verifier: Arc::new(verifier),
+        trusted_proxies,
     })
 }
 

@@ -7,12 +7,14 @@ use axum::extract::FromRef;
 use cellbank_shared::access::AdminToken;
 
 use cellbank_shared::pan::PanHasher;
-use cellbank_shared::token::TokenSigner;
+use cellbank_shared::token::{TokenSigner, TokenVerifier};
 
 use crate::cell_client::CellClient;
+use crate::credentials::PasswordWork;
 use crate::directory::Directory;
 use crate::feed::Feed;
 use crate::login_guard::LoginGuard;
+use crate::partners::Partners;
 use crate::settings::Settings;
 
 /// Cheap handles every handler may need.
@@ -23,8 +25,15 @@ pub struct AppState {
     pub feed: Feed,
     pub cell_client: CellClient,
     pub signer: Arc<TokenSigner>,
+    /// Verifies the tokens this tier signed (a customer acting on themselves).
+    pub verifier: Arc<TokenVerifier>,
     pub pan_hasher: Arc<PanHasher>,
     pub login_guard: LoginGuard,
+    pub partners: Partners,
+    /// Bounds the argon2 work running at once.
+    pub password_work: PasswordWork,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl FromRef<AppState> for AdminToken {

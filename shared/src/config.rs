@@ -77,6 +77,10 @@ pub fn env_name(dotted: &str) -> String {
 pub fn env_keys<T: Serialize + Default>() -> Vec<String> {
     fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
+            // An empty map (e.g. one token per shard) is one key, set whole.
+            serde_json::Value::Object(m) if m.is_empty() && !prefix.is_empty() => {
+                out.push(env_name(prefix))
+            }
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
                     let p = if prefix.is_empty() {

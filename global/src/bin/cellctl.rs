@@ -1,5 +1,6 @@
-//! `cellctl`: the operator's command line over the global ops API and, via
-//! the shard registry, each shard's admin API.
+//! `cellctl`: the operator's command line over the global ops API (its own
+//! port) and, via the shard registry, each shard's admin API (each shard has
+//! its own admin token).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,17 +10,26 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 #[derive(Parser)]
-#[command(name = "cellctl", about = "Operate a Cellbank platform")]
+#[command(
+    name = "cellctl",
+    about = "Operate a Cellbank platform",
+    after_help = "Partners (card network, payment rails) call global with a key of their own:\n  \
+        cellctl partners add --name network --scope authorizations --scope events\n  \
+        cellctl partners list\n  \
+        cellctl partners rotate PARTNER_ID   # a new key; the previous one works until the next rotation\n  \
+        cellctl partners revoke PARTNER_ID   # every key of the partner stops working"
+)]
 struct Cli {
-    /// Base URL of the global tier.
+    /// Base URL of global's ops API (its own port, not the public one).
     #[arg(
-        long = "global",
-        env = "CELLCTL_GLOBAL_URL",
-        default_value = "http://127.0.0.1:8080",
+        long = "ops-url",
+        alias = "global",
+        env = "CELLCTL_OPS_URL",
+        default_value = "http://127.0.0.1:8090",
         global = true
     )]
     global: String,
-    /// Admin bearer token (global's and the shards' auth.admin_token).
+    /// Global's admin bearer token (auth.admin_token of global).
     #[arg(
         long = "admin-token",
         env = "CELLCTL_ADMIN_TOKEN",
@@ -28,6 +38,16 @@ struct Cli {
         global = true
     )]
     admin_token: String,
+    /// The admin token of the shard a command names with --shard (each
+    /// shard has its own).
+    #[arg(
+        long = "shard-token",
+        env = "CELLCTL_SHARD_ADMIN_TOKEN",
+        default_value = "",
+        hide_env_values = true,
+        global = true
+    )]
+    shard_token: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +68,38 @@ enum Command {
     /// Hold (pause) or release a shard's consumers; the backlog waits in the log.
     #[command(subcommand)]
     Consumers(ConsumersCmd),
+    /// Partners: who may send events and authorizations, with their keys.
+    #[command(subcommand)]
+    Partners(PartnersCmd),
+}
+
+#[derive(Subcommand)]
+enum PartnersCmd {
+    /// Registers a partner; its key is printed once and kept only as a hash.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// events and/or authorizations (repeat the flag).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Requests (events) per second; the platform default otherwise.
+        #[arg(long)]
+        rate_per_sec: Option<u32>,
+        /// Print only the key (for scripts).
+        #[arg(long)]
+        print_key: bool,
+    },
+    List,
+    /// Every key of the partner stops working.
+    Revoke {
+        id: String,
+    },
+    /// A new key; the previous one keeps working until the next rotation.
+    Rotate {
+        id: String,
+        #[arg(long)]
+        print_key: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +169,7 @@ struct Client {
     http: reqwest::Client,
     global: String,
     token: String,
+    shard_token: String,
 }
 
 impl Client {
@@ -129,8 +182,22 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        Self::send_as(req, &self.token).await
+    }
+
+    /// A request to a shard's admin API, with that shard's admin token.
+    async fn send_shard(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        if self.shard_token.is_empty() {
+            anyhow::bail!(
+                "give the shard's admin token: --shard-token or CELLCTL_SHARD_ADMIN_TOKEN"
+            );
+        }
+        Self::send_as(req, &self.shard_token).await
+    }
+
+    async fn send_as(req: reqwest::RequestBuilder, token: &str) -> anyhow::Result<Value> {
         let resp = req
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .send()
             .await
             .context("send request")?;
@@ -180,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             .build()?,
         global: cli.global,
         token: cli.admin_token,
+        shard_token: cli.shard_token,
     };
     match cli.command {
         Command::Shards(cmd) => shards(&c, cmd).await?,
@@ -189,8 +257,47 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::DeadLetters(cmd) => dead_letters(&c, cmd).await?,
         Command::Consumers(cmd) => consumers(&c, cmd).await?,
+        Command::Partners(cmd) => partners(&c, cmd).await?,
     }
     Ok(true)
+}
+
+async fn partners(c: &Client, cmd: PartnersCmd) -> anyhow::Result<()> {
+    let (answer, print_key) = match cmd {
+        PartnersCmd::Add {
+            name,
+            scopes,
+            rate_per_sec,
+            print_key,
+        } => {
+            let mut body = serde_json::json!({ "name": name, "scopes": scopes });
+            if let Some(r) = rate_per_sec {
+                body["rate_per_sec"] = r.into();
+            }
+            (
+                c.post(&c.global, "/ops/v1/partners", &body).await?,
+                print_key,
+            )
+        }
+        PartnersCmd::List => (c.get(&c.global, "/ops/v1/partners").await?, false),
+        PartnersCmd::Revoke { id } => {
+            let path = format!("/ops/v1/partners/{id}/revoke");
+            (c.post(&c.global, &path, &Value::Null).await?, false)
+        }
+        PartnersCmd::Rotate { id, print_key } => {
+            let path = format!("/ops/v1/partners/{id}/rotate");
+            (c.post(&c.global, &path, &Value::Null).await?, print_key)
+        }
+    };
+    if print_key {
+        println!(
+            "{}",
+            answer["key"].as_str().context("the answer holds no key")?
+        );
+    } else {
+        print(&answer);
+    }
+    Ok(())
 }
 
 async fn shards(c: &Client, cmd: ShardsCmd) -> anyhow::Result<()> {
@@ -275,7 +382,7 @@ async fn dead_letters(c: &Client, cmd: DeadLettersCmd) -> anyhow::Result<()> {
         DeadLettersCmd::List { shard, limit } => {
             let base = c.shard_internal_url(&shard).await?;
             let path = format!("/admin/v1/dead-letters?limit={limit}");
-            print(&c.get(&base, &path).await?);
+            print(&c.send_shard(c.http.get(Client::url(&base, &path))).await?);
         }
         DeadLettersCmd::Republish { shard, id, all } => {
             let base = c.shard_internal_url(&shard).await?;
@@ -284,7 +391,8 @@ async fn dead_letters(c: &Client, cmd: DeadLettersCmd) -> anyhow::Result<()> {
                 (Some(id), false) => format!("/admin/v1/dead-letters/{id}/republish"),
                 (None, false) => anyhow::bail!("give --id X or --all"),
             };
-            print(&c.post(&base, &path, &Value::Null).await?);
+            let req = c.http.post(Client::url(&base, &path)).json(&Value::Null);
+            print(&c.send_shard(req).await?);
         }
     }
     Ok(())
@@ -294,17 +402,21 @@ async fn consumers(c: &Client, cmd: ConsumersCmd) -> anyhow::Result<()> {
     match cmd {
         ConsumersCmd::List { shard } => {
             let base = c.shard_internal_url(&shard).await?;
-            print(&c.get(&base, "/admin/v1/consumers").await?);
+            let req = c.http.get(Client::url(&base, "/admin/v1/consumers"));
+            print(&c.send_shard(req).await?);
         }
         ConsumersCmd::Hold { shard, name } => {
             let base = c.shard_internal_url(&shard).await?;
             let path = format!("/admin/v1/consumers/{name}/hold");
-            print(&c.send(c.http.put(Client::url(&base, &path))).await?);
+            print(&c.send_shard(c.http.put(Client::url(&base, &path))).await?);
         }
         ConsumersCmd::Release { shard, name } => {
             let base = c.shard_internal_url(&shard).await?;
             let path = format!("/admin/v1/consumers/{name}/hold");
-            print(&c.send(c.http.delete(Client::url(&base, &path))).await?);
+            print(
+                &c.send_shard(c.http.delete(Client::url(&base, &path)))
+                    .await?,
+            );
         }
     }
     Ok(())

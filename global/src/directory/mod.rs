@@ -2,9 +2,12 @@
 //! customer, and the shard registry, with a cache in front of every lookup.
 //!
 //! Lookups go identifier -> customer (cached) -> placement (cached). Entries
-//! have no time to live: they are dropped when the directory-change feed says
-//! so, which keeps them fresh on every replica and lets the router keep
-//! serving from them while the directory database is unreachable.
+//! are dropped when the directory-change feed says so, which keeps them fresh
+//! on every replica and lets the router keep serving from them while the
+//! directory database is unreachable; a time to live bounds how long a lost
+//! invalidation can mislead, a shard's "not here" answer drops the entry at
+//! once, and a placement never replaces a newer cached one. "No such
+//! identifier" is remembered briefly, so probing unknown numbers is cheap.
 
 mod credentials;
 mod repo;
@@ -12,8 +15,11 @@ mod types;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use moka::ops::compute::Op;
+use moka::Expiry;
 use sqlx::PgPool;
 
 use cellbank_shared::ids::{CustomerId, ShardId};
@@ -24,7 +30,7 @@ pub use credentials::{insert_credentials, password_hash};
 pub use repo::{
     delete_customer, delete_identifier, identifiers_of, insert_customer, insert_identifier,
     insert_shard, list_shards, reassign, release_seat, set_customer_state, set_shard_state,
-    take_seat,
+    sign_up_of, stalled_sign_ups, take_seat, PendingSignUp,
 };
 pub use types::{
     Change, DirectoryError, IdentifierKind, IdentifierView, NewShard, Placement, Registry, Shard,
@@ -35,18 +41,62 @@ pub use types::{
 #[derive(Clone)]
 pub struct Directory {
     pool: PgPool,
-    identifiers: Cache<(IdentifierKind, String), CustomerId>,
+    identifiers: Cache<(IdentifierKind, String), Option<CustomerId>>,
     placements: Cache<CustomerId, Placement>,
     shards: Arc<RwLock<Registry>>,
 }
 
+/// How long the directory cache keeps its entries.
+#[derive(Clone, Copy, Debug)]
+pub struct CachePolicy {
+    pub max_entries: u64,
+    /// Every entry's backstop.
+    pub ttl: Duration,
+    /// A remembered "no such identifier".
+    pub not_found_ttl: Duration,
+}
+
+/// Found identifiers live `ttl`, unknown ones `not_found_ttl`.
+struct IdentifierExpiry(CachePolicy);
+
+impl Expiry<(IdentifierKind, String), Option<CustomerId>> for IdentifierExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &(IdentifierKind, String),
+        value: &Option<CustomerId>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_some() {
+            self.0.ttl
+        } else {
+            self.0.not_found_ttl
+        })
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &(IdentifierKind, String),
+        value: &Option<CustomerId>,
+        now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, now)
+    }
+}
+
 impl Directory {
-    pub fn new(pool: PgPool, max_entries: u64) -> Self {
-        let half = (max_entries / 2).max(1);
+    pub fn new(pool: PgPool, policy: CachePolicy) -> Self {
+        let half = (policy.max_entries / 2).max(1);
         Self {
             pool,
-            identifiers: Cache::builder().max_capacity(half).build(),
-            placements: Cache::builder().max_capacity(half).build(),
+            identifiers: Cache::builder()
+                .max_capacity(half)
+                .expire_after(IdentifierExpiry(policy))
+                .build(),
+            placements: Cache::builder()
+                .max_capacity(half)
+                .time_to_live(policy.ttl)
+                .build(),
             shards: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
         }
     }
@@ -62,16 +112,15 @@ impl Directory {
         value: &str,
     ) -> Result<CustomerId, DirectoryError> {
         let key = (kind, value.to_owned());
+        let not_found = || DirectoryError::NotFound(format!("{} identifier", kind.as_str()));
         if let Some(c) = self.identifiers.get(&key).await {
             metrics::cache_hit("identifier");
-            return Ok(c);
+            return c.ok_or_else(not_found);
         }
         metrics::cache_miss("identifier");
-        let id = repo::find_customer(&self.pool, kind, value)
-            .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("{} identifier", kind.as_str())))?;
+        let id = repo::find_customer(&self.pool, kind, value).await?;
         self.identifiers.insert(key, id).await;
-        Ok(id)
+        id.ok_or_else(not_found)
     }
 
     /// Where a customer lives, from the cache or the database.
@@ -85,9 +134,27 @@ impl Directory {
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("customer {customer_id}")))?;
         if p.state != "pending" {
-            self.placements.insert(customer_id, p.clone()).await;
+            self.remember(p.clone()).await;
         }
         Ok(p)
+    }
+
+    /// Caches a placement read from the database unless the cache already
+    /// holds a newer one (a slow reader must not bring back an old epoch).
+    async fn remember(&self, p: Placement) {
+        self.placements
+            .entry(p.customer_id)
+            .and_compute_with(|cached| {
+                let newer_cached = cached.is_some_and(|c| c.value().epoch > p.epoch);
+                std::future::ready(if newer_cached { Op::Nop } else { Op::Put(p) })
+            })
+            .await;
+    }
+
+    /// Drops a customer's cached placement (a shard said they are not
+    /// there at that epoch).
+    pub async fn forget_customer(&self, customer_id: CustomerId) {
+        self.placements.invalidate(&customer_id).await;
     }
 
     /// Identifier -> customer -> placement.
@@ -112,7 +179,7 @@ impl Directory {
                     tracing::warn!(error = %e, "refresh shard registry failed");
                 }
             }
-            Change::Ping => {}
+            Change::Partner { .. } | Change::Ping => {}
         }
     }
 

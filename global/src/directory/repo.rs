@@ -131,17 +131,59 @@ pub async fn insert_customer(
     customer_id: CustomerId,
     shard_id: &ShardId,
     name: &str,
+    currency: &str,
 ) -> Result<(), DirectoryError> {
     sqlx::query(
-        "INSERT INTO customers (customer_id, shard_id, epoch, state, name)
-         VALUES ($1, $2, 1, 'pending', $3)",
+        "INSERT INTO customers (customer_id, shard_id, epoch, state, name, currency)
+         VALUES ($1, $2, 1, 'pending', $3, $4)",
     )
     .bind(customer_id.as_uuid())
     .bind(shard_id.as_str())
     .bind(name)
+    .bind(currency)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// A sign-up not yet completed: who, where, and what they asked for.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PendingSignUp {
+    pub customer_id: Uuid,
+    pub shard_id: String,
+    pub name: String,
+    pub currency: Option<String>,
+    pub state: String,
+}
+
+/// The customer behind a login with their sign-up details, if any.
+pub async fn sign_up_of(
+    pool: &PgPool,
+    login: &str,
+) -> Result<Option<PendingSignUp>, DirectoryError> {
+    Ok(sqlx::query_as(
+        "SELECT c.customer_id, c.shard_id, c.name, c.currency, c.state
+           FROM identifiers i JOIN customers c USING (customer_id)
+          WHERE i.kind = 'login' AND i.value = $1",
+    )
+    .bind(login)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Sign-ups pending for longer than `older_than_secs` (interrupted ones).
+pub async fn stalled_sign_ups(
+    pool: &PgPool,
+    older_than_secs: i64,
+) -> Result<Vec<PendingSignUp>, DirectoryError> {
+    Ok(sqlx::query_as(
+        "SELECT customer_id, shard_id, name, currency, state FROM customers
+          WHERE state = 'pending' AND created_at < now() - make_interval(secs => $1)
+          ORDER BY created_at LIMIT 50",
+    )
+    .bind(older_than_secs as f64)
+    .fetch_all(pool)
+    .await?)
 }
 
 pub async fn set_customer_state(
@@ -212,19 +254,25 @@ pub async fn insert_identifier(
     customer_id: CustomerId,
     hint: Option<&str>,
 ) -> Result<(), DirectoryError> {
-    sqlx::query("INSERT INTO identifiers (kind, value, customer_id, hint) VALUES ($1, $2, $3, $4)")
-        .bind(kind.as_str())
-        .bind(value)
-        .bind(customer_id.as_uuid())
-        .bind(hint)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| match DirectoryError::from(e) {
-            DirectoryError::Conflict(_) => {
-                DirectoryError::Conflict(format!("{} identifier already registered", kind.as_str()))
-            }
-            other => other,
-        })?;
+    // Registering the same identifier for the same customer again is a
+    // no-op (a completed sign-up's retry); for another customer a conflict.
+    let owner: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO identifiers (kind, value, customer_id, hint) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (kind, value) DO UPDATE SET kind = identifiers.kind
+         RETURNING customer_id",
+    )
+    .bind(kind.as_str())
+    .bind(value)
+    .bind(customer_id.as_uuid())
+    .bind(hint)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if owner != Some(customer_id.as_uuid()) {
+        return Err(DirectoryError::Conflict(format!(
+            "{} identifier already registered",
+            kind.as_str()
+        )));
+    }
     Ok(())
 }
 

@@ -188,8 +188,25 @@ pub enum Change {
     Shard {
         shard_id: ShardId,
     },
+    /// A partner was revoked or its keys rotated: cached key lookups go.
+    Partner {
+        partner_id: uuid::Uuid,
+    },
     /// A replica checking that it receives the feed.
     Ping,
+}
+
+impl Change {
+    /// The change's kind, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Customer { .. } => "customer",
+            Change::Identifier { .. } => "identifier",
+            Change::Shard { .. } => "shard",
+            Change::Partner { .. } => "partner",
+            Change::Ping => "ping",
+        }
+    }
 }
 
 /// An immutable copy of the shard registry, swapped whole on reload.

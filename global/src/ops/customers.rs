@@ -10,7 +10,7 @@ use serde::Deserialize;
 use cellbank_shared::ids::ShardId;
 use cellbank_shared::problem::Problem;
 
-use crate::customers::parse_customer_id;
+use crate::cards::parse_customer_id;
 use crate::directory::{self, Change, IdentifierKind};
 use crate::error::ApiResult;
 use crate::state::AppState;

@@ -1,7 +1,9 @@
-//! The ops API: operator endpoints behind the admin token, over the shard
-//! registry and the customers in the directory.
+//! The ops API: operator endpoints behind the admin token, on a listener of
+//! their own, over the shard registry, the customers in the directory, the
+//! partners and the credit policy.
 
 pub mod customers;
+pub mod partners;
 pub mod shards;
 
 use axum::Router;
@@ -14,4 +16,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(shards::router())
         .merge(customers::router())
+        .merge(partners::router())
+        .merge(crate::credit::ops_router())
 }

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{event, Base, Cell, TestGlobal};
+use crate::support::{event, Base, Cell, TestGlobal, ADMIN_TOKEN};
 
 async fn expect_problem(r: reqwest::Response, status: u16, field: Option<&str>, case: &str) {
     assert_eq!(r.status().as_u16(), status, "{case}");
@@ -247,13 +247,21 @@ async fn bad_input_gets_problems_naming_the_field() {
     let r = g
         .http
         .get(format!("{}/ops/v1/shards", g.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, 404, None, "the ops API is not on the public port").await;
+    let r = g
+        .http
+        .get(format!("{}/ops/v1/shards", g.ops_url))
         .send()
         .await
         .unwrap();
     expect_problem(r, 401, None, "ops without a token").await;
     let r = g
         .http
-        .get(format!("{}/ops/v1/shards", g.url))
+        .get(format!("{}/ops/v1/shards", g.ops_url))
         .bearer_auth("wrong")
         .send()
         .await

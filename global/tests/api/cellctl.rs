@@ -1,12 +1,13 @@
 //! The `cellctl` binary against a running global tier and a shard's admin API.
 
-use crate::support::{Base, Cell, TestGlobal, ADMIN_TOKEN};
+use crate::support::{shard_admin_token, Base, Cell, TestGlobal, ADMIN_TOKEN};
 
 async fn cellctl(g: &TestGlobal, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cellctl"))
         .args(args)
-        .env("CELLCTL_GLOBAL_URL", &g.url)
+        .env("CELLCTL_OPS_URL", &g.ops_url)
         .env("CELLCTL_ADMIN_TOKEN", token)
+        .env("CELLCTL_SHARD_ADMIN_TOKEN", shard_admin_token(1))
         .output()
         .await
         .expect("run cellctl");
@@ -113,4 +114,56 @@ async fn cellctl_manages_shards_shows_customers_and_dead_letters() {
     let (ok, _, err) = cellctl(&g, "wrong-token", &["shards", "list"]).await;
     assert!(!ok);
     assert!(err.contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn cellctl_manages_partners_and_documents_it() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let (ok, key, err) = cellctl(
+        &g,
+        ADMIN_TOKEN,
+        &[
+            "partners",
+            "add",
+            "--name",
+            "network",
+            "--scope",
+            "authorizations",
+            "--print-key",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("cbp_"), "{key}");
+    let (ok, out, _) = cellctl(&g, ADMIN_TOKEN, &["partners", "list"]).await;
+    assert!(ok);
+    assert!(
+        out.contains("\"network\"") && !out.contains(&key),
+        "the key is never listed: {out}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "network")
+        .unwrap()["partner_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, new_key, _) =
+        cellctl(&g, ADMIN_TOKEN, &["partners", "rotate", &id, "--print-key"]).await;
+    assert!(ok);
+    assert_ne!(new_key.trim(), key);
+    let (ok, out, _) = cellctl(&g, ADMIN_TOKEN, &["partners", "revoke", &id]).await;
+    assert!(ok);
+    assert!(out.contains("revoked_at"), "{out}");
+    let (ok, help, _) = cellctl(&g, ADMIN_TOKEN, &["--help"]).await;
+    assert!(ok);
+    assert!(
+        help.contains("partners") && help.contains("cellctl partners add"),
+        "{help}"
+    );
 }

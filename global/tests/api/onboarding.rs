@@ -123,7 +123,7 @@ async fn a_card_pan_is_shown_once_and_only_its_hash_is_kept() {
     let pan_text = card["pan"].as_str().unwrap();
     let pan = Pan::parse(pan_text).expect("a luhn-valid pan");
     assert_eq!(pan_text.len(), 16);
-    assert!(pan_text.starts_with(cellbank_global::customers::BIN));
+    assert!(pan_text.starts_with(cellbank_global::cards::BIN));
     assert_eq!(card["last4"], pan.last4());
 
     // The shard got the keyed hash, never the PAN.

@@ -57,7 +57,7 @@ impl FakeShard {
         let peer = Peer {
             number,
             token: internal_token.to_owned(),
-            admin_token: super::ADMIN_TOKEN.to_owned(),
+            admin_token: super::shard_admin_token(number),
             seq: Arc::new(AtomicU64::new(0)),
             auth_delay_ms: Arc::new(AtomicU64::new(0)),
             books: Arc::new(Mutex::new(Books::default())),

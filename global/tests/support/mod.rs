@@ -24,7 +24,16 @@ use cellbank_shared::token::TokenSigner;
 use fake_shard::FakeShard;
 
 pub const ADMIN_TOKEN: &str = "admin-test-token";
-pub const INTERNAL_TOKEN: &str = "internal-test-token";
+
+/// Shard `n`'s own internal token (per-cell credentials).
+pub fn internal_token(n: u32) -> String {
+    format!("internal-test-token-{n}")
+}
+
+/// Shard `n`'s own admin token.
+pub fn shard_admin_token(n: u32) -> String {
+    format!("shard-admin-test-token-{n}")
+}
 pub const PAN_KEY: &str = "pan-hmac-test-key-0123456789";
 
 /// Settings for one global replica; replicas of one test share `signing_key`.
@@ -40,7 +49,10 @@ pub fn settings(db_url: &str, global_bootstrap: &str, signing_key: &str) -> Sett
     s.auth.signing_key = Secret::new(signing_key);
     s.auth.pan_hmac_key = Secret::new(PAN_KEY);
     s.auth.admin_token = Secret::new(ADMIN_TOKEN);
-    s.auth.internal_token = Secret::new(INTERNAL_TOKEN);
+    s.auth.shard_tokens = (1..=4)
+        .map(|n| (format!("shard-{n}"), Secret::new(internal_token(n))))
+        .collect();
+    s.ops.port = 0;
     s.auth.login_max_failures = 3;
     s.routing.produce_timeout_ms = 1500;
     s.routing.authorization_timeout_ms = 300;
@@ -55,6 +67,11 @@ pub fn settings(db_url: &str, global_bootstrap: &str, signing_key: &str) -> Sett
 /// A running global replica; stopped when dropped.
 pub struct TestGlobal {
     pub url: String,
+    /// The ops API, on its own port.
+    pub ops_url: String,
+    /// The key of a partner with every scope and a rate no test reaches;
+    /// [`TestGlobal::post`] presents it.
+    pub partner_key: String,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -75,12 +92,15 @@ impl TestGlobal {
         cellbank_shared::telemetry::init_for_tests();
         let app = Application::build(settings).await.expect("build global");
         let url = format!("http://127.0.0.1:{}", app.port());
+        let ops_url = format!("http://127.0.0.1:{}", app.ops_port());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        let g = TestGlobal {
+        let mut g = TestGlobal {
             url,
+            ops_url,
+            partner_key: String::new(),
             http: reqwest::Client::new(),
             stop: Some(tx),
             task,
@@ -92,16 +112,61 @@ impl TestGlobal {
                 .unwrap_or(false)
         })
         .await;
+        g.partner_key = g
+            .add_partner(&["events", "authorizations"], Some(1_000_000))
+            .await["key"]
+            .as_str()
+            .expect("a partner key")
+            .to_owned();
         g
+    }
+
+    /// Registers a partner (a fresh name) through the ops API; the 201 body.
+    pub async fn add_partner(&self, scopes: &[&str], rate: Option<u32>) -> Value {
+        let mut body = json!({
+            "name": format!("partner-{}", uuid::Uuid::new_v4().simple()),
+            "scopes": scopes,
+        });
+        if let Some(r) = rate {
+            body["rate_per_sec"] = r.into();
+        }
+        let r = self
+            .admin(reqwest::Method::POST, "/ops/v1/partners", Some(body))
+            .await;
+        assert_eq!(r.status(), 201, "add partner");
+        r.json().await.expect("partner document")
+    }
+
+    /// A post with no credentials at all.
+    pub async fn post_anonymous(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("post to global")
+    }
+
+    /// A post with the given bearer token.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("post to global")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
         self.http.get(format!("{}{path}", self.url)).send().await
     }
 
+    /// A post as the test partner.
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.partner_key)
             .json(body)
             .send()
             .await
@@ -126,7 +191,7 @@ impl TestGlobal {
     ) -> reqwest::Response {
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.url))
+            .request(method, format!("{}{path}", self.ops_url))
             .bearer_auth(ADMIN_TOKEN);
         if let Some(b) = body {
             req = req.json(&b);
@@ -168,12 +233,14 @@ impl TestGlobal {
         r.json().await.expect("onboarding document")
     }
 
-    /// Issues a card; returns the 201 body (with the PAN).
+    /// Issues a card as the back office (the credit policy sets its
+    /// limit: 500,000 BRL by default); returns the 201 body (with the PAN).
     pub async fn issue_card(&self, customer_id: &str) -> Value {
         let r = self
-            .post(
+            .post_as(
+                ADMIN_TOKEN,
                 &format!("/v1/customers/{customer_id}/cards"),
-                &json!({"credit_limit": 500_000, "currency": "BRL"}),
+                &json!({"currency": "BRL"}),
             )
             .await;
         assert_eq!(r.status(), 201);
@@ -199,7 +266,7 @@ impl Cell {
         Cell {
             number,
             public_url: format!("http://shard-{number}.cellbank.test:8081"),
-            shard: FakeShard::start(number, INTERNAL_TOKEN).await,
+            shard: FakeShard::start(number, &internal_token(number)).await,
             broker: Some(broker),
             bootstrap,
         }
@@ -210,7 +277,7 @@ impl Cell {
         Cell {
             number,
             public_url: format!("http://shard-{number}.cellbank.test:8081"),
-            shard: FakeShard::start(number, INTERNAL_TOKEN).await,
+            shard: FakeShard::start(number, &internal_token(number)).await,
             broker: None,
             bootstrap: format!("127.0.0.1:{}", cellbank_shared::testkit::free_port()),
         }
@@ -253,7 +320,6 @@ pub fn event(event_id: &str, account_number: &str, amount: i64) -> Value {
         "amount": amount,
         "currency": "BRL",
         "occurred_at": "2026-11-28T12:00:00Z",
-        "description": "salary",
     })
 }
 
