@@ -13,3 +13,4 @@ mod login;
 mod onboarding;
 mod replicas;
 mod service;
+mod trust;

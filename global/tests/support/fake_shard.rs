@@ -35,6 +35,10 @@ struct Peer {
     admin_token: String,
     seq: Arc<AtomicU64>,
     auth_delay_ms: Arc<AtomicU64>,
+    /// Authorizations below this epoch are answered `stale_epoch`.
+    min_epoch: Arc<AtomicU64>,
+    /// Creating customers answers 503 while set.
+    refuse_creates: Arc<std::sync::atomic::AtomicBool>,
     books: Arc<Mutex<Books>>,
 }
 
@@ -60,6 +64,8 @@ impl FakeShard {
             admin_token: super::shard_admin_token(number),
             seq: Arc::new(AtomicU64::new(0)),
             auth_delay_ms: Arc::new(AtomicU64::new(0)),
+            min_epoch: Arc::new(AtomicU64::new(0)),
+            refuse_creates: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             books: Arc::new(Mutex::new(Books::default())),
         };
         let app = Router::new()
@@ -92,6 +98,17 @@ impl FakeShard {
         self.peer
             .auth_delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers authorizations below `epoch` with `stale_epoch`, as a shard
+    /// whose customer's placement moved on does.
+    pub fn require_epoch(&self, epoch: u64) {
+        self.peer.min_epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// Makes customer creation fail with 503 (a shard in trouble) or work.
+    pub fn refuse_creates(&self, refuse: bool) {
+        self.peer.refuse_creates.store(refuse, Ordering::SeqCst);
     }
 
     pub fn customers(&self) -> Vec<CustomerId> {
@@ -142,6 +159,9 @@ async fn create_customer(
 ) -> Response {
     if !authorized(&peer, &headers) {
         return unauthorized();
+    }
+    if peer.refuse_creates.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
     }
     let mut books = peer.books.lock().unwrap();
     let created = books
@@ -200,6 +220,9 @@ async fn authorize(
     let mut books = peer.books.lock().unwrap();
     books.authorizations.push(body.clone());
     let decision = match books.cards.get(&body.pan_hash) {
+        _ if (body.epoch.0 as u64) < peer.min_epoch.load(Ordering::SeqCst) => {
+            (Decision::Declined, "stale_epoch")
+        }
         None => (Decision::Declined, "unknown_card"),
         Some((_, card)) if body.amount > card.credit_limit => {
             (Decision::Declined, "insufficient_limit")

@@ -1,0 +1,430 @@
+//! The trust boundary: partners authenticate with keys of their own (scope,
+//! rate, rotation, revocation), customers act only on themselves, and no
+//! caller can hurt the others (login bursts, spoofed addresses, stale routes,
+//! interrupted sign-ups).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use cellbank_shared::testkit::eventually;
+
+use crate::support::{event, settings, Base, Cell, TestGlobal, ADMIN_TOKEN};
+
+async fn problem(r: reqwest::Response, status: u16, case: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "{case}");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/problem+json"), "{case}: {ct}");
+    r.json().await.expect("a problem body")
+}
+
+fn authorization(pan: &str, reference: &str) -> Value {
+    json!({
+        "pan": pan, "amount": 1000, "currency": "BRL",
+        "merchant": {"name": "Padaria", "mcc": "5812", "country": "BR"},
+        "network_reference": reference,
+    })
+}
+
+#[tokio::test]
+async fn partners_need_a_live_key_with_the_scope_and_keep_to_their_rate() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let cell = Cell::with_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+    let doc = g.onboard("partner-target").await;
+    let account = doc["account_number"].as_str().unwrap().to_owned();
+    let pan = g.issue_card(doc["customer_id"].as_str().unwrap()).await["pan"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let ev = event("p-1", &account, 100);
+    let batch = json!({"events": [ev.clone()]});
+    for (path, body) in [
+        ("/v1/events", &ev),
+        ("/v1/events/batch", &batch),
+        ("/v1/authorizations", &authorization(&pan, "r-0")),
+    ] {
+        problem(g.post_anonymous(path, body).await, 401, path).await;
+        problem(g.post_as("cbp_not-a-key", path, body).await, 401, path).await;
+        problem(g.post_as(ADMIN_TOKEN, path, body).await, 401, path).await;
+    }
+
+    let events_only = g.add_partner(&["events"], Some(2)).await;
+    let key = events_only["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("cbp_"));
+    let auth = authorization(&pan, "r-1");
+    problem(
+        g.post_as(&key, "/v1/authorizations", &auth).await,
+        403,
+        "no scope",
+    )
+    .await;
+    assert_eq!(g.post_as(&key, "/v1/events", &ev).await.status(), 202);
+    assert_eq!(g.post_as(&key, "/v1/events", &ev).await.status(), 202);
+    let r = g.post_as(&key, "/v1/events", &ev).await;
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, 429, "over its rate").await;
+    assert_eq!(
+        g.post("/v1/events", &ev).await.status(),
+        202,
+        "another partner is not throttled by this one"
+    );
+
+    // A card number sent as a number is refused without being echoed.
+    let mut bad = ev.clone();
+    bad.as_object_mut().unwrap().remove("account_number");
+    bad["pan"] = json!(4111111111111111u64);
+    let r = g.post("/v1/events", &bad).await;
+    assert_eq!(r.status(), 422);
+    assert!(!r.text().await.unwrap().contains("4111111111111111"));
+
+    // Rotation: both keys work until the next rotation; revocation ends both.
+    let p = g
+        .add_partner(&["events", "authorizations"], Some(1000))
+        .await;
+    let id = p["partner_id"].as_str().unwrap();
+    let first = p["key"].as_str().unwrap().to_owned();
+    let rotated = g
+        .admin(Method::POST, &format!("/ops/v1/partners/{id}/rotate"), None)
+        .await;
+    assert_eq!(rotated.status(), 200);
+    let second = rotated.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for k in [&first, &second] {
+        let r = g
+            .post_as(k, "/v1/authorizations", &authorization(&pan, "r-2"))
+            .await;
+        assert_eq!(r.status(), 200, "both keys of a rotation work");
+    }
+    let third = g
+        .admin(Method::POST, &format!("/ops/v1/partners/{id}/rotate"), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    problem(
+        g.post_as(&first, "/v1/events", &ev).await,
+        401,
+        "retired by the next rotation",
+    )
+    .await;
+    assert_eq!(g.post_as(&third, "/v1/events", &ev).await.status(), 202);
+    let r = g
+        .admin(Method::POST, &format!("/ops/v1/partners/{id}/revoke"), None)
+        .await;
+    assert_eq!(r.status(), 200);
+    for k in [&second, &third] {
+        problem(g.post_as(k, "/v1/events", &ev).await, 401, "revoked").await;
+    }
+    let listed = g
+        .admin(Method::GET, "/ops/v1/partners", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !listed.contains(&third) && !listed.contains("cbp_"),
+        "keys are never listed"
+    );
+}
+
+#[tokio::test]
+async fn a_customer_issues_cards_only_to_themselves_at_the_policy_limit() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let cell = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+    let ana = g.onboard("ana-cards").await;
+    let bia = g.onboard("bia-cards").await;
+    let (ana_id, bia_id) = (
+        ana["customer_id"].as_str().unwrap(),
+        bia["customer_id"].as_str().unwrap(),
+    );
+    let session: Value = g
+        .post_anonymous(
+            "/v1/login",
+            &json!({"login": "ana-cards", "password": "correct horse battery"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = session["access_token"].as_str().unwrap();
+    let issue = session["_links"]["issue_card"]["href"].as_str().unwrap();
+    assert_eq!(issue, format!("/v1/customers/{ana_id}/cards"));
+
+    let body = json!({"currency": "BRL"});
+    problem(g.post_anonymous(issue, &body).await, 401, "no token").await;
+    problem(
+        g.post_as("not-a-token", issue, &body).await,
+        401,
+        "bad token",
+    )
+    .await;
+    let other = format!("/v1/customers/{bia_id}/cards");
+    problem(
+        g.post_as(token, &other, &body).await,
+        403,
+        "someone else's card",
+    )
+    .await;
+    let p = problem(
+        g.post_as(
+            token,
+            issue,
+            &json!({"credit_limit": 1_000_000_000_000_000i64, "currency": "BRL"}),
+        )
+        .await,
+        422,
+        "a caller-chosen limit",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "credit_limit");
+    assert!(!p.to_string().contains("1000000000000000"));
+    assert!(cell.shard.card_hashes().is_empty(), "nothing was issued");
+
+    let card: Value = g.post_as(token, issue, &body).await.json().await.unwrap();
+    assert_eq!(card["credit_limit"], 500_000, "the configured default");
+    let r = g
+        .admin(
+            Method::PUT,
+            "/ops/v1/credit-policy/BRL",
+            Some(json!({"default_credit_limit": 750_000})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let card: Value = g
+        .post_as(token, issue, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card["credit_limit"], 750_000, "the operators' policy");
+    let r = g.post_as(ADMIN_TOKEN, &other, &body).await;
+    assert_eq!(r.status(), 201, "the back office may issue for anyone");
+}
+
+async fn login_from(g: &TestGlobal, forwarded: &str, login: &str, password: &str) -> u16 {
+    g.http
+        .post(format!("{}/v1/login", g.url))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({"login": login, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_for_does_not_bypass_the_login_limit() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let cell = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+    g.onboard("limited").await;
+    // The test's peer (127.0.0.1) is not a trusted proxy: a header per try
+    // must not make each try look like a new client.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses
+            .push(login_from(&g, &format!("198.51.100.{i}"), "limited", "wrong password").await);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+
+    // Behind a trusted proxy the forwarded client counts: a stranger locks
+    // out only themselves.
+    let mut s = base.settings();
+    s.auth.trusted_proxies = vec!["127.0.0.1".into()];
+    let behind = TestGlobal::spawn(s).await;
+    let mut stranger = Vec::new();
+    for _ in 0..8 {
+        stranger.push(login_from(&behind, "203.0.113.5", "limited", "wrong password").await);
+    }
+    assert!(stranger.contains(&429), "{stranger:?}");
+    let owner = login_from(&behind, "192.0.2.44", "limited", "correct horse battery").await;
+    assert_eq!(owner, 200, "the owner is not locked out by a stranger");
+}
+
+/// Peak resident memory of this process, in MiB.
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+#[tokio::test]
+async fn three_hundred_concurrent_logins_keep_memory_bounded() {
+    let base = Base::new().await;
+    let mut s = base.settings();
+    s.auth.trusted_proxies = vec!["127.0.0.1".into()];
+    let g = TestGlobal::spawn(s).await;
+    let logins = (0..300).map(|i| {
+        let g = &g;
+        async move {
+            let r = g
+                .http
+                .post(format!("{}/v1/login", g.url))
+                .header(
+                    "x-forwarded-for",
+                    format!("10.9.{}.{}", i / 250, i % 250 + 1),
+                )
+                .json(&json!({"login": format!("nobody-{i}"), "password": "a password"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.headers().contains_key("retry-after"))
+        }
+    });
+    let answers = futures::future::join_all(logins).await;
+    let peak = peak_rss_mib();
+    assert!(peak < 512, "peak RSS {peak} MiB");
+    assert!(
+        answers.iter().all(|(s, _)| *s == 401 || *s == 503),
+        "{answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s == 503)
+            .all(|(_, retry)| *retry),
+        "shed logins say when to retry"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_directory_invalidation_is_healed() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let cell = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+    let doc = g.onboard("moved-on").await;
+    let id = doc["customer_id"].as_str().unwrap().to_owned();
+    let pan = g.issue_card(&id).await["pan"].as_str().unwrap().to_owned();
+    let d: Value = g
+        .post("/v1/authorizations", &authorization(&pan, "h-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["decision"], "approved", "{d}");
+
+    // The placement moves to epoch 2 and the announcement never arrives.
+    let pool = sqlx::PgPool::connect(&base.db_url).await.unwrap();
+    sqlx::query("UPDATE customers SET epoch = 2 WHERE customer_id = $1::uuid")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    cell.shard.require_epoch(2);
+    let d: Value = g
+        .post("/v1/authorizations", &authorization(&pan, "h-2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d["decision"], "approved",
+        "the stale entry was dropped and the call retried: {d}"
+    );
+    let epochs: Vec<i64> = cell
+        .shard
+        .authorizations()
+        .iter()
+        .map(|a| a.epoch.0)
+        .collect();
+    assert_eq!(
+        epochs,
+        vec![1, 1, 2],
+        "one stale try, one retry at the new epoch"
+    );
+}
+
+#[tokio::test]
+async fn a_change_that_fails_to_publish_is_kept_and_published_later() {
+    let db_url = cellbank_shared::testkit::fresh_database("global").await;
+    let mut broker = cellbank_shared::testkit::Broker::start_durable().await;
+    let key = cellbank_shared::token::TokenSigner::generate_seed_b64();
+    let g = TestGlobal::spawn(settings(&db_url, &broker.bootstrap(), &key)).await;
+    let cell = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+    let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+    let kept = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM directory_outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    eventually(Duration::from_secs(10), "outbox empty", || async {
+        kept().await == 0
+    })
+    .await;
+
+    broker.kill();
+    let r = g
+        .admin(Method::POST, "/ops/v1/shards/shard-1/drain", None)
+        .await;
+    assert_eq!(r.status(), 200, "the change itself is committed");
+    assert!(kept().await >= 1, "the unannounced change is kept");
+    broker.restart().await;
+    eventually(
+        Duration::from_secs(40),
+        "the relay announced it",
+        || async { kept().await == 0 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_interrupted_sign_up_completes_when_the_same_request_is_retried() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let cell = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+    let body =
+        json!({"name": "Retry Me", "login": "retry-me", "password": "correct horse battery"});
+    cell.shard.refuse_creates(true);
+    let r = g.post_anonymous("/v1/customers", &body).await;
+    assert_eq!(r.status(), 503, "the shard could not create the customer");
+    cell.shard.refuse_creates(false);
+    let r = g.post_anonymous("/v1/customers", &body).await;
+    assert_eq!(r.status(), 201, "the same request, retried, succeeds");
+    let first: Value = r.json().await.unwrap();
+    let r = g.post_anonymous("/v1/customers", &body).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "once more: the same customer, answered again"
+    );
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(first["customer_id"], again["customer_id"]);
+    assert_eq!(first["account_number"], again["account_number"]);
+    assert_eq!(cell.shard.customers().len(), 1);
+    let mut other = body.clone();
+    other["password"] = "another password".into();
+    problem(
+        g.post_anonymous("/v1/customers", &other).await,
+        409,
+        "someone else",
+    )
+    .await;
+    let r = g
+        .post_anonymous(
+            "/v1/login",
+            &json!({"login": "retry-me", "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
