@@ -104,10 +104,14 @@ secrets() {
 # shard_secret I KIND: shard-I's INTERNAL or ADMIN token.
 shard_secret() { local v="SHARD_${1}_${2}_TOKEN"; printf '%s' "${!v}"; }
 
-# Global's auth.shard_tokens as a figment dict: {shard-1="...",shard-2="..."}.
+# Global's auth.shard_tokens as a figment dict: {shard-1="...",shard-2="..."},
+# with every shard that has a token (not only 1..N: an `up 2` after an `up 3`
+# must not cut global off from shard-3, which stays registered).
 shard_tokens_dict() {
   local i out=""
-  for i in $(seq 1 "$N"); do out+="${out:+,}shard-$i=\"$(shard_secret "$i" INTERNAL)\""; done
+  for i in $(sed -n 's/^SHARD_\([0-9]*\)_INTERNAL_TOKEN=.*/\1/p' "$STATE/secrets.env" | sort -n); do
+    out+="${out:+,}shard-$i=\"$(shard_secret "$i" INTERNAL)\""
+  done
   printf '{%s}' "$out"
 }
 
@@ -190,8 +194,8 @@ up() {
     running "$STATE/pids/broker-$cell" || { echo "broker $cell exited; see .local/logs/broker-$cell.log" >&2; exit 1; }
   done
 
-  # Global holds one internal token per shard. A global started for fewer
-  # shards (up 2, then up 3) lacks the new ones: restart it with all of them.
+  # Global holds one internal token per shard. A global started before a shard
+  # had one (up 2, then up 3) lacks it: restart it with all of them.
   local dict; dict="$(shard_tokens_dict)"
   if running "$STATE/pids/global" && [ "$(cat "$STATE/global.shard-tokens" 2>/dev/null)" != "$dict" ]; then
     log "global runs without the tokens of every shard; restarting it"
