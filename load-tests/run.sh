@@ -28,7 +28,8 @@
 # K6_DURATION (20s), E2E_AUTH_RATE (5000), HALF_RATE (default: half of the
 # max of a 5 s wrk calibration run), LOW_RATE (1000: latency of the three
 # paths at a rate k6 can offer beside the platform), the suites' rates SUITE_EVENTS_RATE, SUITE_BATCH_RATE,
-# SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8090),
+# SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8190; 8090 is
+# global's ops API locally),
 # PROFILE (1), BENCH_RESTART (1: stop running cells first, so the binaries
 # measured are the ones just built), BENCH_DOWN (1: stop the cells at the end;
 # 0 leaves them running with their ledger consumers still held),
@@ -37,6 +38,13 @@
 # databases are recreated too), HOLD_LEDGER (1: see below),
 # QUIESCE_MAX (60 s), OUT (result folder; a seed file already there is
 # reused unless RESEED=1), ONLY_SUITES (0; 1 reruns only the k6 suites into OUT).
+#
+# Credentials: admin actions go to global's ops API (its own port) with the
+# admin token; events and authorizations through global carry the key of the
+# partner seed.py registers for the run (rate limit high enough not to throttle
+# the load; stored in the seed file); direct-to-shard and nginx requests carry
+# each shard's own internal token, shard admin calls its own admin token (all in
+# .local/secrets.env).
 #
 # The shards' ledger consumers (ledger-inbound, ledger-authorizations) are held
 # with `cellctl consumers hold` after seeding, so the two cores measure the
@@ -66,9 +74,11 @@ SUITE_BATCH_RATE="${SUITE_BATCH_RATE:-20}"
 SUITE_AUTH_RATE="${SUITE_AUTH_RATE:-1000}"
 SUITE_LOGIN_RATE="${SUITE_LOGIN_RATE:-5}"
 SUITE_MIX_RATE="${SUITE_MIX_RATE:-1000}"
-NGINX_PORT="${NGINX_PORT:-8090}"
+NGINX_PORT="${NGINX_PORT:-8190}"
 PROFILE="${PROFILE:-1}"
 GLOBAL_URL="http://127.0.0.1:${CELLBANK_GLOBAL_PORT:-8080}"
+OPS_URL="http://127.0.0.1:${CELLBANK_OPS_PORT:-$(( ${CELLBANK_GLOBAL_PORT:-8080} + 10 ))}"
+export CELLBANK_OPS_URL="$OPS_URL"
 OUT="${OUT:-$ROOT/.local/loadtest/run-$(date -u +%Y%m%dT%H%M%SZ)}"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -100,6 +110,14 @@ install_deps() {
 # --- helpers ------------------------------------------------------------------
 secret() { sed -n "s/^$1=//p" "$ROOT/.local/secrets.env"; }
 
+# Each shard's internal token as JSON {"shard-1": "...", ...} (k6's INTERNAL_TOKENS).
+internal_tokens() {
+  local s
+  for s in $(seq 1 "$SHARDS"); do
+    jq -n --arg k "shard-$s" --arg v "$(secret "SHARD_${s}_INTERNAL_TOKEN")" '{($k): $v}'
+  done | jq -cs 'add'
+}
+
 nginx_stop() {
   if [ -f "$OUT/nginx/nginx.pid" ]; then
     kill -QUIT "$(cat "$OUT/nginx/nginx.pid")" 2>/dev/null || true
@@ -119,12 +137,11 @@ cleanup() {
 # dead letters) stops moving, so a run does not pay for the previous run's
 # backlog. Bounded: gives up after QUIESCE_MAX seconds and says so.
 quiesce() {
-  local admin prev="" cur i
-  admin="$(secret ADMIN_TOKEN)"
+  local prev="" cur i
   for i in $(seq 1 "${QUIESCE_MAX:-60}"); do
     cur=""
     for s in $(seq 1 "$SHARDS"); do
-      cur+=$(curl -fsS -H "authorization: Bearer $admin" \
+      cur+=$(curl -fsS -H "authorization: Bearer $(secret "SHARD_${s}_ADMIN_TOKEN")" \
         "http://127.0.0.1:$(( ${CELLBANK_GLOBAL_PORT:-8080} + s ))/admin/v1/summary" 2>/dev/null \
         | jq -c '[.events_applied, .authorizations, .authorizations_booked, .dead_letters]' || echo x)
     done
@@ -140,8 +157,8 @@ ledger_consumers() {
   local verb="$1" s c
   for s in $(seq 1 "$SHARDS"); do
     for c in ledger-inbound ledger-authorizations; do
-      CELLCTL_ADMIN_TOKEN="$(secret ADMIN_TOKEN)" "$ROOT/target/release/cellctl" \
-        --global "$GLOBAL_URL" consumers "$verb" --shard "shard-$s" "$c" >/dev/null
+      CELLCTL_ADMIN_TOKEN="$(secret ADMIN_TOKEN)" CELLCTL_SHARD_ADMIN_TOKEN="$(secret "SHARD_${s}_ADMIN_TOKEN")" \
+        "$ROOT/target/release/cellctl" --ops-url "$OPS_URL" consumers "$verb" --shard "shard-$s" "$c" >/dev/null
     done
   done
   log "ledger consumers of $SHARDS shards: $verb"
@@ -168,7 +185,7 @@ run_k6() {
   mkdir -p "$OUT/k6"
   local rc=0
   k6 run -q --no-color -e DURATION="$K6_DURATION" -e GLOBAL_URL="$GLOBAL_URL" \
-    -e SEED_FILE="$OUT/seed.json" -e INTERNAL_TOKEN="$(secret INTERNAL_TOKEN)" \
+    -e SEED_FILE="$OUT/seed.json" -e INTERNAL_TOKENS="$(internal_tokens)" -e PARTNER_KEY="$PARTNER_KEY" \
     -e NGINX_URL="http://127.0.0.1:$NGINX_PORT" -e SUMMARY_FILE="$OUT/k6/$name.json" \
     "$@" "$HERE/k6/$script" >"$OUT/k6/$name.txt" 2>"$OUT/k6/$name.err" || rc=$?
   echo "$rc" >"$OUT/k6/$name.rc"
@@ -204,8 +221,10 @@ main() {
     log "reusing the seed file in ${OUT#$ROOT/} (RESEED=1 to seed anew)"
   else
     log "seeding $CUSTOMERS customers through global's public API"
-    python3 "$HERE/seed.py" --global-url "$GLOBAL_URL" --customers "$CUSTOMERS" --out "$OUT/seed.json" >&2
+    python3 "$HERE/seed.py" --global-url "$GLOBAL_URL" --ops-url "$OPS_URL" --customers "$CUSTOMERS" --out "$OUT/seed.json" >&2
   fi
+  PARTNER_KEY="$(jq -r '.partner_key // empty' "$OUT/seed.json")"
+  [ -n "$PARTNER_KEY" ] || { echo "the seed file has no partner_key (seeded before partners existed): RESEED=1" >&2; exit 1; }
 
   # Data for wrk: the max-throughput authorization comparison uses shard-1's
   # cards for all three paths (wrk drives one host), events use every shard.
@@ -215,7 +234,10 @@ main() {
   jq -r '.customers[] | .account_number' "$OUT/seed.json" >"$OUT/accounts.txt"
   local shard1_url
   shard1_url="$(jq -r '.shards[] | select(.id=="shard-1") | .internal_url' "$OUT/seed.json")"
-  local token; token="$(secret INTERNAL_TOKEN)"
+  # shard-1's own internal token (the direct and nginx paths use shard-1's cards);
+  # through global, the run's partner key.
+  local token; token="$(secret SHARD_1_INTERNAL_TOKEN)"
+  local pk="$PARTNER_KEY"
 
   # The nginx peer: a Lua table card hash -> shard upstream, from the seed file.
   log "starting the nginx peer router on :$NGINX_PORT"
@@ -240,10 +262,10 @@ PY
   local nginx_url="http://127.0.0.1:$NGINX_PORT"
   if [ "${HOLD_LEDGER:-1}" = "1" ]; then ledger_consumers hold; fi
   log "warming up (caches, connection pools)"
-  run_wrk warmup-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS" 3
+  run_wrk warmup-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" "$pk" 1 "$WRK_CONNS" 3
   run_wrk warmup-shard "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token" 1 "$WRK_CONNS" 3
   run_wrk warmup-nginx "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token" 1 "$WRK_CONNS" 3
-  run_wrk warmup-event "$GLOBAL_URL" event "$OUT/accounts.txt" - 1 "$WRK_CONNS" 3
+  run_wrk warmup-event "$GLOBAL_URL" event "$OUT/accounts.txt" "$pk" 1 "$WRK_CONNS" 3
   quiesce
 
   # Order: the k6 phases first, while the cells' state is small (every
@@ -256,7 +278,7 @@ PY
     log "ONLY_SUITES=1: skipping the throughput, latency and profile measurements"
     half="$(cat "$OUT/half_rate" 2>/dev/null || echo 0)"
   else
-    quiesce; run_wrk calib-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS" 5
+    quiesce; run_wrk calib-global "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" "$pk" 1 "$WRK_CONNS" 5
     max="$(jq -r '.rps' "$OUT/wrk/calib-global.json")"
     half="${HALF_RATE:-$(jq -n "$max / 2 | floor")}"
     echo "$half" >"$OUT/half_rate"
@@ -283,9 +305,9 @@ PY
     log "max throughput, repetition $rep of $REPEAT"
     quiesce; run_wrk "auth-shard.$rep" "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
     quiesce; run_wrk "auth-nginx.$rep" "$nginx_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
-    quiesce; run_wrk "auth-global.$rep" "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt"
-    quiesce; run_wrk "event-global.$rep" "$GLOBAL_URL" event "$OUT/accounts.txt" - 1 "$EVENT_CONNS"
-    quiesce; run_wrk "batch-global.$rep" "$GLOBAL_URL" batch "$OUT/accounts.txt" - "$BATCH_SIZE" 16
+    quiesce; run_wrk "auth-global.$rep" "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" "$pk"
+    quiesce; run_wrk "event-global.$rep" "$GLOBAL_URL" event "$OUT/accounts.txt" "$pk" 1 "$EVENT_CONNS"
+    quiesce; run_wrk "batch-global.$rep" "$GLOBAL_URL" batch "$OUT/accounts.txt" "$pk" "$BATCH_SIZE" 16
     quiesce
     "$ROOT/target/release/produce-baseline" --seed "$OUT/seed.json" --count "$PRODUCE_COUNT" \
       >"$OUT/produce.$rep.json" 2>"$OUT/produce.$rep.err" || true
@@ -300,8 +322,8 @@ finish() {
   local half="$1"
   if [ "$PROFILE" = "1" ] && [ "${ONLY_SUITES:-0}" != "1" ] && command -v perf >/dev/null; then
     log "profiling the whole machine while global routes authorizations, then batches"
-    profile auth "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" - 1 "$WRK_CONNS"
-    profile batch "$GLOBAL_URL" batch "$OUT/accounts.txt" - "$BATCH_SIZE" 16
+    profile auth "$GLOBAL_URL" auth_global "$OUT/pans-shard-1.txt" "$PARTNER_KEY" 1 "$WRK_CONNS"
+    profile batch "$GLOBAL_URL" batch "$OUT/accounts.txt" "$PARTNER_KEY" "$BATCH_SIZE" 16
   fi
 
   cat >"$OUT/meta.json" <<EOF

@@ -2,10 +2,11 @@
 
 Every CELLBANK__* variable the Kubernetes manifests, the Terraform and the
 Dockerfiles set must be one the binary prints with `<bin> config-keys`; the keys a
-binary cannot start without must be set; the port each container declares must
-be the port the binary is told to listen on (CELLBANK__SERVER__PORT), and every
-probe, Service, scrape annotation, NetworkPolicy, Dockerfile EXPOSE and Terraform
-URL must name that same port. Secrets and ConfigMaps the workloads reference must
+binary cannot start without must be set; each listener has one named container
+port (http = CELLBANK__SERVER__PORT; on global also ops = CELLBANK__OPS__PORT),
+probes and the scrape annotation name the http port, Services and NetworkPolicies
+name only those ports, and the Dockerfile's ENV/EXPOSE and Terraform's
+local.app_port/ops_port are the same ports. Secrets and ConfigMaps the workloads reference must
 be ones Terraform writes (with those keys). The shard overlays must match the
 Terraform shard set.
 
@@ -37,12 +38,19 @@ DOCKER = os.path.join(INFRA, "docker")
 # Keys a binary refuses to start without (notes/contract.md), and the host/port
 # Kubernetes must set explicitly.
 REQUIRED = {
-    "global": ["SERVER__HOST", "SERVER__PORT", "DATABASE__URL", "KAFKA__BOOTSTRAP", "AUTH__SIGNING_KEY",
-               "AUTH__PAN_HMAC_KEY", "AUTH__ADMIN_TOKEN", "AUTH__INTERNAL_TOKEN"],
+    "global": ["SERVER__HOST", "SERVER__PORT", "OPS__HOST", "OPS__PORT", "DATABASE__URL", "KAFKA__BOOTSTRAP",
+               "AUTH__SIGNING_KEY", "AUTH__PAN_HMAC_KEY", "AUTH__ADMIN_TOKEN", "AUTH__SHARD_TOKENS"],
     "shard": ["SERVER__HOST", "SERVER__PORT", "DATABASE__URL", "KAFKA__BOOTSTRAP", "SHARD__ID",
               "SHARD__PUBLIC_URL", "GLOBAL__URL", "AUTH__ADMIN_TOKEN", "AUTH__INTERNAL_TOKEN"],
 }
 BINARY = {"global": "cellbank-global", "shard": "cellbank-shard"}
+# The listeners of each binary: container port name -> the (host, port) settings.
+# Global serves its ops API on a second listener that only operators reach.
+LISTENERS = {
+    "global": {"http": ("CELLBANK__SERVER__HOST", "CELLBANK__SERVER__PORT"),
+               "ops": ("CELLBANK__OPS__HOST", "CELLBANK__OPS__PORT")},
+    "shard": {"http": ("CELLBANK__SERVER__HOST", "CELLBANK__SERVER__PORT")},
+}
 KEY = re.compile(r"\bCELLBANK__[A-Z0-9_]+\b")
 
 errors = []
@@ -111,8 +119,9 @@ def terraform_objects():
         keys = found.setdefault((kind, "hcl-keys", mod_dir), set())
         for _, _, body in mod.resources:
             map_keys(body, keys)
-        port = mod.locals.get("app_port")
-        found[(kind, "app_port", mod_dir)] = {port}
+        found[(kind, "app_port", mod_dir)] = {mod.locals.get("app_port")}
+        if "ops_port" in mod.locals:
+            found[(kind, "ops_port", mod_dir)] = {mod.locals.get("ops_port")}
         if mod_dir == "cell":
             found[("shard", "global_url", mod_dir)] = {unq(mod.variables["global_internal_url"].get("default"))}
     return found
@@ -200,18 +209,23 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                     err(f"{where}: CELLBANK__{r} is not set, and {BINARY[kind]} cannot start without it")
                 if known is not None and f"CELLBANK__{r}" not in known:
                     err(f"{BINARY[kind]} config-keys does not list CELLBANK__{r}, which the contract requires")
-            # Ports: exactly one, and everything names it.
-            ports = c.get("ports", [])
-            if len(ports) != 1:
-                err(f"{where}: expected exactly one containerPort, found {len(ports)}")
+            # Ports: one per listener, named as in LISTENERS, and everything names them.
+            listeners = LISTENERS[kind]
+            ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            if set(ports) != set(listeners) or len(c.get("ports", [])) != len(listeners):
+                err(f"{where}: expected exactly the container ports {sorted(listeners)} (one per listener), "
+                    f"found {sorted(map(str, ports))}")
                 continue
-            port = ports[0]["containerPort"]
-            checked["ports"] += 1
-            seen_ports.setdefault(kind, set()).add(port)
-            if str(env.get("CELLBANK__SERVER__PORT")) != str(port):
-                err(f"{where}: containerPort {port} but CELLBANK__SERVER__PORT={env.get('CELLBANK__SERVER__PORT')}")
-            if env.get("CELLBANK__SERVER__HOST") not in ("0.0.0.0", "::"):
-                err(f"{where}: CELLBANK__SERVER__HOST must be 0.0.0.0 in a pod (the binary defaults to loopback)")
+            for pname, (host_key, port_key) in listeners.items():
+                checked["ports"] += 1
+                if str(env.get(port_key)) != str(ports[pname]):
+                    err(f"{where}: containerPort {ports[pname]} but {port_key}={env.get(port_key)}")
+                if env.get(host_key) not in ("0.0.0.0", "::"):
+                    err(f"{where}: {host_key} must be 0.0.0.0 in a pod (the binary defaults to loopback)")
+                seen_ports.setdefault((kind, pname), set()).add(ports[pname])
+            if len(set(ports.values())) != len(ports):
+                err(f"{where}: the listeners share a port {sorted(ports.values())}")
+            port = ports["http"]
             # The router keeps serving from its cache when the directory is down
             # (static stability), so its readiness probe accepts "degraded".
             ready = "/readyz?allow_degraded=true" if kind == "global" else "/readyz"
@@ -238,8 +252,9 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                 err(f"{where}: no Service selects these pods")
             for s in services:
                 for sp in s["spec"]["ports"]:
-                    if port_of(c, sp.get("targetPort", sp.get("port"))) != port:
-                        err(f"{name}: Service {s['metadata']['name']} targetPort {sp.get('targetPort')!r} is not {port}")
+                    if port_of(c, sp.get("targetPort", sp.get("port"))) not in ports.values():
+                        err(f"{name}: Service {s['metadata']['name']} targetPort {sp.get('targetPort')!r} is not "
+                            f"one of the container's ports {sorted(ports.values())}")
             policies = [p for p in by_kind.get("NetworkPolicy", []) if labels_match(p["spec"].get("podSelector"), labels)
                         and p["spec"].get("ingress")]
             if not policies:
@@ -247,8 +262,9 @@ def check_overlay(name, docs, keys, tf, seen_ports):
             for p in policies:
                 for rule in p["spec"]["ingress"]:
                     for rp in rule.get("ports", []):
-                        if rp.get("port") != port:
-                            err(f"{name}: NetworkPolicy {p['metadata']['name']} admits port {rp.get('port')}, not {port}")
+                        if rp.get("port") not in ports.values():
+                            err(f"{name}: NetworkPolicy {p['metadata']['name']} admits port {rp.get('port')}, "
+                                f"not {' or '.join(map(str, sorted(ports.values())))}")
             if kind == "shard":
                 shard_id = env.get("CELLBANK__SHARD__ID")
                 if shard_id != name:
@@ -310,12 +326,20 @@ def check_dockerfiles(keys, seen_ports, bins, members):
             err(f"docker/{kind}.Dockerfile is missing")
             continue
         text = open(path).read()
-        expose = [int(p) for p in re.findall(r"^EXPOSE\s+(\d+)", text, re.M)]
-        env_port = re.findall(r"CELLBANK__SERVER__PORT=(\d+)", text)
-        if [*map(int, env_port)] != expose or len(expose) != 1:
-            err(f"docker/{kind}.Dockerfile: EXPOSE {expose} and CELLBANK__SERVER__PORT {env_port} must be one and the same port")
-        elif seen_ports.get(kind) and seen_ports[kind] != set(expose):
-            err(f"docker/{kind}.Dockerfile: EXPOSE {expose[0]} but the manifests use {sorted(seen_ports[kind])}")
+        expose = [int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", text, re.M) for p in re.findall(r"\d+", line)]
+        # One ENV setting and one EXPOSE per listener, in LISTENERS order (http first).
+        env_ports = []
+        for pname, (_, port_key) in LISTENERS[kind].items():
+            found = re.findall(rf"{port_key}=(\d+)", text)
+            if len(found) != 1:
+                err(f"docker/{kind}.Dockerfile: sets {port_key} {len(found)} times, expected once")
+                continue
+            env_ports.append(int(found[0]))
+            want = seen_ports.get((kind, pname))
+            if want and want != {int(found[0])}:
+                err(f"docker/{kind}.Dockerfile: {port_key}={found[0]} (EXPOSE {expose}) but the manifests use {sorted(want)}")
+        if expose != env_ports:
+            err(f"docker/{kind}.Dockerfile: EXPOSE {expose} must be the listeners' ports {env_ports}, in that order")
         for k in sorted(set(KEY.findall(text))):
             if keys.get(kind) is not None and k not in keys[kind]:
                 err(f"docker/{kind}.Dockerfile: {k} is not in {binary} config-keys")
@@ -424,9 +448,13 @@ def main():
     check_egress_cidr(rendered)
     check_routes(rendered)
     for kind, mod in (("shard", "cell"), ("global", "global")):
-        tf_port = tf.get((kind, "app_port", mod), {None})
-        if seen_ports.get(kind) and tf_port != seen_ports[kind]:
-            err(f"terraform/modules/{mod}: local.app_port {tf_port} but the manifests use {sorted(seen_ports[kind])}")
+        for pname, local in (("http", "app_port"), ("ops", "ops_port")):
+            if pname not in LISTENERS[kind]:
+                continue
+            tf_port = tf.get((kind, local, mod), {None})
+            if seen_ports.get((kind, pname)) and tf_port != seen_ports[(kind, pname)]:
+                err(f"terraform/modules/{mod}: local.{local} {tf_port} but the manifests use "
+                    f"{sorted(seen_ports[(kind, pname)])}")
     check_dockerfiles(keys, seen_ports, bins, members)
 
     # The Terraform shard set and the overlays are the same set, on the same domain:

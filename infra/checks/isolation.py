@@ -4,6 +4,12 @@ pods in either direction, while the paths the system needs stay open (global ->
 each shard's API, each shard -> global's JWKS, ingress controller and Prometheus
 -> both tiers) and an unrelated namespace reaches nothing.
 
+The trust boundary of the ops API is judged the same way: global's `ops` port is
+open only to pods labelled cellbank.io/operator=true in a namespace labelled the
+same, and closed to the ingress controller, Prometheus, every shard, and to an
+operator-labelled pod in an unlabelled namespace; and no Ingress routes to a
+Service port that lands on it.
+
 usage: isolation.py DIR...   (each DIR holds <overlay>.yaml kustomize outputs)
 """
 
@@ -15,6 +21,9 @@ import yaml
 
 # Namespaces outside our manifests that the policies name.
 EXTERNAL = ["ingress-nginx", "monitoring", "kube-system", "observability", "default"]
+OPERATOR = {"cellbank.io/operator": "true"}
+# An operators' namespace (cellctl runs there), labelled for the ops port.
+OPERATOR_NS = "cellbank-operators"
 
 
 class Unsupported(Exception):
@@ -31,12 +40,17 @@ def selects(selector, labels):
 
 def load(dirs):
     namespaces = {n: {"kubernetes.io/metadata.name": n} for n in EXTERNAL}
+    namespaces[OPERATOR_NS] = {"kubernetes.io/metadata.name": OPERATOR_NS, **OPERATOR}
     pods = [  # (namespace, labels, ports {name: number})
         ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"}, {}),
         ("monitoring", {"app.kubernetes.io/name": "prometheus"}, {}),
         ("default", {"app": "stranger"}, {}),
+        (OPERATOR_NS, {"app.kubernetes.io/name": "cellctl", **OPERATOR}, {}),
+        # Neither half of the operator rule is enough on its own.
+        (OPERATOR_NS, {"app": "unlabelled-debug-pod"}, {}),
+        ("default", {"app": "self-declared-operator", **OPERATOR}, {}),
     ]
-    policies = []
+    policies, services, ingresses = [], [], []
     for d in dirs:
         for path in sorted(glob.glob(os.path.join(d, "*.yaml"))):
             with open(path) as fh:
@@ -55,7 +69,11 @@ def load(dirs):
                         pods.append((meta["namespace"], tmpl["metadata"].get("labels", {}), ports))
                     elif kind == "NetworkPolicy":
                         policies.append(doc)
-    return namespaces, pods, policies
+                    elif kind == "Service":
+                        services.append(doc)
+                    elif kind == "Ingress":
+                        ingresses.append(doc)
+    return namespaces, pods, policies, services, ingresses
 
 
 def peer_matches(peer, policy_ns, pod, namespaces):
@@ -104,44 +122,91 @@ def can_reach(src, dst, port, policies, namespaces):
             and allowed("Ingress", dst, src, port, policies, namespaces))
 
 
+def is_operator(pod, namespaces):
+    ns, labels, _ = pod
+    return selects({"matchLabels": OPERATOR}, labels) and selects({"matchLabels": OPERATOR}, namespaces.get(ns, {}))
+
+
+def wanted(src, dst, port_name, namespaces):
+    """Whether src should reach dst's port `port_name` (http: the API; ops: global's ops API)."""
+    tier = lambda pod: namespaces.get(pod[0], {}).get("cellbank.io/tier")  # noqa: E731
+    src_tier, dst_tier = tier(src), tier(dst)
+    if port_name == "ops":
+        return dst_tier == "global" and is_operator(src, namespaces)
+    if src_tier == "shard" and dst_tier == "shard" and src[0] != dst[0]:
+        return False
+    if dst_tier == "shard":
+        return src_tier == "global" or src[0] in ("ingress-nginx", "monitoring")
+    return src_tier == "shard" or src[0] in ("ingress-nginx", "monitoring")
+
+
+def ingress_to_ops(pods, services, ingresses):
+    """Ingress backends that land on a container port named `ops`."""
+    problems = []
+    for ing in ingresses:
+        ns = ing["metadata"]["namespace"]
+        backends = [p["backend"] for r in ing["spec"].get("rules", []) for p in r.get("http", {}).get("paths", [])]
+        if ing["spec"].get("defaultBackend"):
+            backends.append(ing["spec"]["defaultBackend"])
+        for b in backends:
+            want = b.get("service", {})
+            ref = want.get("port", {}).get("name", want.get("port", {}).get("number"))
+            for svc in services:
+                if svc["metadata"]["namespace"] != ns or svc["metadata"]["name"] != want.get("name"):
+                    continue
+                for sp in svc["spec"]["ports"]:
+                    if ref not in (sp.get("name"), sp.get("port")):
+                        continue
+                    target = sp.get("targetPort", sp.get("port"))
+                    for pns, labels, ports in pods:
+                        if pns != ns or not selects({"matchLabels": svc["spec"].get("selector", {})}, labels):
+                            continue
+                        if target == "ops" or ("ops" in ports and target == ports["ops"]):
+                            problems.append(f"Ingress {ns}/{ing['metadata']['name']} routes to Service "
+                                            f"{svc['metadata']['name']}:{ref}, which is global's ops port")
+    return problems
+
+
 def main(dirs):
-    namespaces, pods, policies = load(dirs)
+    namespaces, pods, policies, services, ingresses = load(dirs)
     problems = []
     tier = lambda pod: namespaces.get(pod[0], {}).get("cellbank.io/tier")  # noqa: E731
     shards = [p for p in pods if tier(p) == "shard"]
     globals_ = [p for p in pods if tier(p) == "global"]
     if len(shards) < 2 or not globals_:
         problems.append(f"need the global tier and at least two shards to judge isolation, found {len(shards)} shards")
+    if globals_ and not all("ops" in g[2] for g in globals_):
+        problems.append("global declares no container port named ops: the ops API's boundary cannot be judged")
     pairs = 0
     try:
         for dst in shards + globals_:
-            port = next(iter(dst[2].values()))
-            for src in pods:
-                if src is dst:
+            for port_name, port in dst[2].items():
+                if port_name not in ("http", "ops"):
+                    problems.append(f"{dst[0]}: container port {port_name} ({port}) is neither http nor ops")
                     continue
-                ok = can_reach(src, dst, port, policies, namespaces)
-                src_tier, dst_tier = tier(src), tier(dst)
-                if src_tier == "shard" and dst_tier == "shard" and src[0] != dst[0]:
-                    want = False
-                elif dst_tier == "shard":
-                    want = src_tier == "global" or src[0] in ("ingress-nginx", "monitoring")
-                else:  # global
-                    want = src_tier == "shard" or src[0] in ("ingress-nginx", "monitoring")
-                pairs += 1
-                if ok != want:
-                    problems.append(f"{src[0]} -> {dst[0]}:{port} is {'open' if ok else 'closed'}, "
-                                    f"should be {'open' if want else 'closed'}")
+                for src in pods:
+                    if src is dst:
+                        continue
+                    ok = can_reach(src, dst, port, policies, namespaces)
+                    want = wanted(src, dst, port_name, namespaces)
+                    pairs += 1
+                    if ok != want:
+                        who = src[0] if src[0] != dst[0] else f"{src[0]} ({src[1]})"
+                        problems.append(f"{who} -> {dst[0]}:{port} ({port_name}) is {'open' if ok else 'closed'}, "
+                                        f"should be {'open' if want else 'closed'}")
             # Any other port is closed to everyone.
-            for src in pods:
-                if src is not dst and can_reach(src, dst, port + 1, policies, namespaces):
-                    problems.append(f"{src[0]} -> {dst[0]}:{port + 1} is open")
+            for closed in {p + 1 for p in dst[2].values()} - set(dst[2].values()):
+                for src in pods:
+                    if src is not dst and can_reach(src, dst, closed, policies, namespaces):
+                        problems.append(f"{src[0]} -> {dst[0]}:{closed} is open")
     except Unsupported as e:
         problems.append(str(e))
+    problems += ingress_to_ops(pods, services, ingresses)
     for p in problems:
         print(f"  {p}", file=sys.stderr)
     status = "FAIL" if problems else "ok"
-    print(f"isolation: {status}: {len(shards)} shards, {pairs} pod-to-pod paths judged against "
-          f"{len(policies)} NetworkPolicies; {len(problems)} problems")
+    print(f"isolation: {status}: {len(shards)} shards, {pairs} pod-to-port paths judged against "
+          f"{len(policies)} NetworkPolicies (ops port: operators only); {len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -76,6 +76,18 @@ def open_shard_to_shards(d):
         d["spec"]["egress"].append({"to": [peer], "ports": [{"protocol": "TCP", "port": 8081}]})
 
 
+def open_ops_to_public(d):
+    if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "cellbank-global":
+        d["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": 8090})
+
+
+def route_ingress_to_ops(d):
+    if d["kind"] == "Ingress":
+        d["spec"]["rules"][0]["http"]["paths"].append(
+            {"path": "/ops/", "pathType": "Prefix",
+             "backend": {"service": {"name": "cellbank-global-ops", "port": {"name": "ops"}}}})
+
+
 def set_probe_path(d):
     if d["kind"] == "Deployment":
         d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/healthz"
@@ -106,7 +118,19 @@ CASES = [
      "/ready is not a route of the shard crate"),
     ("shards allowed to reach each other", "isolation",
      lambda i, r: (yaml_edit(f"{r}/shard-1.yaml", open_shard_to_shards), yaml_edit(f"{r}/shard-2.yaml", open_shard_to_shards)),
-     "cellbank-shard-1 -> cellbank-shard-2:8081 is open, should be closed"),
+     "cellbank-shard-1 -> cellbank-shard-2:8081 (http) is open, should be closed"),
+    ("ops port open to the ingress controller", "isolation",
+     lambda i, r: yaml_edit(f"{r}/global.yaml", open_ops_to_public),
+     "ingress-nginx -> cellbank-global:8090 (ops) is open, should be closed"),
+    ("an Ingress routes to the ops API", "isolation",
+     lambda i, r: yaml_edit(f"{r}/global.yaml", route_ingress_to_ops),
+     "which is global's ops port"),
+    ("ops containerPort differs from the ops listener", "drift",
+     lambda i, r: edit(f"{r}/global.yaml", "containerPort: 8090", "containerPort: 8091"),
+     "containerPort 8091 but CELLBANK__OPS__PORT=8090"),
+    ("a cell gets global's admin token", "terraform",
+     lambda i, r: edit(f"{i}/terraform/envs/example/main.tf", "module.global.shard_internal_tokens[each.key]", "module.global.admin_token"),
+     "takes module.global.admin_token"),
     ("public database", "terraform",
      lambda i, r: edit(f"{i}/terraform/modules/postgres/main.tf", "publicly_accessible    = false", "publicly_accessible    = true"),
      "publicly_accessible must be False"),

@@ -11,7 +11,9 @@ validate`, which needs providers this machine cannot download):
 - the production settings the platform relies on are set (multi-AZ, encryption at
   rest, deletion protection, no public endpoints), and RDS and MSK are defined
   only in modules/postgres and modules/kafka, which the global tier and the cells call;
-- the environment stamps cells with for_each over var.shards.
+- the environment stamps cells with for_each over var.shards;
+- each cell gets only its own credentials from the global tier (its entry of
+  shard_internal_tokens), never global's admin token.
 """
 
 import glob
@@ -181,9 +183,29 @@ def check_env(env):
         err(env.path, 'no module "cell"')
     elif expr(cell.get("for_each")) != "var.shards":
         err(env.path, 'module "cell" must use for_each = var.shards (one cell per entry)')
+    if cell is not None:
+        check_cell_credentials(env, cell)
     if "shard_registry" not in env.outputs:
         err(env.path, "no shard_registry output (it feeds global's registry)")
     return values
+
+
+# What a cell may take from the global tier: no secret but its own internal token.
+CELL_FROM_GLOBAL = {"router_security_group_id", "internal_url", "shard_internal_tokens"}
+
+
+def check_cell_credentials(env, cell):
+    """A cell holds only its own credentials: never global's admin token or another cell's token."""
+    for arg, value in cell.items():
+        text = str(value)
+        for out in re.findall(r"\bmodule\.global\.(\w+)", text):
+            if out not in CELL_FROM_GLOBAL:
+                err(env.path, f'module "cell" argument {arg} takes module.global.{out}: '
+                              f"a cell gets only its own internal token from global")
+        if "shard_internal_tokens" in text and "shard_internal_tokens[each.key]" not in text.replace('"', ""):
+            err(env.path, f'module "cell" argument {arg} must take shard_internal_tokens[each.key] (its own token only)')
+    if "shard_internal_tokens[each.key]" not in str(cell.get("internal_token")).replace('"', ""):
+        err(env.path, 'module "cell" must get internal_token = module.global.shard_internal_tokens[each.key]')
 
 
 def main():

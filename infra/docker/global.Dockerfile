@@ -25,8 +25,11 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/ /usr/local/bin/
 # The same uid/gid the Kubernetes manifests run as (infra/k8s/base/global).
 USER 10001:10001
-# One port per container; the binary's default host is loopback, so bind all interfaces.
+# Two listeners: the public API and the ops API (its own port, reached by operators
+# only). The public listener's default host is loopback, so bind all interfaces.
 ENV CELLBANK__SERVER__HOST=0.0.0.0 \
-    CELLBANK__SERVER__PORT=8080
-EXPOSE 8080
+    CELLBANK__SERVER__PORT=8080 \
+    CELLBANK__OPS__HOST=0.0.0.0 \
+    CELLBANK__OPS__PORT=8090
+EXPOSE 8080 8090
 ENTRYPOINT ["/usr/local/bin/cellbank-global"]

@@ -8,7 +8,14 @@
 #   infra/local/cells.sh down       stop everything this script started
 #
 # State (logs, pids, broker data, generated secrets) lives in .local/ at the
-# repository root. Secrets are generated once and never printed.
+# repository root. Secrets are generated once and never printed; they are in
+# .local/secrets.env: global's ADMIN_TOKEN (the ops API), each shard's own
+# SHARD_<i>_INTERNAL_TOKEN and SHARD_<i>_ADMIN_TOKEN, and PARTNER_KEY, the key
+# of the partner local-demo (scopes events and authorizations) that `up`
+# registers once global is up (again if the stored key stops working).
+#
+# Global serves its public API on CELLBANK_GLOBAL_PORT (8080), shard-i on
+# 8080+i, and the ops API on CELLBANK_OPS_PORT (default 8080+10, loopback only).
 #
 # Brokers store to sqlite (durable across a kill -9) unless
 # CELLBANK_BROKER_STORAGE=memory: tansu 0.6's sqlite engine panics in its
@@ -24,6 +31,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cmd="${1:-up}"
 N="${2:-${CELLBANK_SHARDS:-2}}"
 GLOBAL_PORT="${CELLBANK_GLOBAL_PORT:-8080}"
+OPS_PORT="${CELLBANK_OPS_PORT:-$((GLOBAL_PORT + 10))}"
 BROKER_BASE="${CELLBANK_BROKER_BASE:-19092}"
 PG="postgres://postgres:postgres@127.0.0.1:5432"
 case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
@@ -33,6 +41,12 @@ case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
 esac
 
 log() { printf '[cells] %s\n' "$*"; }
+
+if [ "$OPS_PORT" -gt "$GLOBAL_PORT" ] && [ "$((GLOBAL_PORT + N))" -ge "$OPS_PORT" ]; then
+  echo "shard-$N would listen on the ops port $OPS_PORT; set CELLBANK_OPS_PORT to a free port" >&2
+  exit 2
+fi
+OPS_URL="http://127.0.0.1:$OPS_PORT"
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -61,19 +75,74 @@ wait_ready() {
   echo "$1 did not become ready; see the logs in .local/logs" >&2; return 1
 }
 
+token() { head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+
+# Generates what is missing in .local/secrets.env (global's keys once, each
+# shard's two tokens the first time that shard is asked for) and loads it.
 secrets() {
   mkdir -p "$STATE"
+  local mask; mask="$(umask)"
+  umask 077
   if [ ! -f "$STATE/secrets.env" ]; then
-    umask 077
     {
       echo "SIGNING_KEY=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
       echo "PAN_HMAC_KEY=$(head -c 32 /dev/urandom | base64 | tr -d '=\n')"
-      echo "ADMIN_TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
-      echo "INTERNAL_TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+      echo "ADMIN_TOKEN=$(token)"
     } >"$STATE/secrets.env"
   fi
+  # The one internal token every cell used to share is gone (issue 12).
+  sed -i '/^INTERNAL_TOKEN=/d' "$STATE/secrets.env"
+  for i in $(seq 1 "$N"); do
+    grep -q "^SHARD_${i}_INTERNAL_TOKEN=" "$STATE/secrets.env" || echo "SHARD_${i}_INTERNAL_TOKEN=$(token)" >>"$STATE/secrets.env"
+    grep -q "^SHARD_${i}_ADMIN_TOKEN=" "$STATE/secrets.env" || echo "SHARD_${i}_ADMIN_TOKEN=$(token)" >>"$STATE/secrets.env"
+  done
+  umask "$mask"
   # shellcheck disable=SC1091
   . "$STATE/secrets.env"
+}
+
+# shard_secret I KIND: shard-I's INTERNAL or ADMIN token.
+shard_secret() { local v="SHARD_${1}_${2}_TOKEN"; printf '%s' "${!v}"; }
+
+# Global's auth.shard_tokens as a figment dict: {shard-1="...",shard-2="..."},
+# with every shard that has a token (not only 1..N: an `up 2` after an `up 3`
+# must not cut global off from shard-3, which stays registered).
+shard_tokens_dict() {
+  local i out=""
+  for i in $(sed -n 's/^SHARD_\([0-9]*\)_INTERNAL_TOKEN=.*/\1/p' "$STATE/secrets.env" | sort -n); do
+    out+="${out:+,}shard-$i=\"$(shard_secret "$i" INTERNAL)\""
+  done
+  printf '{%s}' "$out"
+}
+
+cellctl() { CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROOT/target/release/cellctl" --ops-url "$OPS_URL" "$@"; }
+
+# Does PARTNER_KEY still open global's partner API? A well-formed event for an
+# account that does not exist: 401/403 means the key is unknown or revoked (a
+# reset database), anything else means it was accepted (and nothing is routed).
+partner_key_works() {
+  [ -n "${PARTNER_KEY:-}" ] || return 1
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$GLOBAL_PORT/v1/events" \
+    -H "authorization: Bearer $PARTNER_KEY" -H 'content-type: application/json' \
+    -d "{\"event_id\":\"cells-probe-$(date +%s%N)\",\"type\":\"deposit\",\"account_number\":\"0000000000\",\"amount\":1,\"currency\":\"BRL\",\"occurred_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}") || return 1
+  [ "$code" != 401 ] && [ "$code" != 403 ] && [ "$code" != 000 ]
+}
+
+# Registers the local partner (both scopes) unless the stored key still works,
+# and keeps its key in .local/secrets.env as PARTNER_KEY.
+ensure_partner() {
+  if partner_key_works; then return 0; fi
+  local key name="local-demo"
+  [ -n "${PARTNER_KEY:-}" ] && log "the stored partner key no longer works (database reset?); registering anew"
+  key=$(cellctl partners add --name "$name" --scope events --scope authorizations --print-key) \
+    || key=$(cellctl partners add --name "$name-$(date +%Y%m%d%H%M%S)" --scope events --scope authorizations --print-key)
+  key="$(printf '%s' "$key" | tr -d '[:space:]')"
+  [[ "$key" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || { echo "cellctl partners add printed no usable key" >&2; return 1; }
+  sed -i '/^PARTNER_KEY=/d' "$STATE/secrets.env"
+  echo "PARTNER_KEY=$key" >>"$STATE/secrets.env"
+  PARTNER_KEY="$key"
+  log "registered partner $name (scopes events, authorizations); its key is PARTNER_KEY in .local/secrets.env"
 }
 
 create_db() {
@@ -125,25 +194,35 @@ up() {
     running "$STATE/pids/broker-$cell" || { echo "broker $cell exited; see .local/logs/broker-$cell.log" >&2; exit 1; }
   done
 
-  local common=(
-    CELLBANK__TELEMETRY__FORMAT=json
-    CELLBANK__AUTH__ADMIN_TOKEN="$ADMIN_TOKEN"
-    CELLBANK__AUTH__INTERNAL_TOKEN="$INTERNAL_TOKEN"
-  )
-  start_bg "global :$GLOBAL_PORT" "$STATE/pids/global" "$STATE/logs/global.log" "$ROOT" -- \
-    env "${common[@]}" \
+  # Global holds one internal token per shard. A global started before a shard
+  # had one (up 2, then up 3) lacks it: restart it with all of them.
+  local dict; dict="$(shard_tokens_dict)"
+  if running "$STATE/pids/global" && [ "$(cat "$STATE/global.shard-tokens" 2>/dev/null)" != "$dict" ]; then
+    log "global runs without the tokens of every shard; restarting it"
+    stop "$STATE/pids/global"
+  fi
+  (umask 077; printf '%s' "$dict" >"$STATE/global.shard-tokens")
+  start_bg "global :$GLOBAL_PORT (ops :$OPS_PORT)" "$STATE/pids/global" "$STATE/logs/global.log" "$ROOT" -- \
+    env CELLBANK__TELEMETRY__FORMAT=json \
     CELLBANK__SERVER__PORT="$GLOBAL_PORT" \
+    CELLBANK__OPS__HOST=127.0.0.1 \
+    CELLBANK__OPS__PORT="$OPS_PORT" \
     CELLBANK__DATABASE__URL="$PG/cellbank_global" \
     CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$BROKER_BASE" \
+    CELLBANK__AUTH__ADMIN_TOKEN="$ADMIN_TOKEN" \
+    CELLBANK__AUTH__SHARD_TOKENS="$dict" \
     CELLBANK__AUTH__SIGNING_KEY="$SIGNING_KEY" \
     CELLBANK__AUTH__PAN_HMAC_KEY="$PAN_HMAC_KEY" \
     "$bin/cellbank-global"
   wait_ready "http://127.0.0.1:$GLOBAL_PORT"
+  wait_port "$OPS_PORT"
 
   for i in $(seq 1 "$N"); do
     local port=$((GLOBAL_PORT + i)) broker=$((BROKER_BASE + i))
     start_bg "shard-$i :$port" "$STATE/pids/shard-$i" "$STATE/logs/shard-$i.log" "$ROOT" -- \
-      env "${common[@]}" \
+      env CELLBANK__TELEMETRY__FORMAT=json \
+      CELLBANK__AUTH__ADMIN_TOKEN="$(shard_secret "$i" ADMIN)" \
+      CELLBANK__AUTH__INTERNAL_TOKEN="$(shard_secret "$i" INTERNAL)" \
       CELLBANK__SHARD__ID="shard-$i" \
       CELLBANK__SHARD__PUBLIC_URL="http://127.0.0.1:$port" \
       CELLBANK__GLOBAL__URL="http://127.0.0.1:$GLOBAL_PORT" \
@@ -154,39 +233,47 @@ up() {
     wait_ready "http://127.0.0.1:$port"
     # Read the whole list first: `grep -q` closing the pipe early would break cellctl.
     local registered
-    registered=$(CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" shards list)
+    registered=$(cellctl shards list)
     if ! grep -qw "shard-$i" <<<"$registered"; then
-      CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$bin/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" \
-        shards add --id "shard-$i" --public-url "http://127.0.0.1:$port" \
+      cellctl shards add --id "shard-$i" --public-url "http://127.0.0.1:$port" \
         --internal-url "http://127.0.0.1:$port" --broker "127.0.0.1:$broker" --capacity 100000 >/dev/null
       log "registered shard-$i with global"
     fi
   done
+  ensure_partner
   status
 }
 
 status() {
   secrets
   log "global      http://127.0.0.1:$GLOBAL_PORT  (broker 127.0.0.1:$BROKER_BASE, db cellbank_global)"
+  log "ops API     $OPS_URL  (cellctl --ops-url $OPS_URL, or CELLCTL_OPS_URL; admin token ADMIN_TOKEN)"
   for i in $(seq 1 "$N"); do
     log "shard-$i     http://127.0.0.1:$((GLOBAL_PORT + i))  (broker 127.0.0.1:$((BROKER_BASE + i)), db cellbank_shard_$i)"
   done
-  log "logs in .local/logs; admin token in .local/secrets.env; stop with: infra/local/cells.sh down"
+  log "logs in .local/logs; tokens in .local/secrets.env (ADMIN_TOKEN: global's ops API;"
+  log "  SHARD_<i>_ADMIN_TOKEN: shard-i's admin API, CELLCTL_SHARD_ADMIN_TOKEN; PARTNER_KEY: partner local-demo)"
+  log "stop with: infra/local/cells.sh down"
   if [ -x "$ROOT/target/release/cellctl" ]; then
-    CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROOT/target/release/cellctl" --global "http://127.0.0.1:$GLOBAL_PORT" health || true
+    cellctl health || true
   fi
+}
+
+stop() { # pidfile
+  local pidf="$1"
+  if running "$pidf"; then
+    kill -TERM "$(cat "$pidf")" 2>/dev/null || true
+    for _ in $(seq 1 50); do running "$pidf" || break; sleep 0.1; done
+    running "$pidf" && kill -KILL "$(cat "$pidf")" 2>/dev/null || true
+    log "stopped $(basename "$pidf")"
+  fi
+  rm -f "$pidf"
 }
 
 down() {
   shopt -s nullglob
   for pidf in "$STATE"/pids/global "$STATE"/pids/shard-* "$STATE"/pids/broker-*; do
-    if running "$pidf"; then
-      kill -TERM "$(cat "$pidf")" 2>/dev/null || true
-      for _ in $(seq 1 50); do running "$pidf" || break; sleep 0.1; done
-      running "$pidf" && kill -KILL "$(cat "$pidf")" 2>/dev/null || true
-      log "stopped $(basename "$pidf")"
-    fi
-    rm -f "$pidf"
+    stop "$pidf"
   done
 }
 
@@ -195,8 +282,10 @@ case "$cmd" in
   demo)
     up
     secrets
-    CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROOT/target/release/cellbank-demo" \
-      --global "http://127.0.0.1:$GLOBAL_PORT"
+    # The demo sends events and authorizations as the partner local-demo and
+    # calls the ops API at its own port.
+    CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" CELLBANK_OPS_URL="$OPS_URL" CELLBANK_PARTNER_KEY="$PARTNER_KEY" \
+      "$ROOT/target/release/cellbank-demo" --global "http://127.0.0.1:$GLOBAL_PORT"
     log "the cells keep running; stop them with: infra/local/cells.sh down"
     ;;
   status) status ;;

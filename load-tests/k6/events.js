@@ -9,13 +9,16 @@
 // BATCH_RATE (batch requests/s, 20), BATCH_SIZE (events per batch, 200),
 // P99_SINGLE_MS (40), P99_BATCH_MS (200): the thresholds that fail the run
 // (regression guards at about twice what BENCHMARKS.md's run measured).
+// Requests carry the partner key (PARTNER_KEY, see lib.js); the partner needs
+// scope events and a rate limit above the offered rate (seed.py registers one).
 import http from 'k6/http';
 import { check } from 'k6';
-import { GLOBAL_URL, JSON_HEADERS, TREND_STATS, arrival, depositEvent, num, pick, summary } from './lib.js';
+import { GLOBAL_URL, PARTNER_HEADERS, PARTNER_KEY, TREND_STATS, arrival, depositEvent, num, pick, summary } from './lib.js';
 
 const EVENTS_RATE = num('EVENTS_RATE', 1000);
 const BATCH_RATE = num('BATCH_RATE', 20);
 const BATCH_SIZE = num('BATCH_SIZE', 200);
+if (!PARTNER_KEY) throw new Error('no partner key: set PARTNER_KEY or seed with load-tests/seed.py');
 
 export const options = {
   summaryTrendStats: TREND_STATS,
@@ -36,7 +39,7 @@ export const options = {
 
 export function singleEvent() {
   const res = http.post(`${GLOBAL_URL}/v1/events`, JSON.stringify(depositEvent(pick())), {
-    headers: JSON_HEADERS,
+    headers: PARTNER_HEADERS,
     tags: { name: 'POST /v1/events' },
   });
   check(res, { 'event accepted (202)': (r) => r.status === 202 });
@@ -46,7 +49,7 @@ export function batchEvents() {
   const events = [];
   for (let i = 0; i < BATCH_SIZE; i++) events.push(depositEvent(pick()));
   const res = http.post(`${GLOBAL_URL}/v1/events/batch`, JSON.stringify({ events }), {
-    headers: JSON_HEADERS,
+    headers: PARTNER_HEADERS,
     tags: { name: 'POST /v1/events/batch' },
   });
   check(res, {

@@ -9,6 +9,11 @@
 //   DURATION        length of each scenario         (30s)
 //   SUMMARY_FILE    write the full summary as JSON there
 //   SHARD_FILTER    only use customers of this shard (e.g. shard-1)
+//   PARTNER_KEY     the partner key sent on /v1/events, /v1/events/batch and
+//                   /v1/authorizations (also CELLBANK_PARTNER_KEY; default: the
+//                   key seed.py registered for the run, in the seed file)
+//   INTERNAL_TOKENS each shard's internal token, JSON {"shard-1": "...", ...}, for
+//                   the direct-to-shard and nginx paths (or INTERNAL_TOKEN: one for all)
 import { SharedArray } from 'k6/data';
 import exec from 'k6/execution';
 
@@ -25,6 +30,12 @@ const seed = new SharedArray('seed', function () {
     .filter((c) => !only || c.shard === only)
     .map((c) => Object.assign({}, c, { internal_url: urls[c.shard] }));
 });
+
+// The partner key: the environment's, or the one seed.py registered for the run.
+const seedMeta = new SharedArray('seed-meta', function () {
+  return [JSON.parse(open(SEED_FILE)).partner_key || ''];
+});
+export const PARTNER_KEY = __ENV.PARTNER_KEY || __ENV.CELLBANK_PARTNER_KEY || seedMeta[0];
 
 export function customers() {
   if (seed.length === 0) throw new Error(`no seeded customers in ${SEED_FILE}`);
@@ -47,6 +58,18 @@ export function uid(prefix) {
 }
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
+
+// What a partner sends: its key as a bearer token (401 without, 403 without the scope).
+export const PARTNER_HEADERS = Object.assign({}, JSON_HEADERS, { authorization: `Bearer ${PARTNER_KEY}` });
+
+// Each shard has its own internal token (global presents shard-N's to shard-N only).
+const INTERNAL_TOKENS = JSON.parse(__ENV.INTERNAL_TOKENS || '{}');
+export function internalToken(shard) {
+  return INTERNAL_TOKENS[shard] || __ENV.INTERNAL_TOKEN || '';
+}
+export function hasInternalTokens() {
+  return Object.keys(INTERNAL_TOKENS).length > 0 || !!__ENV.INTERNAL_TOKEN;
+}
 
 // An open-loop scenario: `rate` iterations per second whatever the latency.
 export function arrival(execName, rate, extra) {

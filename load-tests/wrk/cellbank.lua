@@ -9,7 +9,9 @@
 --                                                   DATAFILE: "customer_id epoch pan_hash" a line
 --           event          POST /v1/events (a deposit)                 DATAFILE: one account number a line
 --           batch          POST /v1/events/batch with BATCH deposits  DATAFILE: as for event
--- TOKEN     the internal bearer token (auth_internal only; "-" for none)
+-- TOKEN     the bearer token: the partner key for auth_global, event and batch
+--           (scopes authorizations / events), the shard's own internal token for
+--           auth_internal; "-" for none
 -- At the end it prints one line `WRKJSON {...}`: requests, seconds, req/s,
 -- latency percentiles (ms), socket errors, non-2xx, and unexpected answers
 -- (not approved / not accepted).

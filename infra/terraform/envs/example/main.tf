@@ -58,9 +58,12 @@ module "global" {
   domain                    = var.domain
   route53_zone_id           = var.route53_zone_id
   ingress_hostname          = var.ingress_hostname
+  shard_ids                 = toset(keys(var.shards))
   k8s_overlay_path          = "${local.k8s_dir}/overlays/global"
 }
 
+# Each cell gets only its own internal token (never global's admin token, never
+# another cell's); it generates its own admin token.
 module "cell" {
   source   = "../../modules/cell"
   for_each = var.shards
@@ -75,8 +78,7 @@ module "cell" {
   route53_zone_id           = var.route53_zone_id
   ingress_hostname          = var.ingress_hostname
   global_internal_url       = module.global.internal_url
-  admin_token               = module.global.admin_token
-  internal_token            = module.global.internal_token
+  internal_token            = module.global.shard_internal_tokens[each.key]
   k8s_overlay_path          = "${local.k8s_dir}/overlays/${each.key}"
 
   capacity             = each.value.capacity

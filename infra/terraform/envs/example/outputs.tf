@@ -4,6 +4,17 @@ output "shard_registry" {
   value       = { for id, cell in module.cell : id => cell.registry_entry }
 }
 
+output "shard_admin_tokens" {
+  description = "Each cell's own admin token by shard id (cellctl --shard-token)."
+  value       = { for id, cell in module.cell : id => cell.admin_token }
+  sensitive   = true
+}
+
+output "global_ops_url" {
+  description = "In-cluster URL of the ops API (operator-labelled pods only)."
+  value       = module.global.ops_url
+}
+
 output "global_public_url" {
   value = module.global.public_url
 }

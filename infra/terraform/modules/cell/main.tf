@@ -108,6 +108,13 @@ module "kafka" {
 
 # --- secrets ---
 
+# This cell's own admin token (its admin API: dead letters, consumers, summary),
+# for operators (cellctl --shard-token). Not global's: a cell never holds that.
+resource "random_password" "admin_token" {
+  length  = 48
+  special = false
+}
+
 resource "aws_secretsmanager_secret" "database_url" {
   name        = "cellbank/${var.environment}/${var.shard_id}/database-url"
   description = "CELLBANK__DATABASE__URL of ${var.shard_id}"
@@ -150,7 +157,7 @@ resource "kubernetes_secret_v1" "cell" {
   }
   data = {
     "database-url"   = module.postgres.url
-    "admin-token"    = var.admin_token
+    "admin-token"    = random_password.admin_token.result
     "internal-token" = var.internal_token
   }
   depends_on = [kustomization_resource.p0]
@@ -191,6 +198,20 @@ resource "kustomization_resource" "p1" {
     kubernetes_manifest.pod_security_group,
     module.postgres,
   ]
+}
+
+# Pods read the Secret once, at start: a changed token rolls the cell out.
+resource "kubernetes_annotations" "secret_rollout" {
+  api_version = "apps/v1"
+  kind        = "Deployment"
+  metadata {
+    name      = "cellbank-shard"
+    namespace = local.namespace
+  }
+  template_annotations = {
+    "cellbank.io/secrets-sha256" = sha256(jsonencode(kubernetes_secret_v1.cell.data))
+  }
+  depends_on = [kustomization_resource.p1]
 }
 
 resource "kustomization_resource" "p2" {

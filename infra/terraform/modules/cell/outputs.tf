@@ -9,6 +9,12 @@ output "registry_entry" {
   }
 }
 
+output "admin_token" {
+  description = "This cell's admin token (cellctl --shard-token / CELLCTL_SHARD_ADMIN_TOKEN)."
+  value       = random_password.admin_token.result
+  sensitive   = true
+}
+
 output "namespace" {
   value = local.namespace
 }

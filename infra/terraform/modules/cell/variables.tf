@@ -51,14 +51,8 @@ variable "global_internal_url" {
   default     = "http://cellbank-global.cellbank-global.svc.cluster.local:8080"
 }
 
-variable "admin_token" {
-  description = "auth.admin_token shared by global, cellctl and every shard."
-  type        = string
-  sensitive   = true
-}
-
 variable "internal_token" {
-  description = "auth.internal_token global presents to the shards' internal API."
+  description = "This cell's auth.internal_token, which global presents to it (and to no other cell); the global module generates one per cell."
   type        = string
   sensitive   = true
 }

@@ -9,6 +9,10 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 2.31"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
     kustomization = {
       source  = "kbst/kustomization"
       version = "~> 0.9"

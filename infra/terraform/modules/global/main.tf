@@ -1,8 +1,9 @@
 # The global router tier: the directory database (RDS, multi-AZ), the global
 # broker (MSK; it carries the directory-change feed), the router's pod security
-# group, the secrets only global holds (token signing key, PAN HMAC key) and the
-# tokens shared with every cell, the workloads (infra/k8s/overlays/global) and
-# the public DNS name of the global API.
+# group, the secrets only global holds (token signing key, PAN HMAC key, the
+# admin token of the ops API, and one internal token per cell, of which each cell
+# gets only its own), the workloads (infra/k8s/overlays/global) and the public
+# DNS name of the global API.
 
 locals {
   name      = "${var.environment}-global"
@@ -13,6 +14,7 @@ locals {
   infra_config_map = "cellbank-global-infra"
   secret_name      = "cellbank-global-secrets"
   app_port         = 8080
+  ops_port         = 8090
   shard_port       = 8081
 }
 
@@ -125,15 +127,22 @@ resource "random_password" "admin_token" {
   special = false
 }
 
-resource "random_password" "internal_token" {
-  length  = 48
-  special = false
+# One internal token per cell: global presents shard-N's token to shard-N only,
+# and each cell holds only its own (module.cell's internal_token), so a cell that
+# leaks its token cannot call another cell as global. Adding a shard adds one.
+resource "random_password" "shard_internal_token" {
+  for_each = var.shard_ids
+  length   = 48
+  special  = false
 }
 
 locals {
   database_url = module.postgres.url
   signing_key  = replace(replace(replace(random_bytes.signing_key.base64, "+", "-"), "/", "_"), "=", "")
   pan_hmac_key = replace(replace(replace(random_bytes.pan_hmac_key.base64, "+", "-"), "/", "_"), "=", "")
+  # auth.shard_tokens as a figment dict for CELLBANK__AUTH__SHARD_TOKENS:
+  # {shard-1="...",shard-2="..."} (the tokens are alphanumeric, safe in quotes).
+  shard_tokens = "{${join(",", [for id in sort(tolist(var.shard_ids)) : "${id}=\"${random_password.shard_internal_token[id].result}\""])}}"
 }
 
 resource "aws_secretsmanager_secret" "global" {
@@ -146,11 +155,11 @@ resource "aws_secretsmanager_secret" "global" {
 resource "aws_secretsmanager_secret_version" "global" {
   secret_id = aws_secretsmanager_secret.global.id
   secret_string = jsonencode({
-    "database-url"   = local.database_url
-    "signing-key"    = local.signing_key
-    "pan-hmac-key"   = local.pan_hmac_key
-    "admin-token"    = random_password.admin_token.result
-    "internal-token" = random_password.internal_token.result
+    "database-url" = local.database_url
+    "signing-key"  = local.signing_key
+    "pan-hmac-key" = local.pan_hmac_key
+    "admin-token"  = random_password.admin_token.result
+    "shard-tokens" = local.shard_tokens
   })
 }
 
@@ -183,11 +192,11 @@ resource "kubernetes_secret_v1" "global" {
     namespace = local.namespace
   }
   data = {
-    "database-url"   = local.database_url
-    "signing-key"    = local.signing_key
-    "pan-hmac-key"   = local.pan_hmac_key
-    "admin-token"    = random_password.admin_token.result
-    "internal-token" = random_password.internal_token.result
+    "database-url" = local.database_url
+    "signing-key"  = local.signing_key
+    "pan-hmac-key" = local.pan_hmac_key
+    "admin-token"  = random_password.admin_token.result
+    "shard-tokens" = local.shard_tokens
   }
   depends_on = [kustomization_resource.p0]
 }
@@ -216,6 +225,23 @@ resource "kustomization_resource" "p1" {
     kubernetes_manifest.pod_security_group,
     module.postgres,
   ]
+}
+
+# Pods read the Secret once, into their environment, at start. When it changes
+# (a shard added, so a token added to shard-tokens; a rotation) this annotation
+# of the pod template changes with it, which rolls global out with the new
+# tokens before the new cell is registered.
+resource "kubernetes_annotations" "secret_rollout" {
+  api_version = "apps/v1"
+  kind        = "Deployment"
+  metadata {
+    name      = "cellbank-global"
+    namespace = local.namespace
+  }
+  template_annotations = {
+    "cellbank.io/secrets-sha256" = sha256(jsonencode(kubernetes_secret_v1.global.data))
+  }
+  depends_on = [kustomization_resource.p1]
 }
 
 resource "kustomization_resource" "p2" {

@@ -36,6 +36,11 @@ variable "ingress_hostname" {
   type        = string
 }
 
+variable "shard_ids" {
+  description = "Ids of every shard cell (the keys of the environment's shards variable): one internal token each."
+  type        = set(string)
+}
+
 variable "k8s_overlay_path" {
   description = "Path of the global tier's kustomize overlay (infra/k8s/overlays/global)."
   type        = string
