@@ -284,7 +284,14 @@ case "$cmd" in
     secrets
     # The demo sends events and authorizations as the partner local-demo and
     # calls the ops API at its own port.
+    # Each shard's own admin token, for the per-shard summaries.
+    shard_admins=""
+    for i in $(seq 1 "$N"); do
+      var="SHARD_${i}_ADMIN_TOKEN"
+      shard_admins+="${shard_admins:+,}shard-$i=${!var}"
+    done
     CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" CELLBANK_OPS_URL="$OPS_URL" CELLBANK_PARTNER_KEY="$PARTNER_KEY" \
+      CELLBANK_SHARD_ADMIN_TOKENS="$shard_admins" \
       "$ROOT/target/release/cellbank-demo" --global "http://127.0.0.1:$GLOBAL_PORT"
     log "the cells keep running; stop them with: infra/local/cells.sh down"
     ;;
