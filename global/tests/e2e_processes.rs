@@ -132,7 +132,13 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
     ];
 
     let global_port = free_port();
+    let ops_port = free_port();
     let global_url = format!("http://127.0.0.1:{global_port}");
+    let ops_url = format!("http://127.0.0.1:{ops_port}");
+    // Each cell has its own internal and admin tokens; global holds the
+    // internal ones, never a shard's admin token.
+    let internal = |n: usize| format!("{INTERNAL}-{n}");
+    let shard_admin = |n: usize| format!("shard-admin-{n}");
     let common = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let mut global = Proc::spawn(
         "global",
@@ -150,7 +156,15 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
                 "e2e-pan-key-0123456789abcdef",
             ),
             common("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN),
-            common("CELLBANK__AUTH__INTERNAL_TOKEN", INTERNAL),
+            common(
+                "CELLBANK__AUTH__SHARD_TOKENS",
+                &format!(
+                    "{{shard-1=\"{}\",shard-2=\"{}\"}}",
+                    internal(1),
+                    internal(2)
+                ),
+            ),
+            common("CELLBANK__OPS__PORT", &ops_port.to_string()),
         ],
         &dir,
     );
@@ -171,15 +185,15 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
                 common("CELLBANK__SERVER__PORT", &port.to_string()),
                 common("CELLBANK__DATABASE__URL", db),
                 common("CELLBANK__KAFKA__BOOTSTRAP", &broker.bootstrap()),
-                common("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN),
-                common("CELLBANK__AUTH__INTERNAL_TOKEN", INTERNAL),
+                common("CELLBANK__AUTH__ADMIN_TOKEN", &shard_admin(i + 1)),
+                common("CELLBANK__AUTH__INTERNAL_TOKEN", &internal(i + 1)),
             ],
             &dir,
         );
         ready(&http, &url, &p).await;
         let (status, body) = post(
             &http,
-            &format!("{global_url}/ops/v1/shards"),
+            &format!("{ops_url}/ops/v1/shards"),
             Some(ADMIN),
             json!({"id": id, "public_url": url, "internal_url": url,
                    "broker_bootstrap": broker.bootstrap(), "capacity": 1000}),
@@ -217,6 +231,17 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
         );
     }
 
+    // A partner sends the deposits: registered on the ops port, key shown once.
+    let (status, partner) = post(
+        &http,
+        &format!("{ops_url}/ops/v1/partners"),
+        Some(ADMIN),
+        json!({"name": "e2e-rails", "scopes": ["events"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "register partner: {partner}");
+    let key = partner["key"].as_str().unwrap().to_owned();
+
     // One deposit per customer, routed through global; one sent twice.
     for (i, (_, _, account)) in customers.iter().enumerate() {
         let event = json!({
@@ -232,7 +257,7 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
             let (status, body) = post(
                 &http,
                 &format!("{global_url}/v1/events"),
-                None,
+                Some(&key),
                 event.clone(),
             )
             .await;
@@ -241,23 +266,26 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
     }
 
     // Each shard consumed exactly its own customers' events (the duplicate once).
-    for (id, url, _) in &shards {
+    for (n, (id, url, _)) in shards.iter().enumerate() {
+        let admin = shard_admin(n + 1);
         let expected = customers.iter().filter(|c| &c.1 == id).count() as i64;
         eventually(
             Duration::from_secs(30),
             "the shard applied its events",
             || async {
-                let (_, s) = get(&http, &format!("{url}/admin/v1/summary"), ADMIN).await;
+                let (_, s) = get(&http, &format!("{url}/admin/v1/summary"), &admin).await;
                 s["events_applied"].as_i64() == Some(expected)
             },
         )
         .await;
-        let (_, s) = get(&http, &format!("{url}/admin/v1/summary"), ADMIN).await;
+        let (_, s) = get(&http, &format!("{url}/admin/v1/summary"), &admin).await;
         assert_eq!(s["shard_id"], json!(id));
         assert_eq!(s["customers"].as_i64(), Some(expected));
         for t in s["trial_balance"].as_array().unwrap() {
             assert_eq!(t["balance"].as_i64(), Some(0), "trial balance is zero: {s}");
         }
+        let (status, _) = get(&http, &format!("{url}/admin/v1/summary"), ADMIN).await;
+        assert_eq!(status, 401, "global's admin token does not open a cell");
     }
 
     // The app logs in at global and follows HAL links straight to its shard.
