@@ -96,8 +96,8 @@ impl LoginGuard {
                     return Op::Nop;
                 }
                 let failures = pair.failures.saturating_add(1);
-                let blocked_until = (failures > max).then(|| {
-                    let doublings = (failures - max - 1).min(20);
+                let blocked_until = (failures >= max).then(|| {
+                    let doublings = (failures - max).min(20);
                     now + (base * 2u32.pow(doublings)).min(MAX_BACKOFF)
                 });
                 Op::Put(Pair {
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_pair_backs_off_and_other_clients_are_not_locked_out() {
-        let g = LoginGuard::new(2, Duration::from_secs(60));
+        let g = LoginGuard::new(3, Duration::from_secs(60));
         let (stranger, owner) = (ip("10.0.0.1"), ip("10.0.0.2"));
         for _ in 0..3 {
             let _failed = g.begin("ana", stranger).expect("within the limit");

@@ -199,12 +199,27 @@ async fn bad_input_gets_problems_naming_the_field() {
         .await;
     expect_problem(r, 422, Some("customer_id"), "bad customer id").await;
     let r = g
-        .post(
+        .post_as(
+            ADMIN_TOKEN,
             &format!("/v1/customers/{}/cards", uuid::Uuid::new_v4()),
             &json!({"credit_limit": -1, "currency": "BRL"}),
         )
         .await;
-    expect_problem(r, 422, Some("credit_limit"), "negative credit limit").await;
+    expect_problem(
+        r,
+        422,
+        Some("credit_limit"),
+        "a credit limit is never requested",
+    )
+    .await;
+    let r = g
+        .post_as(
+            ADMIN_TOKEN,
+            &format!("/v1/customers/{}/cards", uuid::Uuid::new_v4()),
+            &json!({"currency": "XYZ"}),
+        )
+        .await;
+    expect_problem(r, 422, Some("currency"), "bad card currency").await;
     let auth = json!({"pan": "4111111111111111", "amount": 100, "currency": "BRL",
                       "merchant": {"name": "M", "mcc": "5411", "country": "BR"}, "network_reference": "n-1"});
     let mut bad = auth.clone();

@@ -173,9 +173,11 @@ impl TestGlobal {
             .expect("post to global")
     }
 
+    /// A raw post as the test partner.
     pub async fn post_raw(&self, path: &str, content_type: &str, body: &str) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.partner_key)
             .header("content-type", content_type)
             .body(body.to_owned())
             .send()
