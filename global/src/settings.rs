@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use cellbank_shared::config::{
     require_positive, require_secret, ConfigError, DatabaseSettings, KafkaSettings, ServerSettings,
-    TelemetrySettings, Validate,
+    TelemetrySettings, TlsClientSettings, Validate,
 };
 use cellbank_shared::kafka::BreakerConfig;
 use cellbank_shared::secret::Secret;
@@ -26,6 +26,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub routing: RoutingSettings,
     pub cache: CacheSettings,
+    /// TLS of global's calls to the shards (`https://` internal urls).
+    pub tls: TlsClientSettings,
 }
 
 /// Keys and tokens.
@@ -132,6 +134,7 @@ impl Validate for Settings {
         self.server.validate()?;
         self.database.validate()?;
         self.kafka.validate()?;
+        self.tls.validate()?;
         self.telemetry.validate()?;
         require_secret("auth.signing_key", &self.auth.signing_key)?;
         if TokenSigner::from_seed_b64(self.auth.signing_key.expose()).is_err() {
