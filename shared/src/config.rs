@@ -598,13 +598,19 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("database.url") && e.contains("sslrootcert"), "{e}");
+        assert!(
+            e.contains("database.url") && e.contains("sslrootcert"),
+            "{e}"
+        );
         assert!(!e.contains("pw-secret"), "{e}");
         let e = db("postgres://u:pw-secret@127.0.0.1/db?sslmode=sometimes")
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("database.url") && !e.contains("pw-secret"), "{e}");
+        assert!(
+            e.contains("database.url") && !e.contains("pw-secret"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ impl TestCa {
         let ca_cert = ca.self_signed(&ca_key).expect("self-sign the ca");
         let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .expect("server params");
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().expect("server key");
         let cert = leaf
@@ -144,7 +145,10 @@ impl TlsPostgres {
         };
         me.init();
         me.pg
-            .run("pg_ctl", &["-D", &me.data(), "-l", &me.log(), "-w", "-t", "60", "start"])
+            .run(
+                "pg_ctl",
+                &["-D", &me.data(), "-l", &me.log(), "-w", "-t", "60", "start"],
+            )
             .unwrap_or_else(|e| panic!("start postgres: {e}\n{}", me.server_log()));
         Some(me)
     }
@@ -157,7 +161,9 @@ impl TlsPostgres {
         set_mode(&root.join("server.key"), 0o600);
         self.pg.give(root);
         self.pg
-            .run("initdb", &[
+            .run(
+                "initdb",
+                &[
                     "-D",
                     &self.data(),
                     "-U",
@@ -168,7 +174,8 @@ impl TlsPostgres {
                     "UTF8",
                     "--no-locale",
                     "--no-sync",
-                ])
+                ],
+            )
             .unwrap_or_else(|e| panic!("initdb: {e}"));
         let d = root.display();
         let conf = format!(
@@ -249,9 +256,10 @@ impl TlsPostgres {
 
 impl Drop for TlsPostgres {
     fn drop(&mut self) {
-        let _ = self
-            .pg
-            .run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.pg.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 }
 
@@ -325,7 +333,10 @@ fn server_bin_dir() -> Result<PathBuf, String> {
         return if has_tools(&d) {
             Ok(d)
         } else {
-            Err(format!("CELLBANK_PG_BIN={} has no initdb/pg_ctl", d.display()))
+            Err(format!(
+                "CELLBANK_PG_BIN={} has no initdb/pg_ctl",
+                d.display()
+            ))
         };
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
