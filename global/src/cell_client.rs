@@ -76,8 +76,9 @@ impl CellClient {
         breaker: BreakerConfig,
         produce_timeout: Duration,
         produce_linger_ms: u32,
+        tls: &cellbank_shared::config::TlsClientSettings,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = cellbank_shared::http_client::builder(tls)?
             .pool_max_idle_per_host(512)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)

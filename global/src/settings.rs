@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use cellbank_shared::config::{
     require_positive, require_secret, ConfigError, DatabaseSettings, KafkaSettings, ServerSettings,
-    TelemetrySettings, Validate,
+    TelemetrySettings, TlsClientSettings, Validate,
 };
 use cellbank_shared::kafka::BreakerConfig;
 use cellbank_shared::secret::Secret;
@@ -33,6 +33,8 @@ pub struct Settings {
     pub ops: OpsSettings,
     pub partners: PartnerSettings,
     pub credit: CreditSettings,
+    /// TLS of global's calls to the shards (`https://` internal urls).
+    pub tls: TlsClientSettings,
 }
 
 /// The ops API's own listener, which neither the ingress nor the shards reach.
@@ -248,6 +250,7 @@ impl Validate for Settings {
         self.server.validate()?;
         self.database.validate()?;
         self.kafka.validate()?;
+        self.tls.validate()?;
         self.telemetry.validate()?;
         require_secret("auth.signing_key", &self.auth.signing_key)?;
         if TokenSigner::from_seed_b64(self.auth.signing_key.expose()).is_err() {

@@ -79,6 +79,7 @@ pub fn ops_router(state: AppState) -> Router {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         crate::metrics::register();
+        cellbank_shared::kafka::security::install(settings.kafka.security());
         let directory = open_directory(&settings).await?;
         let producer = Producer::new(&settings.kafka.bootstrap, settings.kafka.produce_timeout())
             .context("create the global broker producer")?;
@@ -242,6 +243,7 @@ fn app_state(
         settings.routing.breaker.clone(),
         settings.routing.produce_timeout(),
         settings.routing.produce_linger_ms,
+        &settings.tls,
     )?;
     let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
         .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;

@@ -33,12 +33,11 @@ pub async fn group_lag(bootstrap: &str, group: &str, topic: &'static str) -> any
 
 fn measure_lag(bootstrap: &str, groups: &[(String, &'static str)]) -> anyhow::Result<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use rdkafka::{Offset, TopicPartitionList};
     use std::time::Duration;
     let mut total = 0;
     for (group, topic) in groups {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let c: BaseConsumer = cellbank_shared::kafka::client_config(bootstrap)
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()?;

@@ -2,7 +2,7 @@
 
 use cellbank_shared::config::{
     require_positive, require_secret, ConfigError, DatabaseSettings, KafkaSettings, ServerSettings,
-    TelemetrySettings, Validate,
+    TelemetrySettings, TlsClientSettings, Validate,
 };
 use cellbank_shared::ids::ShardId;
 use cellbank_shared::secret::Secret;
@@ -23,6 +23,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub authorizer: AuthorizerSettings,
     pub ledger: LedgerSettings,
+    /// TLS of the shard's calls to global (its keys) and to its replicas.
+    pub tls: TlsClientSettings,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             authorizer: AuthorizerSettings::default(),
             ledger: LedgerSettings::default(),
+            tls: TlsClientSettings::default(),
         }
     }
 }
@@ -195,6 +198,7 @@ impl Validate for Settings {
         require_secret("database.url", &self.database.url)?;
         self.database.validate()?;
         self.kafka.validate()?;
+        self.tls.validate()?;
         self.telemetry.validate()?;
         require_secret("auth.admin_token", &self.auth.admin_token)?;
         require_secret("auth.internal_token", &self.auth.internal_token)?;

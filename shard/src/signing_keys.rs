@@ -12,11 +12,12 @@ use crate::state::Keys;
 pub async fn keep_keys(
     keys: Keys,
     global_url: String,
+    tls: cellbank_shared::config::TlsClientSettings,
     refresh: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let url = cellbank_shared::hal::href(&global_url, "/.well-known/jwks.json");
-    let client = reqwest::Client::builder()
+    let client = cellbank_shared::http_client::builder(&tls)?
         .timeout(Duration::from_secs(5))
         .build()?;
     let mut backoff = Duration::from_millis(200);

@@ -85,6 +85,10 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
     snapshot.hold_expiry = Some(settings.hold_expiry()?);
     let holds = holds::released();
     holds::load(&pool, &holds).await?;
+    let forwarder = cellbank_shared::http_client::builder(&settings.tls)?
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("create the forwarding client")?;
     Ok(AppState {
         shard_id,
         settings: Arc::new(settings),
@@ -92,10 +96,7 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
         producer,
         authorizer: Authorizer::new(snapshot, decisions),
         lease: Lease::new(url, lease),
-        forwarder: reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .context("create the forwarding client")?,
+        forwarder,
         keys: Arc::new(RwLock::new(None)),
         holds,
     })
@@ -106,6 +107,7 @@ impl Application {
     /// one) and constructs every part of the cell.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         metrics::init();
+        cellbank_shared::kafka::security::install(settings.kafka.security());
         let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
             .parse()
             .context("server address")?;
@@ -255,6 +257,7 @@ fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
     let keys = signing_keys::keep_keys(
         s.keys.clone(),
         s.settings.global.url.clone(),
+        s.settings.tls.clone(),
         Duration::from_secs(300),
         stop(),
     );

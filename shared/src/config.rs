@@ -9,6 +9,7 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::kafka::security::{KafkaSecurity, SecurityProtocol, SASL_MECHANISMS};
 use crate::secret::Secret;
 
 /// Prefix of every environment variable the binaries read.
@@ -169,7 +170,9 @@ impl Validate for ServerSettings {
     }
 }
 
-/// The cell's (or the directory's) Postgres.
+/// The cell's (or the directory's) Postgres. TLS comes from the url, as with
+/// libpq: `?sslmode=verify-full&sslrootcert=/path/ca.pem` (sqlx with rustls);
+/// without `sslmode`, `prefer` (TLS when the server offers it, unverified).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
@@ -209,17 +212,42 @@ impl Validate for DatabaseSettings {
                 "must be positive",
             ));
         }
-        Ok(())
+        self.options().map(|_| ())
     }
 }
 
 impl DatabaseSettings {
-    /// A pool that connects lazily-checked at start.
+    /// The connect options the url says, TLS parameters included. Errors name
+    /// the key and the parameter, never the url (it may carry a password).
+    pub fn options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {
+        use std::str::FromStr as _;
+        let url = self.url.expose();
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| ConfigError::invalid("database.url", format!("is not a url: {e}")))?;
+        for (k, v) in parsed.query_pairs() {
+            let file_param = matches!(&*k, "sslrootcert" | "sslcert" | "sslkey");
+            if file_param && !Path::new(&*v).is_file() {
+                return Err(ConfigError::invalid(
+                    "database.url",
+                    format!("{k} names {v}, which is not a readable file"),
+                ));
+            }
+        }
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+            ConfigError::invalid("database.url", format!("is not a valid postgres url: {e}"))
+        })
+    }
+
+    /// A pool that connects lazily-checked at start, over TLS when the url's
+    /// `sslmode` asks for it.
     pub async fn connect(&self) -> Result<sqlx::PgPool, sqlx::Error> {
+        let options = self
+            .options()
+            .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_millis(self.connect_timeout_ms))
-            .connect(self.url.expose())
+            .connect_with(options)
             .await
     }
 }
@@ -235,6 +263,15 @@ pub struct KafkaSettings {
     pub produce_timeout_ms: u64,
     /// Consumer group id prefix; each consumer appends its own name.
     pub group_prefix: String,
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: SecurityProtocol,
+    /// PEM file of the CA(s) that signed the brokers' certificates (`ssl`,
+    /// `sasl_ssl`); empty: OpenSSL's default trust store.
+    pub ssl_ca_location: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (`sasl_*` only).
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    pub sasl_password: Secret,
 }
 
 impl Default for KafkaSettings {
@@ -244,6 +281,11 @@ impl Default for KafkaSettings {
             partitions: 4,
             produce_timeout_ms: 5_000,
             group_prefix: "cellbank".into(),
+            security_protocol: SecurityProtocol::Plaintext,
+            ssl_ca_location: String::new(),
+            sasl_mechanism: String::new(),
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
         }
     }
 }
@@ -251,6 +293,63 @@ impl Default for KafkaSettings {
 impl KafkaSettings {
     pub fn produce_timeout(&self) -> Duration {
         Duration::from_millis(self.produce_timeout_ms)
+    }
+
+    /// The broker security these settings ask for; the binaries install it
+    /// with [`crate::kafka::security::install`].
+    pub fn security(&self) -> KafkaSecurity {
+        KafkaSecurity {
+            protocol: self.security_protocol,
+            ssl_ca_location: self.ssl_ca_location.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            sasl_username: self.sasl_username.clone(),
+            sasl_password: self.sasl_password.clone(),
+        }
+    }
+
+    /// Refuses combinations librdkafka would reject, or accept and then fail
+    /// on at the first connection, naming the key.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let protocol = self.security_protocol;
+        if !self.ssl_ca_location.is_empty() {
+            if !protocol.uses_tls() {
+                return Err(ConfigError::invalid(
+                    "kafka.ssl_ca_location",
+                    "is only used with kafka.security_protocol ssl or sasl_ssl",
+                ));
+            }
+            if !Path::new(&self.ssl_ca_location).is_file() {
+                return Err(ConfigError::invalid(
+                    "kafka.ssl_ca_location",
+                    format!("{} is not a readable file", self.ssl_ca_location),
+                ));
+            }
+        }
+        let sasl_set = !(self.sasl_mechanism.is_empty()
+            && self.sasl_username.is_empty()
+            && self.sasl_password.is_empty());
+        if !protocol.uses_sasl() {
+            if sasl_set {
+                return Err(ConfigError::invalid(
+                    "kafka.sasl_mechanism",
+                    "sasl settings need kafka.security_protocol sasl_plaintext or sasl_ssl",
+                ));
+            }
+            return Ok(());
+        }
+        if !SASL_MECHANISMS.contains(&self.sasl_mechanism.as_str()) {
+            return Err(ConfigError::invalid(
+                "kafka.sasl_mechanism",
+                format!("must be one of {}", SASL_MECHANISMS.join(", ")),
+            ));
+        }
+        if self.sasl_username.is_empty() {
+            return Err(ConfigError::invalid(
+                "kafka.sasl_username",
+                format!("is required with {}", protocol.as_str()),
+            ));
+        }
+        require_secret("kafka.sasl_password", &self.sasl_password)
     }
 }
 
@@ -274,7 +373,41 @@ impl Validate for KafkaSettings {
                 "must be positive",
             ));
         }
-        Ok(())
+        self.validate_security()
+    }
+}
+
+/// TLS of the HTTP calls between tiers (global to its shards, a shard to
+/// global's signing keys and to its replicas): `https://` urls are verified
+/// against the public roots and, when set, the CA(s) in `ca_file`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsClientSettings {
+    /// PEM file of extra CA certificates to trust (a private CA); empty: none.
+    pub ca_file: String,
+}
+
+impl TlsClientSettings {
+    /// The extra CA certificates to trust; none when `ca_file` is empty.
+    pub fn extra_roots(&self) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+        if self.ca_file.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bad = |reason: String| ConfigError::invalid("tls.ca_file", reason);
+        let pem = std::fs::read(&self.ca_file)
+            .map_err(|e| bad(format!("{} could not be read: {e}", self.ca_file)))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| bad(format!("{} is not PEM certificates: {e}", self.ca_file)))?;
+        if certs.is_empty() {
+            return Err(bad(format!("{} holds no certificate", self.ca_file)));
+        }
+        Ok(certs)
+    }
+}
+
+impl Validate for TlsClientSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.extra_roots().map(|_| ())
     }
 }
 
@@ -383,6 +516,105 @@ mod tests {
             assert!(err.contains("is required"), "{err}");
             Ok(())
         });
+    }
+
+    fn kafka(protocol: &str, extra: &[(&str, &str)]) -> Result<KafkaSettings, String> {
+        let mut out = Err(String::new());
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CELLBANK__KAFKA__BOOTSTRAP", "127.0.0.1:9092");
+            jail.set_env("CELLBANK__KAFKA__SECURITY_PROTOCOL", protocol);
+            for (k, v) in extra {
+                jail.set_env(format!("CELLBANK__KAFKA__{k}"), v);
+            }
+            #[derive(Debug, Default, Serialize, Deserialize)]
+            #[serde(default)]
+            struct K {
+                kafka: KafkaSettings,
+            }
+            impl Validate for K {
+                fn validate(&self) -> Result<(), ConfigError> {
+                    self.kafka.validate()
+                }
+            }
+            out = load::<K>(None).map(|k| k.kafka).map_err(|e| e.to_string());
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn kafka_security_loads_from_env_and_maps_to_librdkafka() {
+        let k = kafka(
+            "sasl_ssl",
+            &[
+                ("SASL_MECHANISM", "SCRAM-SHA-256"),
+                ("SASL_USERNAME", "cell"),
+                ("SASL_PASSWORD", "pw-123"),
+            ],
+        )
+        .expect("loads");
+        let mut c = rdkafka::ClientConfig::new();
+        k.security().apply(&mut c);
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(c.get("sasl.username"), Some("cell"));
+        assert_eq!(c.get("sasl.password"), Some("pw-123"));
+        assert!(!format!("{k:?}").contains("pw-123"));
+        let plain = kafka("plaintext", &[]).expect("loads");
+        assert_eq!(plain.security(), KafkaSecurity::default());
+    }
+
+    #[test]
+    fn kafka_security_combinations_are_refused_naming_the_key() {
+        let err = |p, extra| kafka(p, extra).unwrap_err();
+        let e = err("plaintext", &[("SASL_USERNAME", "u")]);
+        assert!(e.contains("kafka.sasl_mechanism"), "{e}");
+        let e = err("sasl_ssl", &[("SASL_MECHANISM", "GSSAPI")]);
+        assert!(e.contains("kafka.sasl_mechanism"), "{e}");
+        let e = err("sasl_plaintext", &[("SASL_MECHANISM", "PLAIN")]);
+        assert!(e.contains("kafka.sasl_username"), "{e}");
+        let e = err(
+            "sasl_ssl",
+            &[("SASL_MECHANISM", "PLAIN"), ("SASL_USERNAME", "u")],
+        );
+        assert!(e.contains("CELLBANK__KAFKA__SASL_PASSWORD"), "{e}");
+        let e = err("ssl", &[("SSL_CA_LOCATION", "/nonexistent/ca.pem")]);
+        assert!(e.contains("kafka.ssl_ca_location"), "{e}");
+        let e = err("plaintext", &[("SSL_CA_LOCATION", "/etc/hostname")]);
+        assert!(e.contains("kafka.ssl_ca_location"), "{e}");
+        let e = err("tls", &[]);
+        assert!(e.contains("CELLBANK__KAFKA__SECURITY_PROTOCOL"), "{e}");
+    }
+
+    #[test]
+    fn database_tls_parameters_are_checked_without_printing_the_url() {
+        let db = |url: &str| DatabaseSettings {
+            url: Secret::new(url),
+            ..DatabaseSettings::default()
+        };
+        let ok = db("postgres://u:pw-secret@127.0.0.1/db?sslmode=verify-full");
+        let options = ok.options().expect("parses");
+        assert!(matches!(
+            options.get_ssl_mode(),
+            sqlx::postgres::PgSslMode::VerifyFull
+        ));
+        let e = db("postgres://u:pw-secret@127.0.0.1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("database.url") && e.contains("sslrootcert"),
+            "{e}"
+        );
+        assert!(!e.contains("pw-secret"), "{e}");
+        let e = db("postgres://u:pw-secret@127.0.0.1/db?sslmode=sometimes")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("database.url") && !e.contains("pw-secret"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod db;
 pub mod envelope;
 pub mod hal;
 pub mod http;
+pub mod http_client;
 pub mod ids;
 pub mod kafka;
 pub mod metrics;

@@ -1,10 +1,14 @@
 //! Test helpers (feature `testkit`): a real Kafka-protocol broker process per
-//! test and a fresh Postgres database per test.
+//! test, a fresh Postgres database per test, and TLS ones ([`TestCa`],
+//! [`TlsPostgres`]).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod tls;
+pub use tls::{tls_proxy, TestCa, TlsPostgres};
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use cellbank_shared::kafka::{
-    Handler, HandlerError, Producer, Record, Runner, RunnerConfig, Topic,
+    client_config, Handler, HandlerError, Producer, Record, Runner, RunnerConfig, Topic,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -251,8 +251,7 @@ async fn read_at(
     use rdkafka::Message as _;
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+        let c: BaseConsumer = client_config(&bootstrap)
             .set(
                 "group.id",
                 format!("fingerprint-{}", uuid::Uuid::new_v4().simple()),
@@ -339,8 +338,7 @@ fn out_of_range(e: &rdkafka::error::KafkaError) -> bool {
 async fn high_watermarks(bootstrap: &str) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+        let c: BaseConsumer = client_config(&bootstrap)
             .create()
             .context("create metadata consumer")?;
         let mut out = BTreeMap::new();
@@ -372,8 +370,7 @@ async fn seed_group(bootstrap: &str, group: &str, offsets: &BTreeMap<String, i64
         if offsets.is_empty() {
             return Ok(());
         }
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+        let c: BaseConsumer = client_config(&bootstrap)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .create()?;

@@ -1,12 +1,14 @@
 //! Kafka plumbing: logical topics, the idempotent producer, the consumer
 //! runner (per-partition order, commit after effect, bounded in-flight work,
-//! dead letters, pause while a circuit breaker is open) and topic admin.
+//! dead letters, pause while a circuit breaker is open), topic admin, and the
+//! broker security every client carries.
 
 pub mod breaker;
 mod partitions;
 pub mod producer;
 pub mod record;
 pub mod runner;
+pub mod security;
 pub mod topic_admin;
 pub mod topics;
 mod worker;
@@ -17,4 +19,5 @@ pub use record::Record;
 pub use runner::{
     dead_letter_headers, Handler, HandlerError, Hold, Runner, RunnerConfig, RunnerStats,
 };
+pub use security::{client_config, KafkaSecurity, SecurityProtocol};
 pub use topics::Topic;

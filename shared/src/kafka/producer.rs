@@ -7,7 +7,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -40,8 +39,7 @@ impl Producer {
         timeout: Duration,
         linger_ms: u32,
     ) -> Result<Self, KafkaError> {
-        let inner: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let inner: FutureProducer = super::client_config(bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", linger_ms.to_string())

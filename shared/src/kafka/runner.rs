@@ -259,9 +259,8 @@ fn client_config(cfg: &RunnerConfig) -> ClientConfig {
     } else {
         "earliest"
     };
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.bootstrap)
-        .set("group.id", &cfg.group_id)
+    let mut c = super::client_config(&cfg.bootstrap);
+    c.set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", reset)

@@ -5,7 +5,6 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 /// Creates each topic with `partitions` partitions; existing ones are left as they are.
 pub async fn ensure_topics(
@@ -14,8 +13,7 @@ pub async fn ensure_topics(
     partitions: i32,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let admin: AdminClient<DefaultClientContext> = super::client_config(bootstrap)
         .create()
         .context("create kafka admin client")?;
     let new: Vec<NewTopic<'_>> = topics
