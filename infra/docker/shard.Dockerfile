@@ -7,7 +7,7 @@
 FROM rust:1.95.0-slim-bookworm AS builder
 # rdkafka's bundled build runs librdkafka's own configure + make (no cmake).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential perl pkg-config zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential perl pkg-config zlib1g-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 # Use the image's toolchain (same version as rust-toolchain.toml) without adding components.
 ENV RUSTUP_TOOLCHAIN=1.95.0 \
