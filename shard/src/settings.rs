@@ -55,10 +55,22 @@ pub struct ShardSettings {
 }
 
 /// Where the global tier is (its JWKS and its login).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GlobalSettings {
     pub url: String,
+    /// A token signed with a key not seen yet reloads global's keys, at most
+    /// once per this many milliseconds.
+    pub jwks_min_refresh_ms: u64,
+}
+
+impl Default for GlobalSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            jwks_min_refresh_ms: 10_000,
+        }
+    }
 }
 
 /// Bearer tokens for the admin and internal APIs.
@@ -160,6 +172,11 @@ impl Settings {
             })
     }
 
+    /// The least time between two reloads of global's keys for unknown ones.
+    pub fn jwks_min_refresh(&self) -> Duration {
+        Duration::from_millis(self.global.jwks_min_refresh_ms)
+    }
+
     /// How often the authorizer snapshots its state.
     pub fn snapshot_interval(&self) -> Duration {
         Duration::from_secs(self.authorizer.snapshot_interval_secs)
@@ -191,6 +208,10 @@ impl Validate for Settings {
         }
         absolute_url("shard.public_url", &self.shard.public_url)?;
         absolute_url("global.url", &self.global.url)?;
+        require_positive(
+            "global.jwks_min_refresh_ms",
+            self.global.jwks_min_refresh_ms,
+        )?;
         self.server.validate()?;
         require_secret("database.url", &self.database.url)?;
         self.database.validate()?;
@@ -209,5 +230,58 @@ impl Validate for Settings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        let mut s = Settings::default();
+        s.shard.id = Some("shard-1".parse().unwrap());
+        s.shard.public_url = "https://shard-1.example".into();
+        s.global.url = "https://global.example".into();
+        s.database.url = Secret::new("postgres://u:p@127.0.0.1/db");
+        s.kafka.bootstrap = "127.0.0.1:9092".into();
+        s.auth.admin_token = Secret::new("a");
+        s.auth.internal_token = Secret::new("i");
+        s
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::default();
+        assert_eq!(s.server.port, 8081);
+        assert_eq!(s.global.jwks_min_refresh_ms, 10_000);
+        valid()
+            .validate()
+            .expect("a complete configuration is valid");
+    }
+
+    #[test]
+    fn lists_every_contract_key() {
+        let keys = cellbank_shared::config::env_keys::<Settings>();
+        for k in [
+            "CELLBANK__SHARD__ID",
+            "CELLBANK__SHARD__PUBLIC_URL",
+            "CELLBANK__GLOBAL__URL",
+            "CELLBANK__GLOBAL__JWKS_MIN_REFRESH_MS",
+            "CELLBANK__SERVER__PORT",
+            "CELLBANK__DATABASE__URL",
+            "CELLBANK__KAFKA__BOOTSTRAP",
+            "CELLBANK__AUTH__ADMIN_TOKEN",
+            "CELLBANK__AUTH__INTERNAL_TOKEN",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing");
+        }
+    }
+
+    #[test]
+    fn refuses_a_zero_key_reload_interval() {
+        let mut s = valid();
+        s.global.jwks_min_refresh_ms = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("global.jwks_min_refresh_ms"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! watcher) and runs those parts side by side under one supervisor.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,10 +22,11 @@ use crate::consumers::CellConsumer;
 use crate::dead_letters::Mortician;
 use crate::ledger::intake::{LedgerIntake, Source};
 use crate::settings::Settings;
+use crate::signing_keys::SigningKeys;
 use crate::state::AppState;
 use crate::{
     accounts, cards, customers, dead_letters, health, holds, lag, ledger, metrics, openapi,
-    signing_keys, summary, transfers,
+    summary, transfers,
 };
 
 /// A built cell: bound, with every part constructed and none running yet.
@@ -85,6 +86,8 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
     snapshot.hold_expiry = Some(settings.hold_expiry()?);
     let holds = holds::released();
     holds::load(&pool, &holds).await?;
+    let keys = SigningKeys::new(&settings.global.url, settings.jwks_min_refresh())
+        .context("create the signing-key client")?;
     Ok(AppState {
         shard_id,
         settings: Arc::new(settings),
@@ -96,7 +99,7 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
             .timeout(Duration::from_secs(2))
             .build()
             .context("create the forwarding client")?,
-        keys: Arc::new(RwLock::new(None)),
+        keys,
         holds,
     })
 }
@@ -252,12 +255,7 @@ fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
         Duration::from_secs(1),
         stop(),
     );
-    let keys = signing_keys::keep_keys(
-        s.keys.clone(),
-        s.settings.global.url.clone(),
-        Duration::from_secs(300),
-        stop(),
-    );
+    let keys = s.keys.clone().keep(Duration::from_secs(300), stop());
     let groups = CellConsumer::ALL
         .map(|c| (c.group(&s.settings, &s.shard_id), c.topic().name()))
         .to_vec();

@@ -7,6 +7,7 @@ mod authorizer;
 mod history;
 mod holds_end;
 mod inbound;
+mod keys;
 mod ledger_pg;
 mod ledger_props;
 mod placement;
