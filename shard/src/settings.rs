@@ -23,6 +23,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub authorizer: AuthorizerSettings,
     pub ledger: LedgerSettings,
+    pub cors: CorsSettings,
 }
 
 impl Default for Settings {
@@ -40,6 +41,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             authorizer: AuthorizerSettings::default(),
             ledger: LedgerSettings::default(),
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -71,6 +73,35 @@ impl Default for GlobalSettings {
             jwks_min_refresh_ms: 10_000,
         }
     }
+}
+
+/// Browser origins of the app allowed to call this shard's API (CORS).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// `https://host[:port]` each; a list, or one comma-separated string in
+    /// the environment. Empty: no CORS headers at all.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A list of strings, or one string of comma-separated items.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let items = match Either::deserialize(d)? {
+        Either::List(items) => items,
+        Either::Commas(s) => s.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+        .collect())
 }
 
 /// Bearer tokens for the admin and internal APIs.
@@ -212,6 +243,10 @@ impl Validate for Settings {
             "global.jwks_min_refresh_ms",
             self.global.jwks_min_refresh_ms,
         )?;
+        for origin in &self.cors.allowed_origins {
+            cellbank_shared::http::parse_origin(origin)
+                .map_err(|e| ConfigError::invalid("cors.allowed_origins", e.to_string()))?;
+        }
         self.server.validate()?;
         require_secret("database.url", &self.database.url)?;
         self.database.validate()?;
@@ -254,6 +289,10 @@ mod tests {
         let s = Settings::default();
         assert_eq!(s.server.port, 8081);
         assert_eq!(s.global.jwks_min_refresh_ms, 10_000);
+        assert!(
+            s.cors.allowed_origins.is_empty(),
+            "no CORS unless configured"
+        );
         valid()
             .validate()
             .expect("a complete configuration is valid");
@@ -267,6 +306,7 @@ mod tests {
             "CELLBANK__SHARD__PUBLIC_URL",
             "CELLBANK__GLOBAL__URL",
             "CELLBANK__GLOBAL__JWKS_MIN_REFRESH_MS",
+            "CELLBANK__CORS__ALLOWED_ORIGINS",
             "CELLBANK__SERVER__PORT",
             "CELLBANK__DATABASE__URL",
             "CELLBANK__KAFKA__BOOTSTRAP",
@@ -274,6 +314,27 @@ mod tests {
             "CELLBANK__AUTH__INTERNAL_TOKEN",
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} missing");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_are_a_list_or_commas_and_checked() {
+        let list: CorsSettings =
+            serde_json::from_str(r#"{"allowed_origins": ["https://app.example"]}"#).unwrap();
+        assert_eq!(list.allowed_origins, vec!["https://app.example"]);
+        let commas: CorsSettings = serde_json::from_str(
+            r#"{"allowed_origins": "https://app.example, http://localhost:5173,"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            commas.allowed_origins,
+            vec!["https://app.example", "http://localhost:5173"]
+        );
+        for bad in ["app.example", "https://app.example/path", "*"] {
+            let mut s = valid();
+            s.cors.allowed_origins = vec![bad.into()];
+            let err = s.validate().expect_err(bad).to_string();
+            assert!(err.contains("cors.allowed_origins"), "{err}");
         }
     }
 

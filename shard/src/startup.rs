@@ -121,7 +121,7 @@ impl Application {
         let state = state(settings, url).await?;
         let mut parts = Supervisor::new();
         let stop = parts.stop_token();
-        let router = Self::router(state.clone());
+        let router = Self::router(state.clone())?;
         parts.add("http server", async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -145,8 +145,8 @@ impl Application {
     }
 
     /// The HTTP API: one table of resource routers; the internal and admin
-    /// ones behind their callers' extractors.
-    pub fn router(state: AppState) -> Router {
+    /// ones behind their callers' extractors; CORS for the app's origins.
+    pub fn router(state: AppState) -> anyhow::Result<Router> {
         let internal = Router::new()
             .merge(customers::internal_router())
             .merge(cards::internal_router())
@@ -168,7 +168,9 @@ impl Application {
             .merge(internal)
             .merge(admin)
             .with_state(state.clone());
-        cellbank_shared::http::with_standard_layers(app, &state.settings.server)
+        let app = cellbank_shared::http::with_standard_layers(app, &state.settings.server);
+        cellbank_shared::http::with_cors(app, &state.settings.cors.allowed_origins)
+            .context("cors.allowed_origins")
     }
 
     /// Runs every part until `shutdown` resolves or one part stops; the

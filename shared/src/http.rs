@@ -1,9 +1,11 @@
 //! HTTP plumbing every service shares: the middleware stack (every error a
-//! problem, a deadline, request ids, traces), health and readiness
+//! problem, a deadline, request ids, traces), CORS, health and readiness
 //! responses, and graceful shutdown.
 
+mod cors;
 mod problems;
 
+pub use cors::{cors_layer, parse_origin, with_cors, InvalidOrigin};
 pub use problems::{problem_for, NotAProblem};
 
 use std::time::Duration;

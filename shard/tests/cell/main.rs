@@ -6,6 +6,7 @@ mod api;
 mod authorizer;
 mod history;
 mod holds_end;
+mod http_edges;
 mod inbound;
 mod keys;
 mod ledger_pg;

@@ -37,7 +37,10 @@ fn app() -> Router {
             get(|Path(id): Path<uuid::Uuid>| async move { id.to_string() }),
         )
         .route("/cards", post(|ApiJson(_c): ApiJson<Card>| async { "ok" }))
-        .route("/notes", post(|s: String| async move { s.len().to_string() }))
+        .route(
+            "/notes",
+            post(|s: String| async move { s.len().to_string() }),
+        )
         .route(
             "/slow",
             get(|| async {
@@ -58,16 +61,24 @@ async fn send(method: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> Res
     if let Some(ct) = ct {
         req = req.header(header::CONTENT_TYPE, ct);
     }
-    app().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap()
+    app()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap()
 }
 
 /// The status, content type and body text of a problem answer, checked to
 /// be a problem of that status with no submitted value in it.
 async fn problem(resp: Response, status: StatusCode) -> serde_json::Value {
     assert_eq!(resp.status(), status);
-    let ct = resp.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+    let ct = resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(ct, PROBLEM_JSON, "{status}");
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     assert!(!text.contains(PAN) && !text.contains("ZZ"), "{text}");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -77,17 +88,31 @@ async fn problem(resp: Response, status: StatusCode) -> serde_json::Value {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
-    problem(send(Method::GET, "/nope", None, vec![]).await, StatusCode::NOT_FOUND).await;
-    problem(send(Method::GET, "/nested/nope", None, vec![]).await, StatusCode::NOT_FOUND).await;
+    problem(
+        send(Method::GET, "/nope", None, vec![]).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        send(Method::GET, "/nested/nope", None, vec![]).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     let r = send(Method::DELETE, "/cards", None, vec![]).await;
     assert_eq!(r.headers()[header::ALLOW], "POST");
     let doc = problem(r, StatusCode::METHOD_NOT_ALLOWED).await;
-    assert_eq!(doc["type"], "https://cellbank.dev/problems/method-not-allowed");
+    assert_eq!(
+        doc["type"],
+        "https://cellbank.dev/problems/method-not-allowed"
+    );
 }
 
 #[tokio::test]
 async fn bad_path_segments_are_problems_without_the_segment() {
-    for uri in ["/v1/customers/%ZZ/accounts", &format!("/v1/customers/{PAN}/accounts")] {
+    for uri in [
+        "/v1/customers/%ZZ/accounts",
+        &format!("/v1/customers/{PAN}/accounts"),
+    ] {
         let r = send(Method::GET, uri, None, vec![]).await;
         problem(r, StatusCode::BAD_REQUEST).await;
     }
@@ -99,7 +124,13 @@ async fn wrong_content_type_and_large_bodies_are_problems() {
     let r = send(Method::POST, "/cards", Some("text/plain"), json).await;
     problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
     let big = format!(r#"{{"pan": "{}", "limit": 1}}"#, PAN.repeat(200)).into_bytes();
-    let r = send(Method::POST, "/cards", Some("application/json"), big.clone()).await;
+    let r = send(
+        Method::POST,
+        "/cards",
+        Some("application/json"),
+        big.clone(),
+    )
+    .await;
     let doc = problem(r, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(doc["errors"][0]["field"], "body");
     let r = send(Method::POST, "/notes", Some("text/plain"), big).await;
@@ -121,7 +152,11 @@ async fn readiness_keeps_its_report_with_fixed_details() {
     let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["checks"][0]["detail"], "database unreachable");
-    let c = Check::from_result("broker", Err("connect 10.0.0.7:9092 refused"), "broker unreachable");
+    let c = Check::from_result(
+        "broker",
+        Err("connect 10.0.0.7:9092 refused"),
+        "broker unreachable",
+    );
     assert_eq!(c.detail.as_deref(), Some("broker unreachable"));
 }
 
@@ -151,4 +186,37 @@ async fn a_card_number_in_the_wrong_shape_is_not_echoed() {
         let text = r.text().await.unwrap();
         assert!(!text.contains(PAN), "{body} echoed: {text}");
     }
+}
+
+#[tokio::test]
+async fn cors_only_when_origins_are_configured() {
+    let preflight = || {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/cards")
+            .header(header::ORIGIN, "https://app.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let none = with_cors(app(), &[])
+        .unwrap()
+        .oneshot(preflight())
+        .await
+        .unwrap();
+    assert!(none
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
+    let origins = ["https://app.example".to_owned()];
+    let some = with_cors(app(), &origins)
+        .unwrap()
+        .oneshot(preflight())
+        .await
+        .unwrap();
+    assert_eq!(
+        some.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example"
+    );
+    assert!(with_cors(app(), &["https://app.example/x".to_owned()]).is_err());
 }
