@@ -85,6 +85,20 @@ async fn every_error_is_a_problem_and_cors_answers_only_the_apps_origins() {
         "text/plain",
     )
     .await;
+    let card = format!(
+        r#"{{"card_id": "{}", "epoch": 1, "pan_hash": "h", "last4": "1111", "credit_limit": -{PAN}, "currency": "BRL"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let r = app
+        .client
+        .post(app.url(&format!("/internal/v1/customers/{c}/cards")))
+        .bearer_auth(INTERNAL)
+        .header("content-type", "application/json")
+        .body(card.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, &card).await;
     let huge = format!(r#"{{"name": "{}"}}"#, PAN.repeat(100_000));
     assert_problem(post(huge, "application/json").await.unwrap(), 413, "huge").await;
 
