@@ -39,17 +39,31 @@ async fn every_error_is_a_problem_and_cors_answers_only_the_apps_origins() {
     let c = app.create_customer().await.customer_id;
     let token = app.token(c, 1);
     let accounts = format!("/v1/customers/{c}/accounts");
-    for (method, path, status) in [
-        (Method::GET, "/v1/nothing-here".to_owned(), 404),
-        (Method::GET, "/v1/customers/%ZZ/accounts".to_owned(), 422),
-        (Method::GET, format!("{accounts}/%ZZ"), 400),
-        (Method::DELETE, accounts.clone(), 405),
-        (Method::GET, format!("/v1/customers/{PAN}/accounts"), 422),
+    let admin = ADMIN.to_owned();
+    let consumer = |name: &str| format!("/admin/v1/consumers/{name}/hold");
+    for (method, path, bearer, status) in [
+        (Method::GET, "/v1/nothing-here".to_owned(), &token, 404),
+        (
+            Method::GET,
+            "/v1/customers/%ZZ/accounts".into(),
+            &token,
+            422,
+        ),
+        (Method::GET, format!("{accounts}/%FF"), &token, 422),
+        (Method::PUT, consumer("%ZZ"), &admin, 404),
+        (Method::PUT, consumer("%FF"), &admin, 400),
+        (Method::DELETE, accounts.clone(), &token, 405),
+        (
+            Method::GET,
+            format!("/v1/customers/{PAN}/accounts"),
+            &token,
+            422,
+        ),
     ] {
         let r = app
             .client
             .request(method.clone(), app.url(&path))
-            .bearer_auth(&token)
+            .bearer_auth(bearer)
             .send()
             .await
             .unwrap();

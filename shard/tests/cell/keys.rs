@@ -45,9 +45,11 @@ async fn a_rotated_key_is_accepted_on_first_sight_and_reloads_are_rate_limited()
     assert_eq!(status(&app, c, &old_only).await, 200);
 
     // The swap: new signs, old stays listed. The cell last loaded [old]; its
-    // first sight of the new key reloads once for eight requests at once.
+    // first sight of the new key reloads once for eight requests at once
+    // (global answers slowly, so they all arrive during that reload).
     let after = TokenSigner::from_seeds_b64(new, Some(old)).unwrap();
     jwks.publish(&after);
+    jwks.slow_down(500);
     let firsts = futures::future::join_all((0..8).map(|_| status(&app, c, &after))).await;
     assert_eq!(
         firsts,
@@ -55,6 +57,7 @@ async fn a_rotated_key_is_accepted_on_first_sight_and_reloads_are_rate_limited()
         "the new key is accepted on first sight"
     );
     assert_eq!(jwks.fetches(), loaded + 1, "one reload shared by all");
+    jwks.slow_down(0);
     assert_eq!(status(&app, c, &old_only).await, 200, "old tokens live on");
     assert_eq!(status(&app, c, &after).await, 200);
     assert_eq!(jwks.fetches(), loaded + 1, "known keys need no reload");

@@ -1,7 +1,7 @@
 //! Test helpers: a real shard `Application` on port 0 against a fresh
 //! database and its own broker, plus a tiny stand-in for global's JWKS.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,19 +44,25 @@ pub struct Jwks {
     pub url: String,
     doc: Arc<RwLock<serde_json::Value>>,
     fetches: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Jwks {
     pub async fn serve(signer: &TokenSigner) -> Jwks {
         let doc = Arc::new(RwLock::new(signer.jwks()));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (d, f) = (doc.clone(), fetches.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (d, f, w) = (doc.clone(), fetches.clone(), delay_ms.clone());
         let app = axum::Router::new().route(
             "/.well-known/jwks.json",
             axum::routing::get(move || {
                 f.fetch_add(1, Ordering::SeqCst);
                 let j = d.read().unwrap().clone();
-                async move { axum::Json(j) }
+                let wait = Duration::from_millis(w.load(Ordering::SeqCst));
+                async move {
+                    tokio::time::sleep(wait).await;
+                    axum::Json(j)
+                }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,7 +72,13 @@ impl Jwks {
             url: format!("http://127.0.0.1:{port}"),
             doc,
             fetches,
+            delay_ms,
         }
+    }
+
+    /// From now on each answer takes `ms` milliseconds.
+    pub fn slow_down(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     /// From now on the JWKS lists `signer`'s published keys.
