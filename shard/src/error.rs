@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cellbank_shared::db::{classify, PgFailure};
-use cellbank_shared::money::{Money, MoneyError};
+use cellbank_shared::money::MoneyError;
 use cellbank_shared::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +43,7 @@ impl ApiError {
 
     /// A 422 for an amount [`Money`] refused, without repeating the amount.
     pub fn bad_amount(field: &str, e: &MoneyError) -> Self {
-        let reason = match e {
-            MoneyError::NotPositive(_) => "must be positive".to_owned(),
-            MoneyError::TooLarge(_) => format!("must be at most {}", Money::MAX_MINOR),
-            _ => "is not a valid amount".to_owned(),
-        };
-        Self::invalid(field, reason)
+        Self::invalid(field, cellbank_shared::problem::money_reason(e))
     }
 }
 

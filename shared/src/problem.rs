@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 mod reason;
 use reason::Reason;
 
+use crate::money::{Money, MoneyError};
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One invalid field and why.
@@ -88,6 +90,12 @@ impl Problem {
         .field(field, reason)
     }
 
+    /// 422 for an amount or currency [`Money`](crate::money::Money)
+    /// refused: the rule it broke, not the value (its errors quote it).
+    pub fn bad_money(field: impl Into<String>, e: &MoneyError) -> Self {
+        Self::invalid(field, money_reason(e))
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", "malformed request").detail(detail)
     }
@@ -161,6 +169,19 @@ impl IntoResponse for Problem {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+/// Why an amount or currency was refused, without the submitted value.
+pub fn money_reason(e: &MoneyError) -> String {
+    match e {
+        MoneyError::UnknownCurrency(_) => {
+            "is not a known currency; expected one of BRL, USD, EUR, MXN, COP".to_owned()
+        }
+        MoneyError::NotPositive(_) => "must be positive".to_owned(),
+        MoneyError::TooLarge(_) => format!("must be at most {}", Money::MAX_MINOR),
+        MoneyError::CurrencyMismatch(..) => "must be in the account's currency".to_owned(),
+        MoneyError::Overflow => "is out of range".to_owned(),
     }
 }
 
@@ -373,6 +394,20 @@ mod tests {
         let p = decode_json::<Card>(format!("{{\"pan\": \"{PAN}\",").as_bytes()).unwrap_err();
         assert_eq!(p.status, 400);
         assert!(!serde_json::to_string(&p).unwrap().contains(PAN));
+    }
+
+    #[test]
+    fn money_problems_name_the_rule_not_the_value() {
+        for e in [
+            MoneyError::NotPositive(-4111111111111111),
+            MoneyError::TooLarge(4111111111111111111),
+            MoneyError::UnknownCurrency(PAN.into()),
+        ] {
+            let p = Problem::bad_money("amount", &e);
+            let text = serde_json::to_string(&p).unwrap();
+            assert!(!text.contains(PAN), "{text}");
+            assert_eq!(p.errors[0].field, "amount");
+        }
     }
 
     #[test]
