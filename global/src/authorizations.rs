@@ -75,8 +75,7 @@ struct Checked {
 
 fn check(state: &AppState, body: NetworkRequest) -> Result<Checked, Problem> {
     let pan = Pan::parse(&body.pan).map_err(|e| Problem::invalid("pan", e.to_string()))?;
-    Money::positive(body.amount, body.currency)
-        .map_err(|e| Problem::invalid("amount", e.to_string()))?;
+    Money::positive(body.amount, body.currency).map_err(|e| Problem::bad_money("amount", &e))?;
     validate_merchant(&body.merchant)?;
     let reference = body.network_reference.trim().to_owned();
     if reference.is_empty() || reference.len() > 64 {

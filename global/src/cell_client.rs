@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use cellbank_shared::envelope::Envelope;
 use cellbank_shared::ids::ShardId;
-use cellbank_shared::kafka::{BreakerConfig, CircuitBreaker, Producer, Topic};
+use cellbank_shared::kafka::{BreakerConfig, CircuitBreaker, ProduceError, Producer, Topic};
 use cellbank_shared::secret::Secret;
 
 use crate::directory::Shard;
@@ -39,6 +39,10 @@ pub enum CellError {
     /// The call did not finish within its deadline.
     #[error("shard {shard} did not answer within {deadline_ms} ms")]
     Timeout { shard: ShardId, deadline_ms: u64 },
+    /// The request is too large for the shard or its broker: the caller's
+    /// fault, so it does not count against the shard's breaker.
+    #[error("too large for shard {shard}")]
+    TooLarge { shard: ShardId },
 }
 
 /// What global holds for one shard: its producer and its two breakers.
@@ -138,26 +142,33 @@ impl CellClient {
     /// broker's acknowledgement; fails fast while the shard's breaker is open.
     pub async fn produce(&self, shard: &Shard, env: &Envelope) -> Result<(), CellError> {
         let cell = self.cell(shard)?;
-        if !cell.produce_breaker.try_acquire() {
+        let Some(permit) = cell.produce_breaker.acquire() else {
             metrics::produce_failed(shard.id.as_str(), "breaker_open");
             return Err(unavailable(
                 shard,
                 "breaker open".into(),
                 &cell.produce_breaker,
             ));
-        }
+        };
         match cell
             .producer
             .send_envelope(Topic::Inbound.name(), env)
             .await
         {
             Ok(_) => {
-                cell.produce_breaker.record_success();
+                permit.succeeded();
                 metrics::routed(shard.id.as_str());
                 Ok(())
             }
+            Err(ProduceError::TooLarge(_)) => {
+                permit.neutral();
+                metrics::produce_failed(shard.id.as_str(), "too_large");
+                Err(CellError::TooLarge {
+                    shard: shard.id.clone(),
+                })
+            }
             Err(e) => {
-                cell.produce_breaker.record_failure();
+                permit.failed();
                 metrics::produce_failed(shard.id.as_str(), "not_acknowledged");
                 Err(unavailable(shard, e.to_string(), &cell.produce_breaker))
             }
@@ -176,13 +187,13 @@ impl CellClient {
         let cell = self.cell(shard)?;
         let token = self.token(shard)?;
         let breaker = &cell.http_breaker;
-        if !breaker.try_acquire() {
+        let Some(permit) = breaker.acquire() else {
             return Err(unavailable(shard, "breaker open".into(), breaker));
-        }
+        };
         let resp = match self.post(shard, token, path, body, deadline).await {
             Ok(r) => r,
             Err(e) => {
-                breaker.record_failure();
+                permit.failed();
                 if e.is_timeout() {
                     return Err(timed_out(shard, deadline));
                 }
@@ -191,10 +202,15 @@ impl CellClient {
         };
         let status = resp.status();
         if status.is_server_error() {
-            breaker.record_failure();
+            permit.failed();
             return Err(unavailable(shard, format!("answered {status}"), breaker));
         }
-        breaker.record_success();
+        permit.succeeded();
+        if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(CellError::TooLarge {
+                shard: shard.id.clone(),
+            });
+        }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             return Err(CellError::Rejected {
@@ -268,5 +284,53 @@ fn timed_out(shard: &Shard, deadline: Duration) -> CellError {
     CellError::Timeout {
         shard: shard.id.clone(),
         deadline_ms: deadline.as_millis() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::ShardState;
+    use cellbank_shared::ids::{CustomerId, Epoch, EventId};
+    use cellbank_shared::kafka::breaker::BreakerState;
+
+    /// librdkafka refuses an oversized message before it leaves (no broker
+    /// needed): each try answers TooLarge and the shard's breaker, which one
+    /// counted failure would open, stays closed.
+    #[tokio::test]
+    async fn too_large_does_not_open_the_breaker() {
+        let breaker = BreakerConfig {
+            failure_threshold: 1,
+            open_ms: 60_000,
+        };
+        let tokens = [("shard-1".to_owned(), Secret::new("i"))].into();
+        let tls = cellbank_shared::config::TlsClientSettings::default();
+        let client = CellClient::new(tokens, breaker, Duration::from_secs(1), 0, &tls).unwrap();
+        let shard = Shard {
+            id: ShardId::parse("shard-1").unwrap(),
+            public_url: String::new(),
+            internal_url: String::new(),
+            broker_bootstrap: "127.0.0.1:9".into(),
+            state: ShardState::Active,
+            capacity: 1,
+            customers: 0,
+        };
+        let env = Envelope {
+            event_id: EventId::generate(),
+            customer_id: CustomerId::new(),
+            epoch: Epoch(1),
+            event_type: "deposit".into(),
+            occurred_at: chrono::Utc::now(),
+            accepted_at: chrono::Utc::now(),
+            correlation_id: "c".into(),
+            namespace: None,
+            payload: serde_json::json!({ "memo": "x".repeat(2 << 20) }),
+        };
+        for _ in 0..3 {
+            let e = client.produce(&shard, &env).await.unwrap_err();
+            assert!(matches!(e, CellError::TooLarge { .. }), "{e}");
+        }
+        let cell = client.cell(&shard).unwrap();
+        assert_eq!(cell.produce_breaker.state(), BreakerState::Closed);
     }
 }

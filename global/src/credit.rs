@@ -91,7 +91,7 @@ async fn set(
         .parse()
         .map_err(|_| Problem::invalid("currency", "must be a supported ISO 4217 code"))?;
     Money::positive(body.default_credit_limit, currency)
-        .map_err(|e| Problem::invalid("default_credit_limit", e.to_string()))?;
+        .map_err(|e| Problem::bad_money("default_credit_limit", &e))?;
     sqlx::query(
         "INSERT INTO credit_policy (currency, default_limit) VALUES ($1, $2)
          ON CONFLICT (currency) DO UPDATE SET default_limit = EXCLUDED.default_limit, updated_at = now()",

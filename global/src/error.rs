@@ -49,6 +49,7 @@ impl ApiError {
             ApiError::Cell(CellError::Timeout { shard, .. }) => {
                 Problem::unavailable(format!("{shard} did not answer in time"), 1)
             }
+            ApiError::Cell(CellError::TooLarge { .. }) => Problem::payload_too_large(),
             ApiError::Cell(CellError::Rejected { .. }) => Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "bad-gateway",

@@ -119,11 +119,11 @@ pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inb
     let event_id = EventId::parse(required(&obj, prefix, "event_id")?)
         .map_err(|e| Problem::invalid(f("event_id"), e.to_string()))?;
     let event_type = event_type(&obj, prefix)?;
-    let currency: Currency = required(&obj, prefix, "currency")?.parse().map_err(
-        |e: cellbank_shared::money::MoneyError| Problem::invalid(f("currency"), e.to_string()),
-    )?;
+    let currency: Currency = required(&obj, prefix, "currency")?
+        .parse()
+        .map_err(|e: cellbank_shared::money::MoneyError| Problem::bad_money(f("currency"), &e))?;
     let amount = amount(&obj, prefix)?;
-    Money::positive(amount, currency).map_err(|e| Problem::invalid(f("amount"), e.to_string()))?;
+    Money::positive(amount, currency).map_err(|e| Problem::bad_money(f("amount"), &e))?;
     let occurred_at = DateTime::parse_from_rfc3339(required(&obj, prefix, "occurred_at")?)
         .map_err(|_| Problem::invalid(f("occurred_at"), "must be an RFC 3339 timestamp"))?
         .with_timezone(&Utc);

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use cellbank_shared::http::{check_postgres, liveness, Check};
+use cellbank_shared::http::{check_postgres, liveness, readiness_response, Check};
 
 use crate::state::AppState;
 
@@ -41,14 +41,17 @@ async fn readyz(State(state): State<AppState>, Query(query): Query<ReadyQuery>) 
         state.feed.producer().check(Duration::from_secs(1)),
     );
     let feed = if state.feed.is_live() {
-        Ok(())
+        Check::ok("directory_feed")
     } else {
-        Err("this replica has not yet received the directory-change feed")
+        Check::failing(
+            "directory_feed",
+            "this replica has not yet received the directory-change feed",
+        )
     };
     let checks = vec![
         pg,
-        Check::from_result("broker", broker),
-        Check::from_result("directory_feed", feed),
+        Check::from_result("broker", broker, "broker unreachable"),
+        feed,
     ];
     let ready = checks.iter().all(|c| c.ok);
     let status = if ready {
@@ -69,5 +72,5 @@ async fn readyz(State(state): State<AppState>, Query(query): Query<ReadyQuery>) 
         "cached_entries": state.directory.cached_entries(),
         "checks": checks,
     });
-    (code, axum::Json(body)).into_response()
+    readiness_response(code, body)
 }

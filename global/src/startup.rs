@@ -245,8 +245,13 @@ fn app_state(
         settings.routing.produce_linger_ms,
         &settings.tls,
     )?;
-    let signer = TokenSigner::from_seed_b64(settings.auth.signing_key.expose())
-        .map_err(|e| anyhow::anyhow!("auth.signing_key: {e}"))?;
+    // Signs with the current key; publishes (and accepts) the next one too,
+    // so a rotation never logs anyone out.
+    let signer = TokenSigner::from_seeds_b64(
+        settings.auth.signing_key.expose(),
+        Some(settings.auth.next_signing_key.expose()),
+    )
+    .map_err(|e| anyhow::anyhow!("auth.signing_key / auth.next_signing_key: {e}"))?;
     let verifier = signer.verifier();
     let pan_hasher = PanHasher::new(settings.auth.pan_hmac_key.expose().as_bytes());
     let login_guard = LoginGuard::new(

@@ -146,6 +146,7 @@ fn ledger_event(c: &Cust, i: usize, run: usize) -> LedgerEvent {
         epoch: Epoch(1),
         occurred_at: Utc::now(),
         source: "inbound",
+        partner: None,
         body,
     }
 }

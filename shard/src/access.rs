@@ -14,6 +14,7 @@ use cellbank_shared::ids::CustomerId;
 use cellbank_shared::token::Claims;
 
 use crate::error::ApiError;
+use crate::signing_keys::KeysError;
 use crate::state::AppState;
 
 /// A request by the customer named in the path, with a valid token for them
@@ -61,13 +62,11 @@ async fn verify(
             "authorization: Bearer <token from global login> is required",
         )
     })?;
-    let verifier =
-        s.keys.read().expect("keys lock").clone().ok_or_else(|| {
-            ApiError::Unavailable("global's signing keys are not loaded yet".into())
-        })?;
-    let claims = verifier
-        .verify(token, chrono::Utc::now().timestamp())
-        .map_err(|e| relogin(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let claims = match s.keys.verify(token, chrono::Utc::now().timestamp()).await {
+        Ok(c) => c,
+        Err(e @ KeysError::NotLoaded) => return Err(ApiError::Unavailable(e.to_string())),
+        Err(KeysError::Token(e)) => return Err(relogin(StatusCode::UNAUTHORIZED, &e.to_string())),
+    };
     if claims.shard != s.shard_id {
         return Err(relogin(
             StatusCode::UNAUTHORIZED,

@@ -123,7 +123,7 @@ pub async fn issue_card(
     body: &IssueCard,
 ) -> Result<CardIssued, ApiError> {
     let limit = Money::positive(body.credit_limit, body.currency)
-        .map_err(|e| ApiError::invalid("credit_limit", e.to_string()))?;
+        .map_err(|e| ApiError::bad_amount("credit_limit", &e))?;
     placement::lock_for_write(conn, customer, WriteAt::Epoch(body.epoch)).await?;
     if let Some(issued) = issued_before(conn, customer, body).await? {
         return Ok(issued);

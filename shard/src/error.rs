@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cellbank_shared::db::{classify, PgFailure};
+use cellbank_shared::money::MoneyError;
 use cellbank_shared::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,11 @@ impl ApiError {
             field: field.to_owned(),
             reason: reason.into(),
         }
+    }
+
+    /// A 422 for an amount [`Money`] refused, without repeating the amount.
+    pub fn bad_amount(field: &str, e: &MoneyError) -> Self {
+        Self::invalid(field, cellbank_shared::problem::money_reason(e))
     }
 }
 

@@ -20,14 +20,15 @@ pub fn router() -> Router<AppState> {
 
 async fn ready(State(s): State<AppState>) -> Response {
     let pg = check_postgres(&s.pool).await;
-    let broker = Check::from_result("broker", s.producer.check(Duration::from_secs(1)).await);
-    let authorizer = Check::from_result(
-        "authorizer",
-        if s.authorizer.is_ready() {
-            Ok(())
-        } else {
-            Err("replaying its log")
-        },
+    let broker = Check::from_result(
+        "broker",
+        s.producer.check(Duration::from_secs(1)).await,
+        "broker unreachable",
     );
+    let authorizer = if s.authorizer.is_ready() {
+        Check::ok("authorizer")
+    } else {
+        Check::failing("authorizer", "replaying its log")
+    };
     readiness(vec![pg, broker, authorizer])
 }

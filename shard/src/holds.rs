@@ -97,7 +97,7 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<ConsumerHold>>, ApiE
 async fn set(s: &AppState, name: &str, held: bool) -> Result<Json<ConsumerHold>, ApiError> {
     let consumer = CellConsumer::parse(name).ok_or_else(|| {
         let known: Vec<&str> = CellConsumer::ALL.iter().map(|c| c.name()).collect();
-        ApiError::NotFound(format!("consumer {name}; known: {}", known.join(", ")))
+        ApiError::NotFound(format!("no such consumer; known: {}", known.join(", ")))
     })?;
     let (name, hold) = (consumer.name(), &s.holds[&consumer]);
     sqlx::query(

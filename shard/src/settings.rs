@@ -25,6 +25,7 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     /// TLS of the shard's calls to global (its keys) and to its replicas.
     pub tls: TlsClientSettings,
+    pub cors: CorsSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +44,7 @@ impl Default for Settings {
             authorizer: AuthorizerSettings::default(),
             ledger: LedgerSettings::default(),
             tls: TlsClientSettings::default(),
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -58,10 +60,51 @@ pub struct ShardSettings {
 }
 
 /// Where the global tier is (its JWKS and its login).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GlobalSettings {
     pub url: String,
+    /// A token signed with a key not seen yet reloads global's keys, at most
+    /// once per this many milliseconds.
+    pub jwks_min_refresh_ms: u64,
+}
+
+impl Default for GlobalSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            jwks_min_refresh_ms: 10_000,
+        }
+    }
+}
+
+/// Browser origins of the app allowed to call this shard's API (CORS).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSettings {
+    /// `https://host[:port]` each; a list, or one comma-separated string in
+    /// the environment. Empty: no CORS headers at all.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub allowed_origins: Vec<String>,
+}
+
+/// A list of strings, or one string of comma-separated items.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let items = match Either::deserialize(d)? {
+        Either::List(items) => items,
+        Either::Commas(s) => s.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+        .collect())
 }
 
 /// Bearer tokens for the admin and internal APIs.
@@ -163,6 +206,11 @@ impl Settings {
             })
     }
 
+    /// The least time between two reloads of global's keys for unknown ones.
+    pub fn jwks_min_refresh(&self) -> Duration {
+        Duration::from_millis(self.global.jwks_min_refresh_ms)
+    }
+
     /// How often the authorizer snapshots its state.
     pub fn snapshot_interval(&self) -> Duration {
         Duration::from_secs(self.authorizer.snapshot_interval_secs)
@@ -194,6 +242,14 @@ impl Validate for Settings {
         }
         absolute_url("shard.public_url", &self.shard.public_url)?;
         absolute_url("global.url", &self.global.url)?;
+        require_positive(
+            "global.jwks_min_refresh_ms",
+            self.global.jwks_min_refresh_ms,
+        )?;
+        for origin in &self.cors.allowed_origins {
+            cellbank_shared::http::parse_origin(origin)
+                .map_err(|e| ConfigError::invalid("cors.allowed_origins", e.to_string()))?;
+        }
         self.server.validate()?;
         require_secret("database.url", &self.database.url)?;
         self.database.validate()?;
@@ -213,5 +269,84 @@ impl Validate for Settings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        let mut s = Settings::default();
+        s.shard.id = Some("shard-1".parse().unwrap());
+        s.shard.public_url = "https://shard-1.example".into();
+        s.global.url = "https://global.example".into();
+        s.database.url = Secret::new("postgres://u:p@127.0.0.1/db");
+        s.kafka.bootstrap = "127.0.0.1:9092".into();
+        s.auth.admin_token = Secret::new("a");
+        s.auth.internal_token = Secret::new("i");
+        s
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::default();
+        assert_eq!(s.server.port, 8081);
+        assert_eq!(s.global.jwks_min_refresh_ms, 10_000);
+        assert!(
+            s.cors.allowed_origins.is_empty(),
+            "no CORS unless configured"
+        );
+        valid()
+            .validate()
+            .expect("a complete configuration is valid");
+    }
+
+    #[test]
+    fn lists_every_contract_key() {
+        let keys = cellbank_shared::config::env_keys::<Settings>();
+        for k in [
+            "CELLBANK__SHARD__ID",
+            "CELLBANK__SHARD__PUBLIC_URL",
+            "CELLBANK__GLOBAL__URL",
+            "CELLBANK__GLOBAL__JWKS_MIN_REFRESH_MS",
+            "CELLBANK__CORS__ALLOWED_ORIGINS",
+            "CELLBANK__SERVER__PORT",
+            "CELLBANK__DATABASE__URL",
+            "CELLBANK__KAFKA__BOOTSTRAP",
+            "CELLBANK__AUTH__ADMIN_TOKEN",
+            "CELLBANK__AUTH__INTERNAL_TOKEN",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} missing");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_are_a_list_or_commas_and_checked() {
+        let list: CorsSettings =
+            serde_json::from_str(r#"{"allowed_origins": ["https://app.example"]}"#).unwrap();
+        assert_eq!(list.allowed_origins, vec!["https://app.example"]);
+        let commas: CorsSettings = serde_json::from_str(
+            r#"{"allowed_origins": "https://app.example, http://localhost:5173,"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            commas.allowed_origins,
+            vec!["https://app.example", "http://localhost:5173"]
+        );
+        for bad in ["app.example", "https://app.example/path", "*"] {
+            let mut s = valid();
+            s.cors.allowed_origins = vec![bad.into()];
+            let err = s.validate().expect_err(bad).to_string();
+            assert!(err.contains("cors.allowed_origins"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_zero_key_reload_interval() {
+        let mut s = valid();
+        s.global.jwks_min_refresh_ms = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("global.jwks_min_refresh_ms"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! watcher) and runs those parts side by side under one supervisor.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,10 +22,11 @@ use crate::consumers::CellConsumer;
 use crate::dead_letters::Mortician;
 use crate::ledger::intake::{LedgerIntake, Source};
 use crate::settings::Settings;
+use crate::signing_keys::SigningKeys;
 use crate::state::AppState;
 use crate::{
     accounts, cards, customers, dead_letters, health, holds, lag, ledger, metrics, openapi,
-    signing_keys, summary, transfers,
+    summary, transfers,
 };
 
 /// A built cell: bound, with every part constructed and none running yet.
@@ -89,6 +90,12 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
         .timeout(Duration::from_secs(2))
         .build()
         .context("create the forwarding client")?;
+    let keys = SigningKeys::new(
+        &settings.global.url,
+        settings.jwks_min_refresh(),
+        &settings.tls,
+    )
+    .context("create the signing-key client")?;
     Ok(AppState {
         shard_id,
         settings: Arc::new(settings),
@@ -97,7 +104,7 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
         authorizer: Authorizer::new(snapshot, decisions),
         lease: Lease::new(url, lease),
         forwarder,
-        keys: Arc::new(RwLock::new(None)),
+        keys,
         holds,
     })
 }
@@ -120,7 +127,7 @@ impl Application {
         let state = state(settings, url).await?;
         let mut parts = Supervisor::new();
         let stop = parts.stop_token();
-        let router = Self::router(state.clone());
+        let router = Self::router(state.clone())?;
         parts.add("http server", async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -144,8 +151,8 @@ impl Application {
     }
 
     /// The HTTP API: one table of resource routers; the internal and admin
-    /// ones behind their callers' extractors.
-    pub fn router(state: AppState) -> Router {
+    /// ones behind their callers' extractors; CORS for the app's origins.
+    pub fn router(state: AppState) -> anyhow::Result<Router> {
         let internal = Router::new()
             .merge(customers::internal_router())
             .merge(cards::internal_router())
@@ -167,7 +174,9 @@ impl Application {
             .merge(internal)
             .merge(admin)
             .with_state(state.clone());
-        cellbank_shared::http::with_standard_layers(app, &state.settings.server)
+        let app = cellbank_shared::http::with_standard_layers(app, &state.settings.server);
+        cellbank_shared::http::with_cors(app, &state.settings.cors.allowed_origins)
+            .context("cors.allowed_origins")
     }
 
     /// Runs every part until `shutdown` resolves or one part stops; the
@@ -254,13 +263,7 @@ fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
         Duration::from_secs(1),
         stop(),
     );
-    let keys = signing_keys::keep_keys(
-        s.keys.clone(),
-        s.settings.global.url.clone(),
-        s.settings.tls.clone(),
-        Duration::from_secs(300),
-        stop(),
-    );
+    let keys = s.keys.clone().keep(Duration::from_secs(300), stop());
     let groups = CellConsumer::ALL
         .map(|c| (c.group(&s.settings, &s.shard_id), c.topic().name()))
         .to_vec();

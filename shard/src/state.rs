@@ -1,22 +1,19 @@
 //! The application state every handler gets: cheap handles only, split into
 //! what an extractor needs with `FromRef`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::FromRef;
 use cellbank_shared::access::{AdminToken, InternalToken};
 use cellbank_shared::ids::ShardId;
 use cellbank_shared::kafka::Producer;
-use cellbank_shared::token::TokenVerifier;
 use sqlx::PgPool;
 
 use crate::authorizer::lease::Lease;
 use crate::authorizer::Authorizer;
 use crate::holds::Holds;
 use crate::settings::Settings;
-
-/// Global's published keys, fetched at start and refreshed; `None` until the first fetch.
-pub type Keys = Arc<RwLock<Option<TokenVerifier>>>;
+use crate::signing_keys::SigningKeys;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,7 +26,8 @@ pub struct AppState {
     pub lease: Lease,
     /// The HTTP client that forwards authorizations to the lease holder.
     pub forwarder: reqwest::Client,
-    pub keys: Keys,
+    /// Global's published keys, to verify customer tokens with.
+    pub keys: SigningKeys,
     /// Operator holds on this cell's consumers.
     pub holds: Holds,
 }

@@ -113,7 +113,7 @@ async fn create(
 /// short description.
 fn validate(body: &NewTransfer) -> Result<Money, ApiError> {
     let amount = Money::positive(body.amount, body.currency)
-        .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+        .map_err(|e| ApiError::bad_amount("amount", &e))?;
     if body.from_account_id == body.to_account_id {
         return Err(ApiError::invalid(
             "to_account_id",

@@ -1,5 +1,12 @@
-//! HTTP plumbing every service shares: the middleware stack, health and
-//! readiness responses, and graceful shutdown.
+//! HTTP plumbing every service shares: the middleware stack (every error a
+//! problem, a deadline, request ids, traces), CORS, health and readiness
+//! responses, and graceful shutdown.
+
+mod cors;
+mod problems;
+
+pub use cors::{cors_layer, parse_origin, with_cors, InvalidOrigin};
+pub use problems::{problem_for, NotAProblem};
 
 use std::time::Duration;
 
@@ -10,7 +17,6 @@ use axum::Router;
 use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerSettings;
@@ -18,8 +24,9 @@ use crate::config::ServerSettings;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps `router` in the standard layers: request id, trace span (with the
-/// matched path, the request id and the caller's W3C trace context), metrics,
-/// timeout and body limit. Also adds a problem+json fallback for unknown routes.
+/// matched path, the request id and the caller's W3C trace context), every
+/// error answered as problem+json, timeout, metrics and body limit. Also adds
+/// a problem+json fallback for unknown routes.
 pub fn with_standard_layers(router: Router, settings: &ServerSettings) -> Router {
     router
         .fallback(|| async { crate::problem::Problem::not_found("no such route") })
@@ -29,9 +36,10 @@ pub fn with_standard_layers(router: Router, settings: &ServerSettings) -> Router
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(make_span))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                .layer(axum::middleware::map_response(problems::problems_only))
+                .layer(axum::middleware::from_fn_with_state(
                     settings.request_timeout(),
+                    problems::deadline,
                 )),
         )
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
@@ -80,18 +88,36 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn from_result<E: std::fmt::Display>(name: &'static str, r: Result<(), E>) -> Self {
+    pub fn ok(name: &'static str) -> Self {
+        Self {
+            name,
+            ok: true,
+            detail: None,
+        }
+    }
+
+    /// A failed check with a fixed, public `detail`.
+    pub fn failing(name: &'static str, detail: &'static str) -> Self {
+        Self {
+            name,
+            ok: false,
+            detail: Some(detail.to_owned()),
+        }
+    }
+
+    /// The check from `r`: a failure answers the fixed `detail` and logs the
+    /// error itself (which may name hosts, users or drivers) instead.
+    pub fn from_result<E: std::fmt::Display>(
+        name: &'static str,
+        r: Result<(), E>,
+        detail: &'static str,
+    ) -> Self {
         match r {
-            Ok(()) => Self {
-                name,
-                ok: true,
-                detail: None,
-            },
-            Err(e) => Self {
-                name,
-                ok: false,
-                detail: Some(e.to_string()),
-            },
+            Ok(()) => Self::ok(name),
+            Err(e) => {
+                tracing::warn!(check = name, error = %e, "readiness check failed");
+                Self::failing(name, detail)
+            }
         }
     }
 }
@@ -108,7 +134,14 @@ pub fn readiness(checks: Vec<Check>) -> Response {
         "status": if ready { "ready" } else { "not-ready" },
         "checks": checks,
     });
-    (status, axum::Json(body)).into_response()
+    readiness_response(status, body)
+}
+
+/// A readiness answer as it is: its 503 is a report, not a problem.
+pub fn readiness_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.extensions_mut().insert(NotAProblem);
+    resp
 }
 
 /// `/healthz`: the process is alive and serving.
@@ -123,12 +156,11 @@ pub async fn check_postgres(pool: &sqlx::PgPool) -> Check {
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool),
     )
     .await;
-    let r = match r {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".to_owned()),
-    };
-    Check::from_result("postgres", r)
+    match r {
+        Ok(Ok(_)) => Check::ok("postgres"),
+        Ok(Err(e)) => Check::from_result("postgres", Err(e), "database unreachable"),
+        Err(_) => Check::failing("postgres", "database did not answer in time"),
+    }
 }
 
 /// Resolves when the process receives SIGTERM or ctrl-c.
@@ -153,3 +185,6 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests;

@@ -49,27 +49,44 @@ struct Header {
     kid: String,
 }
 
-/// Signs tokens with an Ed25519 key.
+/// Signs tokens with an Ed25519 key, and publishes it with at most one more
+/// (the next key before a rotation, the previous one after it), so that
+/// verifiers know a key before any token carries it and after none does.
 #[derive(Clone)]
 pub struct TokenSigner {
     key: SigningKey,
     kid: String,
+    other: Option<(String, VerifyingKey)>,
 }
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenSigner(kid={})", self.kid)
+        write!(f, "TokenSigner(kid={}", self.kid)?;
+        match &self.other {
+            Some((kid, _)) => write!(f, ", also published={kid})"),
+            None => write!(f, ")"),
+        }
     }
 }
 
 impl TokenSigner {
     /// From a 32-byte seed in url-safe base64 (no padding), as configured.
     pub fn from_seed_b64(seed: &str) -> Result<Self, TokenError> {
-        let bytes = B64
-            .decode(seed.trim().trim_end_matches('='))
-            .map_err(|_| TokenError::BadKey)?;
-        let seed: [u8; 32] = bytes.try_into().map_err(|_| TokenError::BadKey)?;
-        Ok(Self::from_key(SigningKey::from_bytes(&seed)))
+        Self::from_seeds_b64(seed, None)
+    }
+
+    /// Signs with `current`; the JWKS also lists `other` (the next key ahead
+    /// of a rotation, or the previous one while its tokens live on). A blank
+    /// `other` counts as none; one equal to `current` is listed once.
+    pub fn from_seeds_b64(current: &str, other: Option<&str>) -> Result<Self, TokenError> {
+        let mut signer = Self::from_key(decode_seed(current)?);
+        if let Some(seed) = other.filter(|s| !s.trim().is_empty()) {
+            let next = Self::from_key(decode_seed(seed)?);
+            if next.kid != signer.kid {
+                signer.other = Some((next.kid, next.key.verifying_key()));
+            }
+        }
+        Ok(signer)
     }
 
     /// A fresh random key, as base64 seed (for `cellctl keygen` and tests).
@@ -81,7 +98,17 @@ impl TokenSigner {
     fn from_key(key: SigningKey) -> Self {
         let digest = Sha256::digest(key.verifying_key().as_bytes());
         let kid = B64.encode(&digest[..12]);
-        Self { key, kid }
+        Self {
+            key,
+            kid,
+            other: None,
+        }
+    }
+
+    /// Every published key: the signing one first.
+    fn published(&self) -> impl Iterator<Item = (&str, VerifyingKey)> {
+        std::iter::once((self.kid.as_str(), self.key.verifying_key()))
+            .chain(self.other.iter().map(|(kid, vk)| (kid.as_str(), *vk)))
     }
 
     pub fn kid(&self) -> &str {
@@ -101,23 +128,30 @@ impl TokenSigner {
         format!("{signing_input}.{}", B64.encode(sig.to_bytes()))
     }
 
-    /// The public half as a JWKS document (RFC 8037 OKP key).
+    /// The public halves as a JWKS document (RFC 8037 OKP keys), each with
+    /// its `kid`: the signing key first, then the other published one.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({
-            "keys": [{
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "use": "sig",
-                "alg": "EdDSA",
-                "kid": self.kid,
-                "x": B64.encode(self.key.verifying_key().as_bytes()),
-            }]
-        })
+        let keys: Vec<serde_json::Value> = self
+            .published()
+            .map(|(kid, vk)| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "use": "sig",
+                    "alg": "EdDSA",
+                    "kid": kid,
+                    "x": B64.encode(vk.as_bytes()),
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
     }
 
     pub fn verifier(&self) -> TokenVerifier {
-        let mut keys = HashMap::new();
-        keys.insert(self.kid.clone(), self.key.verifying_key());
+        let keys = self
+            .published()
+            .map(|(kid, vk)| (kid.to_owned(), vk))
+            .collect();
         TokenVerifier { keys }
     }
 }
@@ -154,6 +188,11 @@ impl TokenVerifier {
         self.keys.is_empty()
     }
 
+    /// Whether a key with this `kid` is known.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
     /// Checks signature, issuer and expiry (`now` in unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
@@ -162,11 +201,7 @@ impl TokenVerifier {
         else {
             return Err(TokenError::Malformed);
         };
-        let header: Header = B64
-            .decode(h)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or(TokenError::Malformed)?;
+        let header = header_of(h)?;
         if header.alg != "EdDSA" {
             return Err(TokenError::Malformed);
         }
@@ -188,6 +223,27 @@ impl TokenVerifier {
         }
         Ok(claims)
     }
+}
+
+fn decode_seed(seed: &str) -> Result<SigningKey, TokenError> {
+    let bytes = B64
+        .decode(seed.trim().trim_end_matches('='))
+        .map_err(|_| TokenError::BadKey)?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| TokenError::BadKey)?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn header_of(h: &str) -> Result<Header, TokenError> {
+    B64.decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::Malformed)
+}
+
+/// The `kid` a token names in its header, unverified (to pick or fetch the key).
+pub fn kid_of(token: &str) -> Result<String, TokenError> {
+    let h = token.split('.').next().ok_or(TokenError::Malformed)?;
+    Ok(header_of(h)?.kid)
 }
 
 #[cfg(test)]
@@ -229,5 +285,46 @@ mod tests {
         assert_eq!(other.verifier().verify(&t, 1), Err(TokenError::UnknownKey));
         assert_eq!(v.verify("a.b", 1), Err(TokenError::Malformed));
         assert!(TokenSigner::from_seed_b64("short").is_err());
+    }
+
+    /// Ahead of a rotation the JWKS lists the current and the next key, the
+    /// verifier picks each token's key by its `kid`; after the swap the old
+    /// key's tokens still verify while it stays published.
+    #[test]
+    fn publishes_the_next_key_and_verifies_by_kid() {
+        let (old, new) = (
+            TokenSigner::generate_seed_b64(),
+            TokenSigner::generate_seed_b64(),
+        );
+        let before = TokenSigner::from_seeds_b64(&old, Some(&new)).unwrap();
+        let after = TokenSigner::from_seeds_b64(&new, Some(&old)).unwrap();
+        assert_eq!(
+            before.kid(),
+            TokenSigner::from_seed_b64(&old).unwrap().kid()
+        );
+        let jwks = before.jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, vec![before.kid(), after.kid()]);
+        let v = TokenVerifier::from_jwks(&jwks).unwrap();
+        let (t_old, t_new) = (before.sign(&claims(100)), after.sign(&claims(100)));
+        assert_eq!(kid_of(&t_new).unwrap(), after.kid());
+        assert!(v.knows(after.kid()));
+        assert!(v.verify(&t_old, 1).is_ok());
+        assert!(v.verify(&t_new, 1).is_ok());
+        let only_new = TokenVerifier::from_jwks(&TokenSigner::from_seed_b64(&new).unwrap().jwks());
+        assert_eq!(
+            only_new.unwrap().verify(&t_old, 1),
+            Err(TokenError::UnknownKey)
+        );
+        assert!(after.verifier().verify(&t_old, 1).is_ok());
+        let same = TokenSigner::from_seeds_b64(&old, Some(&old)).unwrap();
+        assert_eq!(same.jwks()["keys"].as_array().unwrap().len(), 1);
+        assert!(TokenSigner::from_seeds_b64(&old, Some(" ")).is_ok());
+        assert!(TokenSigner::from_seeds_b64(&old, Some("short")).is_err());
     }
 }

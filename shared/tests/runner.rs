@@ -556,3 +556,21 @@ async fn a_panicking_handler_dead_letters_the_message_and_the_partition_carries_
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// A message over the producer's size limit is refused as too large — its
+/// own error, which callers do not count against the broker's breaker — and
+/// the producer goes on delivering normal messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_large_is_its_own_error_and_the_producer_carries_on() {
+    cellbank_shared::telemetry::init_for_tests();
+    let broker = Broker::start().await;
+    broker.create_topics(&["big"], 1).await;
+    let producer = Producer::new(&broker.bootstrap(), Duration::from_secs(10)).unwrap();
+    let huge = vec![b'x'; 2 * 1024 * 1024];
+    let err = producer.send("big", b"k", &huge, &[]).await.unwrap_err();
+    assert!(
+        matches!(err, cellbank_shared::kafka::ProduceError::TooLarge(_)),
+        "{err}"
+    );
+    producer.send("big", b"k", b"small", &[]).await.unwrap();
+}

@@ -426,3 +426,67 @@ async fn an_interrupted_sign_up_completes_when_the_same_request_is_retried() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// A signing-key rotation in flight: one replica still signs with the old
+/// key (next: the new one), another already with the new one (next: the
+/// old one). Both publish both keys, and a token of either is accepted by
+/// either.
+#[tokio::test]
+async fn tokens_of_both_keys_work_during_a_rotation() {
+    use cellbank_shared::secret::Secret;
+    use cellbank_shared::token::TokenSigner;
+    let base = Base::new().await;
+    let (old, new) = (base.signing_key.clone(), TokenSigner::generate_seed_b64());
+    let mut before = base.settings();
+    before.auth.next_signing_key = Secret::new(new.clone());
+    let mut after = base.settings();
+    after.auth.signing_key = Secret::new(new);
+    after.auth.next_signing_key = Secret::new(old);
+    let g1 = TestGlobal::spawn(before).await;
+    let g2 = TestGlobal::spawn(after).await;
+    let cell = Cell::without_broker(1).await;
+    g1.add_shard("shard-1", &cell, 100).await;
+    let id = g1.onboard("rotating").await["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwks = |g: &TestGlobal| {
+        let url = format!("{}/.well-known/jwks.json", g.url);
+        async move {
+            let doc: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            let mut kids: Vec<String> = doc["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect();
+            kids.sort();
+            kids
+        }
+    };
+    assert_eq!(jwks(&g1).await.len(), 2);
+    assert_eq!(jwks(&g1).await, jwks(&g2).await, "both publish both keys");
+    let login = json!({"login": "rotating", "password": "correct horse battery"});
+    let token = |g: &TestGlobal| {
+        let login = login.clone();
+        let url = format!("{}/v1/login", g.url);
+        async move {
+            let doc: Value = reqwest::Client::new()
+                .post(url)
+                .json(&login)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            doc["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (t1, t2) = (token(&g1).await, token(&g2).await);
+    let issue = format!("/v1/customers/{id}/cards");
+    for (g, t) in [(&g2, &t1), (&g1, &t2)] {
+        let r = g.post_as(t, &issue, &json!({})).await;
+        assert_eq!(r.status(), 201, "a token of the other key is accepted");
+    }
+}

@@ -56,7 +56,7 @@ async fn filled_directory() -> (Directory, Vec<String>) {
     for n in 0..CARDS {
         let customer = CustomerId::new();
         let shard = &shards[n % shards.len()];
-        directory::insert_customer(&mut tx, customer, shard, "Bench Customer")
+        directory::insert_customer(&mut tx, customer, shard, "Bench Customer", "BRL")
             .await
             .expect("insert a customer");
         directory::set_customer_state(&mut tx, customer, "active")
@@ -70,7 +70,14 @@ async fn filled_directory() -> (Directory, Vec<String>) {
     }
     tx.commit().await.expect("commit");
     // The size global runs with (settings cache.max_entries default).
-    let dir = Directory::new(pool, 1_000_000);
+    let dir = Directory::new(
+        pool,
+        cellbank_global::directory::CachePolicy {
+            max_entries: 1_000_000,
+            ttl: std::time::Duration::from_secs(600),
+            not_found_ttl: std::time::Duration::from_secs(2),
+        },
+    );
     for card in &cards {
         dir.resolve(IdentifierKind::Card, card)
             .await

@@ -25,8 +25,7 @@ async fn authorize(
     headers: HeaderMap,
     ApiJson(req): ApiJson<AuthorizationRequest>,
 ) -> Result<Json<AuthorizationDecision>, ApiError> {
-    Money::positive(req.amount, req.currency)
-        .map_err(|e| ApiError::invalid("amount", e.to_string()))?;
+    Money::positive(req.amount, req.currency).map_err(|e| ApiError::bad_amount("amount", &e))?;
     let nr = &req.network_reference;
     if nr.is_empty() || nr.len() > 128 {
         return Err(ApiError::invalid(

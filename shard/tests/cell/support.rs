@@ -1,6 +1,8 @@
 //! Test helpers: a real shard `Application` on port 0 against a fresh
 //! database and its own broker, plus a tiny stand-in for global's JWKS.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cellbank_shard::authorizer::lease::Route;
@@ -34,6 +36,72 @@ pub async fn jwks_server(signer: &TokenSigner) -> String {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://127.0.0.1:{port}")
+}
+
+/// A stand-in for global's JWKS whose keys can change, counting its fetches.
+#[derive(Clone)]
+pub struct Jwks {
+    pub url: String,
+    doc: Arc<RwLock<serde_json::Value>>,
+    fetches: Arc<AtomicUsize>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl Jwks {
+    pub async fn serve(signer: &TokenSigner) -> Jwks {
+        let doc = Arc::new(RwLock::new(signer.jwks()));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (d, f, w) = (doc.clone(), fetches.clone(), delay_ms.clone());
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                f.fetch_add(1, Ordering::SeqCst);
+                let j = d.read().unwrap().clone();
+                let wait = Duration::from_millis(w.load(Ordering::SeqCst));
+                async move {
+                    tokio::time::sleep(wait).await;
+                    axum::Json(j)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Jwks {
+            url: format!("http://127.0.0.1:{port}"),
+            doc,
+            fetches,
+            delay_ms,
+        }
+    }
+
+    /// From now on each answer takes `ms` milliseconds.
+    pub fn slow_down(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// From now on the JWKS lists `signer`'s published keys.
+    pub fn publish(&self, signer: &TokenSigner) {
+        *self.doc.write().unwrap() = signer.jwks();
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// A token from global's login, signed by `signer`, for `customer` on this shard.
+pub fn token_by(signer: &TokenSigner, customer: CustomerId, epoch: i64) -> String {
+    let now = Utc::now().timestamp();
+    signer.sign(&Claims {
+        sub: customer,
+        shard: ShardId::parse(SHARD).unwrap(),
+        epoch: Epoch(epoch),
+        iat: now,
+        exp: now + 600,
+        iss: ISSUER.into(),
+    })
 }
 
 pub fn settings(db: &str, bootstrap: &str, global: &str) -> Settings {
@@ -131,15 +199,7 @@ impl TestApp {
     }
 
     pub fn token(&self, customer: CustomerId, epoch: i64) -> String {
-        let now = Utc::now().timestamp();
-        self.signer.sign(&Claims {
-            sub: customer,
-            shard: ShardId::parse(SHARD).unwrap(),
-            epoch: Epoch(epoch),
-            iat: now,
-            exp: now + 600,
-            iss: ISSUER.into(),
-        })
+        token_by(&self.signer, customer, epoch)
     }
 
     pub async fn create_customer(&self) -> CustomerCreated {

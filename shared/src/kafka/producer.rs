@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
@@ -12,6 +12,24 @@ use rdkafka::util::Timeout;
 pub enum ProduceError {
     #[error("broker did not acknowledge: {0}")]
     Kafka(#[from] KafkaError),
+    /// The message is larger than the producer or the broker takes: the
+    /// sender's fault, not the broker's (no reason to open a breaker).
+    #[error("message too large for the broker: {0}")]
+    TooLarge(KafkaError),
+}
+
+impl ProduceError {
+    /// Sorts a failed send: a message too large is [`ProduceError::TooLarge`].
+    pub fn classify(e: KafkaError) -> Self {
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge,
+            ) => Self::TooLarge(e),
+            _ => Self::Kafka(e),
+        }
+    }
 }
 
 /// A cheap-to-clone handle on one broker's idempotent producer.
@@ -102,7 +120,7 @@ impl Producer {
         }
         match self.inner.send(record, Timeout::After(self.timeout)).await {
             Ok(delivery) => Ok((delivery.partition, delivery.offset)),
-            Err((e, _)) => Err(ProduceError::Kafka(e)),
+            Err((e, _)) => Err(ProduceError::classify(e)),
         }
     }
 
@@ -134,5 +152,24 @@ impl Producer {
     /// Waits until queued messages are delivered (graceful shutdown).
     pub fn flush(&self, within: Duration) {
         let _ = self.inner.flush(Timeout::After(within));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_large_is_its_own_error() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidMessageSize,
+            RDKafkaErrorCode::MessageBatchTooLarge,
+        ] {
+            let e = ProduceError::classify(KafkaError::MessageProduction(code));
+            assert!(matches!(e, ProduceError::TooLarge(_)), "{code:?}");
+        }
+        let e = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(matches!(ProduceError::classify(e), ProduceError::Kafka(_)));
     }
 }
