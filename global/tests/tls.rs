@@ -113,16 +113,20 @@ struct Tier {
     proc: Proc,
     url: String,
     https: String,
+    /// Global's ops API (its own port); unused for the shard.
+    ops: String,
 }
 
 /// Global on `db` (TLS), trusting the test CA for its calls to the shards.
 async fn start_global(pg: &TlsPostgres, db: &str, broker: &Broker, dir: &Path) -> Tier {
     let port = free_port();
+    let ops_port = free_port();
     let proc = Proc::spawn(
         "global",
         global_bin(),
         &[
             ("CELLBANK__SERVER__PORT", port.to_string()),
+            ("CELLBANK__OPS__PORT", ops_port.to_string()),
             ("CELLBANK__DATABASE__URL", db.to_owned()),
             ("CELLBANK__KAFKA__BOOTSTRAP", broker.bootstrap()),
             (
@@ -134,12 +138,17 @@ async fn start_global(pg: &TlsPostgres, db: &str, broker: &Broker, dir: &Path) -
                 "tls-pan-key-0123456789abcdef".into(),
             ),
             ("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN.into()),
-            ("CELLBANK__AUTH__INTERNAL_TOKEN", INTERNAL.into()),
+            (
+                "CELLBANK__AUTH__SHARD_TOKENS",
+                format!("{{shard-1=\"{INTERNAL}\"}}"),
+            ),
             ("CELLBANK__TLS__CA_FILE", pg.ca_path().display().to_string()),
         ],
         dir,
     );
-    tier(pg, proc, port).await
+    let mut global = tier(pg, proc, port).await;
+    global.ops = format!("http://127.0.0.1:{ops_port}");
+    global
 }
 
 /// shard-1 on `db` (TLS), fetching global's keys from `global_https`.
@@ -164,7 +173,10 @@ async fn start_shard(
             ("CELLBANK__SERVER__PORT", port.to_string()),
             ("CELLBANK__DATABASE__URL", db.to_owned()),
             ("CELLBANK__KAFKA__BOOTSTRAP", broker.bootstrap()),
-            ("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN.into()),
+            (
+                "CELLBANK__AUTH__ADMIN_TOKEN",
+                "tls-shard-admin-token".into(),
+            ),
             ("CELLBANK__AUTH__INTERNAL_TOKEN", INTERNAL.into()),
             ("CELLBANK__TLS__CA_FILE", pg.ca_path().display().to_string()),
         ],
@@ -178,7 +190,12 @@ async fn tier(pg: &TlsPostgres, proc: Proc, port: u16) -> Tier {
     let url = format!("http://127.0.0.1:{port}");
     ready(&reqwest::Client::new(), &url, &proc).await;
     let https = format!("https://localhost:{}", tls_proxy(pg.ca(), port).await);
-    Tier { proc, url, https }
+    Tier {
+        proc,
+        url,
+        https,
+        ops: String::new(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +218,7 @@ async fn global_and_a_shard_run_on_postgres_over_tls_and_call_each_other_over_ht
 
     // Global reaches the shard's internal API only through https.
     let (status, body) = call(
-        http.post(format!("{}/ops/v1/shards", global.url))
+        http.post(format!("{}/ops/v1/shards", global.ops))
             .bearer_auth(ADMIN)
             .json(&json!({"id": "shard-1", "public_url": shard.url,
                           "internal_url": shard.https,
