@@ -157,6 +157,10 @@ pub struct RoutingSettings {
     /// Requests global serves at once; more are shed with 503 before they
     /// cost memory.
     pub max_in_flight: usize,
+    /// A sign-up still pending after this long was interrupted (a shard
+    /// timeout, a stopped replica): the platform completes or undoes it.
+    /// Longer than any sign-up's own shard deadline (5 s).
+    pub sign_up_stalled_after_secs: u64,
 }
 
 impl Default for RoutingSettings {
@@ -168,6 +172,7 @@ impl Default for RoutingSettings {
             produce_linger_ms: 1,
             batch_lookup_concurrency: 32,
             max_in_flight: 2048,
+            sign_up_stalled_after_secs: 30,
         }
     }
 }
@@ -337,6 +342,10 @@ impl Settings {
             self.routing.batch_lookup_concurrency as u64,
         )?;
         require_positive("routing.max_in_flight", self.routing.max_in_flight as u64)?;
+        require_positive(
+            "routing.sign_up_stalled_after_secs",
+            self.routing.sign_up_stalled_after_secs,
+        )?;
         require_positive(
             "partners.default_rate_per_sec",
             u64::from(self.partners.default_rate_per_sec),

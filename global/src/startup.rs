@@ -184,8 +184,8 @@ fn parts(
         relay.await;
         Ok(())
     });
-    let completer =
-        crate::onboarding::complete_stalled(state.clone(), Duration::from_secs(5), stop.clone());
+    let every = Duration::from_secs(state.settings.routing.sign_up_stalled_after_secs.min(5));
+    let completer = crate::onboarding::complete_stalled(state.clone(), every, stop.clone());
     parts.add("sign-up completer", async move {
         completer.await;
         Ok(())

@@ -490,3 +490,55 @@ async fn tokens_of_both_keys_work_during_a_rotation() {
         assert_eq!(r.status(), 201, "a token of the other key is accepted");
     }
 }
+
+/// A client that hangs up mid sign-up, and a shard that is down and later
+/// refuses the customer: the platform completes the first and undoes the
+/// second (the login is free again), with nobody retrying.
+#[tokio::test]
+async fn interrupted_sign_ups_are_completed_or_undone_by_the_platform() {
+    let base = Base::new().await;
+    let mut s = base.settings();
+    s.routing.sign_up_stalled_after_secs = 1;
+    let g = TestGlobal::spawn(s).await;
+    let cell = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &cell, 100).await;
+
+    cell.shard.delay_creates(Duration::from_millis(1500));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let hung_up = impatient
+        .post(format!("{}/v1/customers", g.url))
+        .json(&json!({"name": "Gone", "login": "hung-up", "password": "correct horse battery"}))
+        .send()
+        .await;
+    assert!(hung_up.is_err(), "the client gave up");
+    cell.shard.delay_creates(Duration::ZERO);
+    let login = json!({"login": "hung-up", "password": "correct horse battery"});
+    eventually(Duration::from_secs(20), "the sign-up completed", || async {
+        g.post_anonymous("/v1/login", &login).await.status() == 200
+    })
+    .await;
+    assert_eq!(cell.shard.customers().len(), 1);
+
+    cell.shard.refuse_creates(true);
+    let body = json!({"name": "Refused", "login": "refused", "password": "correct horse battery"});
+    assert_eq!(g.post_anonymous("/v1/customers", &body).await.status(), 503);
+    cell.shard.refuse_creates(false);
+    cell.shard.reject_creates(true);
+    let mut other = body.clone();
+    other["password"] = "someone else entirely".into();
+    eventually(
+        Duration::from_secs(20),
+        "the refused sign-up was undone",
+        || async {
+            let r = g.post_anonymous("/v1/customers", &other).await;
+            r.status() == 502
+        },
+    )
+    .await;
+    cell.shard.reject_creates(false);
+    let r = g.post_anonymous("/v1/customers", &other).await;
+    assert_eq!(r.status(), 201, "the login was freed for someone else");
+}

@@ -39,6 +39,10 @@ struct Peer {
     min_epoch: Arc<AtomicU64>,
     /// Creating customers answers 503 while set.
     refuse_creates: Arc<std::sync::atomic::AtomicBool>,
+    /// Creating customers answers 422 (the shard refuses them) while set.
+    reject_creates: Arc<std::sync::atomic::AtomicBool>,
+    /// Creating a customer answers only after this long.
+    create_delay_ms: Arc<AtomicU64>,
     books: Arc<Mutex<Books>>,
 }
 
@@ -66,6 +70,8 @@ impl FakeShard {
             auth_delay_ms: Arc::new(AtomicU64::new(0)),
             min_epoch: Arc::new(AtomicU64::new(0)),
             refuse_creates: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            reject_creates: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            create_delay_ms: Arc::new(AtomicU64::new(0)),
             books: Arc::new(Mutex::new(Books::default())),
         };
         let app = Router::new()
@@ -109,6 +115,18 @@ impl FakeShard {
     /// Makes customer creation fail with 503 (a shard in trouble) or work.
     pub fn refuse_creates(&self, refuse: bool) {
         self.peer.refuse_creates.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Makes customer creation answer 422 (the shard will not have them).
+    pub fn reject_creates(&self, reject: bool) {
+        self.peer.reject_creates.store(reject, Ordering::SeqCst);
+    }
+
+    /// Makes customer creation answer only after `delay`.
+    pub fn delay_creates(&self, delay: Duration) {
+        self.peer
+            .create_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn customers(&self) -> Vec<CustomerId> {
@@ -162,6 +180,13 @@ async fn create_customer(
     }
     if peer.refuse_creates.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response();
+    }
+    if peer.reject_creates.load(Ordering::SeqCst) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "no").into_response();
+    }
+    let delay = peer.create_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let mut books = peer.books.lock().unwrap();
     let created = books
