@@ -14,6 +14,7 @@ mod repo;
 mod types;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,9 @@ pub struct Directory {
     identifiers: Cache<(IdentifierKind, String), Option<CustomerId>>,
     placements: Cache<CustomerId, Placement>,
     shards: Arc<RwLock<Registry>>,
+    /// Counts invalidations: a database read that began before one must not
+    /// fill the cache with what it read (it may be what was invalidated).
+    invalidations: Arc<AtomicU64>,
 }
 
 /// How long the directory cache keeps its entries.
@@ -98,7 +102,14 @@ impl Directory {
                 .time_to_live(policy.ttl)
                 .build(),
             shards: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
+            invalidations: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The invalidation count, read before a database read that may fill
+    /// the cache.
+    fn generation(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -118,8 +129,11 @@ impl Directory {
             return c.ok_or_else(not_found);
         }
         metrics::cache_miss("identifier");
+        let seen = self.generation();
         let id = repo::find_customer(&self.pool, kind, value).await?;
-        self.identifiers.insert(key, id).await;
+        if self.generation() == seen {
+            self.identifiers.insert(key, id).await;
+        }
         id.ok_or_else(not_found)
     }
 
@@ -130,18 +144,24 @@ impl Directory {
             return Ok(p);
         }
         metrics::cache_miss("placement");
+        let seen = self.generation();
         let p = repo::find_placement(&self.pool, customer_id)
             .await?
             .ok_or_else(|| DirectoryError::NotFound(format!("customer {customer_id}")))?;
         if p.state != "pending" {
-            self.remember(p.clone()).await;
+            self.remember(p.clone(), seen).await;
         }
         Ok(p)
     }
 
-    /// Caches a placement read from the database unless the cache already
-    /// holds a newer one (a slow reader must not bring back an old epoch).
-    async fn remember(&self, p: Placement) {
+    /// Caches a placement read from the database (read when the
+    /// invalidation count was `seen`) unless an invalidation happened since
+    /// or the cache already holds a newer epoch: a slow reader must not bring
+    /// back an old placement.
+    async fn remember(&self, p: Placement, seen: u64) {
+        if self.generation() != seen {
+            return;
+        }
         self.placements
             .entry(p.customer_id)
             .and_compute_with(|cached| {
@@ -154,6 +174,7 @@ impl Directory {
     /// Drops a customer's cached placement (a shard said they are not
     /// there at that epoch).
     pub async fn forget_customer(&self, customer_id: CustomerId) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.placements.invalidate(&customer_id).await;
     }
 
@@ -169,6 +190,7 @@ impl Directory {
 
     /// Drops what a change makes stale.
     pub async fn invalidate(&self, change: &Change) {
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
         match change {
             Change::Customer { customer_id } => self.placements.invalidate(customer_id).await,
             Change::Identifier { kind, value } => {
@@ -214,5 +236,55 @@ impl Directory {
     /// Number of cached entries (tests, metrics).
     pub fn cached_entries(&self) -> u64 {
         self.identifiers.entry_count() + self.placements.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cellbank_shared::ids::{Epoch, ShardId};
+
+    fn directory() -> Directory {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("lazy pool");
+        Directory::new(
+            pool,
+            CachePolicy {
+                max_entries: 100,
+                ttl: Duration::from_secs(60),
+                not_found_ttl: Duration::from_secs(1),
+            },
+        )
+    }
+
+    fn placement(c: CustomerId, epoch: i64) -> Placement {
+        Placement {
+            customer_id: c,
+            shard_id: ShardId::parse("shard-1").unwrap(),
+            epoch: Epoch(epoch),
+            state: "active".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_overtaken_by_an_invalidation_does_not_fill_the_cache() {
+        let d = directory();
+        let c = CustomerId::new();
+        let seen = d.generation();
+        d.invalidate(&Change::Customer { customer_id: c }).await;
+        d.remember(placement(c, 1), seen).await;
+        assert!(
+            d.placements.get(&c).await.is_none(),
+            "the old read was dropped"
+        );
+        d.remember(placement(c, 2), d.generation()).await;
+        assert_eq!(d.placements.get(&c).await.unwrap().epoch, Epoch(2));
+        d.remember(placement(c, 1), d.generation()).await;
+        assert_eq!(
+            d.placements.get(&c).await.unwrap().epoch,
+            Epoch(2),
+            "an older epoch never replaces a newer one"
+        );
     }
 }
