@@ -89,6 +89,10 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
                 "get": op("List partners (never their keys)", None, ("200", "partners", json_), &["401"], Caller::Admin),
                 "post": op("Register a partner; its key is answered once", Some("NewPartner"), ("201", "partner with its key", json_), &["401", "409", "422"], Caller::Admin)
             },
+            "/ops/v1/partners/{id}": {
+                "get": op("Show a partner (never its keys)", None, ("200", "partner", json_), &["401", "404", "422"], Caller::Admin),
+                "delete": op("Revoke a partner and all its keys (as POST .../revoke)", None, ("200", "partner", json_), &["401", "404", "422"], Caller::Admin)
+            },
             "/ops/v1/partners/{id}/rotate": {"post": op("A new key; the previous stays valid until the next rotation", None, ("200", "partner with its new key", json_), &["401", "404", "409", "422"], Caller::Admin)},
             "/ops/v1/partners/{id}/revoke": {"post": op("Revoke a partner and all its keys", None, ("200", "partner", json_), &["401", "404", "422"], Caller::Admin)},
             "/ops/v1/credit-policy": {"get": op("The credit policy: a new card's limit per currency", None, ("200", "policy", json_), &["401"], Caller::Admin)},

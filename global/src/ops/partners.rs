@@ -21,6 +21,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ops/v1/partners", get(list).post(add))
+        .route("/ops/v1/partners/{id}", get(show).delete(revoke))
         .route("/ops/v1/partners/{id}/revoke", post(revoke))
         .route("/ops/v1/partners/{id}/rotate", post(rotate))
 }
@@ -94,6 +95,17 @@ async fn add(
     let (partner, key) = repo::create(state.partners.pool(), &name, &scopes, rate).await?;
     tracing::info!(partner_id = %partner.partner_id, partner = %partner.name, "partner registered");
     Ok(with_key(StatusCode::CREATED, partner, key))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = partner_id(&id)?;
+    let partner = repo::view(state.partners.pool(), id)
+        .await?
+        .ok_or_else(|| crate::directory::DirectoryError::NotFound(format!("partner {id}")))?;
+    Ok(Json(partner))
 }
 
 async fn list(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {

@@ -128,8 +128,18 @@ async fn partners_need_a_live_key_with_the_scope_and_keep_to_their_rate() {
     )
     .await;
     assert_eq!(g.post_as(&third, "/v1/events", &ev).await.status(), 202);
+    let shown: Value = g
+        .admin(Method::GET, &format!("/ops/v1/partners/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["live_keys"], 2,
+        "two keys live during a rotation: {shown}"
+    );
     let r = g
-        .admin(Method::POST, &format!("/ops/v1/partners/{id}/revoke"), None)
+        .admin(Method::DELETE, &format!("/ops/v1/partners/{id}"), None)
         .await;
     assert_eq!(r.status(), 200);
     for k in [&second, &third] {
