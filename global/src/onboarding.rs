@@ -29,9 +29,6 @@ use crate::state::AppState;
 /// Deadline of onboarding calls to a shard.
 const SHARD_CALL_DEADLINE: Duration = Duration::from_secs(5);
 
-/// A sign-up pending this long was interrupted: the platform completes it.
-const STALLED_AFTER_SECS: i64 = 30;
-
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/customers", post(onboard))
 }
@@ -343,14 +340,14 @@ pub async fn complete_stalled(state: AppState, every: Duration, stop: Cancellati
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        let stalled =
-            match directory::stalled_sign_ups(state.directory.pool(), STALLED_AFTER_SECS).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "list stalled sign-ups failed");
-                    continue;
-                }
-            };
+        let after = state.settings.routing.sign_up_stalled_after_secs as i64;
+        let stalled = match directory::stalled_sign_ups(state.directory.pool(), after).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "list stalled sign-ups failed");
+                continue;
+            }
+        };
         for s in stalled {
             let customer_id = CustomerId::from_uuid(s.customer_id);
             let outcome = async {
