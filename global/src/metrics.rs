@@ -106,12 +106,6 @@ static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register global_requests_refused_total")
 });
 
-/// A partner was answered 429 (labelled by reason, not by partner name, to
-/// keep the series bounded).
-pub fn partner_throttled(_partner: &str) {
-    REFUSED.with_label_values(&["partner_rate"]).inc();
-}
-
 /// A request refused to protect the others (`login_busy`, `load_shed`, ...).
 pub fn refused(reason: &str) {
     REFUSED.with_label_values(&[reason]).inc();

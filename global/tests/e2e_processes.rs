@@ -4,113 +4,18 @@
 //! into the owning shard's broker and consumed there, the app follows the
 //! HAL links straight to its shard, and SIGTERM stops every process cleanly.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod processes;
+
 use std::time::Duration;
 
 use cellbank_shared::testkit::{eventually, free_port, fresh_database, Broker};
 use cellbank_shared::token::TokenSigner;
 use serde_json::{json, Value};
 
+use processes::{global_bin, ready, shard_bin, Proc};
+
 const ADMIN: &str = "e2e-admin-token";
 const INTERNAL: &str = "e2e-internal-token";
-
-/// A child process killed on drop (SIGKILL) unless it was stopped cleanly.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, bin: &PathBuf, env: &[(String, String)], dir: &tempfile::TempDir) -> Proc {
-        let log = dir.path().join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .envs(env.iter().cloned())
-            .env("CELLBANK__TELEMETRY__FORMAT", "json")
-            .env("CELLBANK__TELEMETRY__FILTER", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        Proc {
-            name: name.to_owned(),
-            child: Some(child),
-            log,
-        }
-    }
-
-    /// Peak resident memory of the process so far, in MiB.
-    fn peak_rss_mib(&self) -> u64 {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status");
-        kb / 1024
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    async fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        for _ in 0..200 {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        panic!("{} did not stop within 10 s of SIGTERM", self.name);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn shard_bin() -> PathBuf {
-    let global = PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global"));
-    let shard = global.with_file_name("cellbank-shard");
-    assert!(
-        shard.exists(),
-        "{} is missing: build the workspace first (`cargo test --workspace` does)",
-        shard.display()
-    );
-    shard
-}
-
-async fn ready(http: &reqwest::Client, base: &str, p: &Proc) {
-    let url = format!("{base}/readyz");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(&url).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never became ready; its log:\n{}",
-            p.name,
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn post(http: &reqwest::Client, url: &str, auth: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = http.post(url).json(&body);
@@ -154,7 +59,7 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
     let common = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let mut global = Proc::spawn(
         "global",
-        &PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global")),
+        &global_bin(),
         &[
             common("CELLBANK__SERVER__PORT", &global_port.to_string()),
             common("CELLBANK__DATABASE__URL", &global_db),
@@ -178,7 +83,7 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
             ),
             common("CELLBANK__OPS__PORT", &ops_port.to_string()),
         ],
-        &dir,
+        dir.path(),
     );
     ready(&http, &global_url, &global).await;
 
@@ -200,7 +105,7 @@ async fn an_event_routed_by_global_is_consumed_by_the_owning_shard_only() {
                 common("CELLBANK__AUTH__ADMIN_TOKEN", &shard_admin(i + 1)),
                 common("CELLBANK__AUTH__INTERNAL_TOKEN", &internal(i + 1)),
             ],
-            &dir,
+            dir.path(),
         );
         ready(&http, &url, &p).await;
         let (status, body) = post(
@@ -367,7 +272,7 @@ async fn three_hundred_concurrent_logins_keep_globals_memory_bounded() {
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let global = Proc::spawn(
         "global",
-        &PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global")),
+        &global_bin(),
         &[
             env("CELLBANK__SERVER__PORT", &port.to_string()),
             env("CELLBANK__OPS__PORT", &free_port().to_string()),
@@ -384,7 +289,7 @@ async fn three_hundred_concurrent_logins_keep_globals_memory_bounded() {
             env("CELLBANK__AUTH__ADMIN_TOKEN", ADMIN),
             env("CELLBANK__AUTH__TRUSTED_PROXIES", "[127.0.0.1]"),
         ],
-        &dir,
+        dir.path(),
     );
     ready(&http, &url, &global).await;
     let before = global.peak_rss_mib();

@@ -6,81 +6,19 @@
 //! shard with a token the shard verified against keys fetched over TLS.
 //! Skipped, saying why, where the PostgreSQL server binaries are missing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod processes;
+
+use std::path::Path;
 use std::time::Duration;
 
 use cellbank_shared::testkit::{free_port, tls_proxy, Broker, TlsPostgres};
 use cellbank_shared::token::TokenSigner;
 use serde_json::{json, Value};
 
+use processes::{global_bin, ready, shard_bin, Proc};
+
 const ADMIN: &str = "tls-admin-token";
 const INTERNAL: &str = "tls-internal-token";
-
-/// A child process killed on drop.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, bin: PathBuf, env: &[(&str, String)], dir: &Path) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&bin)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("CELLBANK__TELEMETRY__FILTER", "info")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        Proc { name, child, log }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn global_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global"))
-}
-
-fn shard_bin() -> PathBuf {
-    let shard = global_bin().with_file_name("cellbank-shard");
-    assert!(
-        shard.exists(),
-        "{} is missing: build the workspace first (`cargo test --workspace` does)",
-        shard.display()
-    );
-    shard
-}
-
-async fn ready(http: &reqwest::Client, base: &str, p: &Proc) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never became ready; its log:\n{}",
-            p.name,
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
     let r = req.send().await.unwrap();
@@ -123,7 +61,7 @@ async fn start_global(pg: &TlsPostgres, db: &str, broker: &Broker, dir: &Path) -
     let ops_port = free_port();
     let proc = Proc::spawn(
         "global",
-        global_bin(),
+        &global_bin(),
         &[
             ("CELLBANK__SERVER__PORT", port.to_string()),
             ("CELLBANK__OPS__PORT", ops_port.to_string()),
@@ -162,7 +100,7 @@ async fn start_shard(
     let port = free_port();
     let proc = Proc::spawn(
         "shard-1",
-        shard_bin(),
+        &shard_bin(),
         &[
             ("CELLBANK__SHARD__ID", "shard-1".into()),
             (

@@ -130,7 +130,7 @@ impl Partners {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                crate::metrics::partner_throttled(&partner.name);
+                crate::metrics::refused("partner_rate");
                 Err(too_many(wait))
             }
             Err(_) => Err(Problem::invalid(

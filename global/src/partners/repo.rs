@@ -38,10 +38,6 @@ const VIEW: &str = "SELECT p.partner_id, p.name, p.scopes, p.rate_per_sec, p.cre
         (SELECT count(*) FROM partner_keys k WHERE k.partner_id = p.partner_id AND k.retired_at IS NULL) AS live_keys
    FROM partners p";
 
-fn unavailable(e: sqlx::Error) -> DirectoryError {
-    DirectoryError::from(e)
-}
-
 /// Registers a partner with its first key; answers the partner and the key.
 pub async fn create(
     pool: &PgPool,
@@ -52,7 +48,7 @@ pub async fn create(
     let id = Uuid::now_v7();
     let key = keys::generate();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO partners (partner_id, name, scopes, rate_per_sec) VALUES ($1, $2, $3, $4)",
     )
@@ -69,7 +65,7 @@ pub async fn create(
         other => other,
     })?;
     insert_key(&mut tx, id, &key).await?;
-    tx.commit().await.map_err(unavailable)?;
+    tx.commit().await?;
     Ok((view(pool, id).await?.expect("just created"), key))
 }
 
@@ -82,38 +78,36 @@ async fn insert_key(
         .bind(keys::hash(key.expose()))
         .bind(partner_id)
         .execute(tx)
-        .await
-        .map_err(unavailable)?;
+        .await?;
     Ok(())
 }
 
 /// One partner as the ops API shows it.
 pub async fn view(pool: &PgPool, id: Uuid) -> Result<Option<PartnerView>, DirectoryError> {
-    sqlx::query_as(&format!("{VIEW} WHERE p.partner_id = $1"))
+    Ok(sqlx::query_as(&format!("{VIEW} WHERE p.partner_id = $1"))
         .bind(id)
         .fetch_optional(pool)
-        .await
-        .map_err(unavailable)
+        .await?)
 }
 
 /// Every partner, oldest first.
 pub async fn list(pool: &PgPool) -> Result<Vec<PartnerView>, DirectoryError> {
-    sqlx::query_as(&format!("{VIEW} ORDER BY p.created_at, p.partner_id"))
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable)
+    Ok(
+        sqlx::query_as(&format!("{VIEW} ORDER BY p.created_at, p.partner_id"))
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// Revokes a partner and every key of it; revoking twice is a no-op.
 pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<PartnerView, DirectoryError> {
-    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let mut tx = pool.begin().await?;
     let found = sqlx::query(
         "UPDATE partners SET revoked_at = coalesce(revoked_at, now()) WHERE partner_id = $1",
     )
     .bind(id)
     .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    .await?;
     if found.rows_affected() == 0 {
         return Err(DirectoryError::NotFound(format!("partner {id}")));
     }
@@ -122,22 +116,20 @@ pub async fn revoke(pool: &PgPool, id: Uuid) -> Result<PartnerView, DirectoryErr
     )
     .bind(id)
     .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)?;
+    .await?;
+    tx.commit().await?;
     Ok(view(pool, id).await?.expect("exists"))
 }
 
 /// Gives a partner a new key. The newest key before it stays valid (two keys
 /// during a rotation); any older one is retired now.
 pub async fn rotate(pool: &PgPool, id: Uuid) -> Result<(PartnerView, Secret), DirectoryError> {
-    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let mut tx = pool.begin().await?;
     let revoked: Option<Option<DateTime<Utc>>> =
         sqlx::query_scalar("SELECT revoked_at FROM partners WHERE partner_id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            .await?;
     match revoked {
         None => return Err(DirectoryError::NotFound(format!("partner {id}"))),
         Some(Some(_)) => {
@@ -156,11 +148,10 @@ pub async fn rotate(pool: &PgPool, id: Uuid) -> Result<(PartnerView, Secret), Di
     )
     .bind(id)
     .execute(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    .await?;
     let key = keys::generate();
     insert_key(&mut tx, id, &key).await?;
-    tx.commit().await.map_err(unavailable)?;
+    tx.commit().await?;
     Ok((view(pool, id).await?.expect("exists"), key))
 }
 
@@ -185,8 +176,7 @@ pub async fn by_key_hash(
     )
     .bind(key_hash)
     .fetch_optional(pool)
-    .await
-    .map_err(unavailable)?;
+    .await?;
     Ok(row.map(|r| PartnerRecord {
         partner_id: r.partner_id,
         name: r.name,

@@ -7,18 +7,6 @@ use serde_json::{json, Value};
 
 use crate::support::{Base, Cell, TestGlobal};
 
-async fn lookup(g: &TestGlobal, account: &str) -> Value {
-    let r = g
-        .admin(
-            Method::GET,
-            &format!("/ops/v1/lookup?kind=account&value={account}"),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_directory_change_is_seen_by_a_second_replica_within_a_second() {
     let base = Base::new().await;
@@ -35,7 +23,7 @@ async fn a_directory_change_is_seen_by_a_second_replica_within_a_second() {
 
     // The second replica learns the route and caches it.
     for _ in 0..2 {
-        let seen = lookup(&second, &account).await;
+        let seen = second.lookup_account(&account).await;
         assert_eq!(seen["shard"], "shard-1");
         assert_eq!(seen["epoch"], 1);
     }
@@ -53,7 +41,7 @@ async fn a_directory_change_is_seen_by_a_second_replica_within_a_second() {
     assert_eq!(placed["epoch"], 2);
 
     loop {
-        let seen = lookup(&second, &account).await;
+        let seen = second.lookup_account(&account).await;
         if seen["shard"] == "shard-2" {
             assert_eq!(seen["epoch"], 2);
             break;

@@ -324,14 +324,7 @@ async fn a_lost_directory_invalidation_is_healed() {
 }
 
 async fn cached_epoch(g: &TestGlobal, account: &str) -> i64 {
-    let r = g
-        .admin(
-            Method::GET,
-            &format!("/ops/v1/lookup?kind=account&value={account}"),
-            None,
-        )
-        .await;
-    r.json::<Value>().await.unwrap()["epoch"].as_i64().unwrap()
+    g.lookup_account(account).await["epoch"].as_i64().unwrap()
 }
 
 /// A replica that committed a change and stopped before announcing it left

@@ -121,6 +121,14 @@ impl TestGlobal {
         g
     }
 
+    /// Where the router's cache says an account's owner lives (ops lookup).
+    pub async fn lookup_account(&self, account: &str) -> Value {
+        let path = format!("/ops/v1/lookup?kind=account&value={account}");
+        let r = self.admin(reqwest::Method::GET, &path, None).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("lookup document")
+    }
+
     /// Registers a partner (a fresh name) through the ops API; the 201 body.
     pub async fn add_partner(&self, scopes: &[&str], rate: Option<u32>) -> Value {
         let mut body = json!({
