@@ -128,6 +128,10 @@ async fn decide(
             .resolve(IdentifierKind::Card, &checked.pan_hash)
             .await
         {
+            Ok(p) if p.state == "frozen" => match hold(state, &p, deadline).await {
+                Some(p) => p,
+                None => return stand_in("customer_moving"),
+            },
             Ok(p) => p,
             Err(DirectoryError::NotFound(_)) => return stand_in("unknown_card"),
             Err(e) => {
@@ -148,6 +152,29 @@ async fn decide(
         stale = Some((placement.shard_id.clone(), placement.epoch));
     }
     stand_in("stale_epoch")
+}
+
+/// Holds an authorization while a move's cutover freezes its customer, up
+/// to a margin before the deadline (so the network gets the stand-in
+/// decline `customer_moving`, not a timeout).
+async fn hold(
+    state: &AppState,
+    p: &Placement,
+    deadline: tokio::time::Instant,
+) -> Option<Placement> {
+    let margin = state.settings.routing.authorization_timeout() / 5;
+    let until = deadline.checked_sub(margin).unwrap_or(deadline);
+    match state.directory.unfrozen(p.customer_id, until).await {
+        Ok(Some(p)) => Some(p),
+        Ok(None) => {
+            metrics::stand_in(p.shard_id.as_str(), "customer_moving");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "authorization held for a move: directory unavailable");
+            None
+        }
+    }
 }
 
 /// What a shard answers when the placement global used is no longer current.

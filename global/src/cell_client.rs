@@ -175,13 +175,33 @@ impl CellClient {
         }
     }
 
-    /// Calls a shard's internal API with the internal token, trace context
-    /// and a deadline, behind the shard's breaker.
+    /// Posts to a shard's internal API with the internal token, trace
+    /// context and a deadline, behind the shard's breaker.
     pub async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         shard: &Shard,
         path: &str,
         body: &B,
+        deadline: Duration,
+    ) -> Result<T, CellError> {
+        self.request(shard, path, Some(body), deadline).await
+    }
+
+    /// Reads from a shard's internal API, like [`Self::call`].
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        shard: &Shard,
+        path: &str,
+        deadline: Duration,
+    ) -> Result<T, CellError> {
+        self.request::<(), T>(shard, path, None, deadline).await
+    }
+
+    async fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        shard: &Shard,
+        path: &str,
+        body: Option<&B>,
         deadline: Duration,
     ) -> Result<T, CellError> {
         let cell = self.cell(shard)?;
@@ -190,7 +210,7 @@ impl CellClient {
         let Some(permit) = breaker.acquire() else {
             return Err(unavailable(shard, "breaker open".into(), breaker));
         };
-        let resp = match self.post(shard, token, path, body, deadline).await {
+        let resp = match self.send(shard, token, path, body, deadline).await {
             Ok(r) => r,
             Err(e) => {
                 permit.failed();
@@ -248,24 +268,26 @@ impl CellClient {
             })
     }
 
-    /// Posts `body` to the shard's internal `path` as global.
-    async fn post<B: Serialize>(
+    /// Posts `body` (or gets, without one) to the shard's internal `path`
+    /// as global.
+    async fn send<B: Serialize>(
         &self,
         shard: &Shard,
         token: &Secret,
         path: &str,
-        body: &B,
+        body: Option<&B>,
         deadline: Duration,
     ) -> reqwest::Result<reqwest::Response> {
         let mut headers = http::HeaderMap::new();
         cellbank_shared::telemetry::inject_http(&mut headers);
-        self.inner
-            .http
-            .post(cellbank_shared::hal::href(&shard.internal_url, path))
-            .headers(headers)
+        let url = cellbank_shared::hal::href(&shard.internal_url, path);
+        let req = match body {
+            Some(b) => self.inner.http.post(url).json(b),
+            None => self.inner.http.get(url),
+        };
+        req.headers(headers)
             .bearer_auth(token.expose())
             .timeout(deadline)
-            .json(body)
             .send()
             .await
     }

@@ -262,7 +262,19 @@ async fn route(
     namespace: &str,
 ) -> Result<ShardId, ApiError> {
     let (kind, value) = &ev.identifier;
-    let placement = state.directory.resolve(*kind, value).await?;
+    let mut placement = state.directory.resolve(*kind, value).await?;
+    if placement.state == "frozen" {
+        // A move's cutover: the event waits for the flip, then goes to
+        // whichever cell owns the customer.
+        let until = tokio::time::Instant::now() + state.settings.moves.hold();
+        placement = state
+            .directory
+            .unfrozen(placement.customer_id, until)
+            .await?
+            .ok_or_else(|| {
+                Problem::unavailable("the customer is being moved between shards; retry", 1)
+            })?;
+    }
     let span = tracing::Span::current();
     span.record(
         "customer_id",

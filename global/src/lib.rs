@@ -19,6 +19,7 @@ pub mod health;
 pub mod login;
 pub mod login_guard;
 pub mod metrics;
+pub mod moves;
 pub mod onboarding;
 pub mod openapi;
 pub mod ops;

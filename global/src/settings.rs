@@ -35,6 +35,63 @@ pub struct Settings {
     pub credit: CreditSettings,
     /// TLS of global's calls to the shards (`https://` internal urls).
     pub tls: TlsClientSettings,
+    pub moves: MoveSettings,
+}
+
+/// Customer moves between shards (see `moves`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MoveSettings {
+    /// A mover renews its lease on a move at every step; another replica
+    /// takes the move over once the lease has run out.
+    pub lease_ttl_ms: u64,
+    /// Catch-up rounds before the cutover whatever the delta (a copy that
+    /// never converges still ends: the cutover copies the rest).
+    pub max_rounds: u32,
+    /// A catch-up round that copied at most this many events ends the copy.
+    pub small_delta: u64,
+    /// Events per history page read from the source.
+    pub page_events: u32,
+    /// How long the cutover waits for the source to drain the customer's
+    /// fenced tail before the move rolls back.
+    pub drain_timeout_ms: u64,
+    /// How long a held event waits for a cutover before it is answered 503
+    /// (authorizations wait within their own deadline).
+    pub hold_ms: u64,
+    /// Moves one global replica drives at once.
+    pub max_parallel: usize,
+    /// Deadline of each call to a shard during a move.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for MoveSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 10_000,
+            max_rounds: 8,
+            small_delta: 100,
+            page_events: 5_000,
+            drain_timeout_ms: 5_000,
+            hold_ms: 3_000,
+            max_parallel: 8,
+            call_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl MoveSettings {
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+    pub fn hold(&self) -> Duration {
+        Duration::from_millis(self.hold_ms)
+    }
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
 }
 
 /// The ops API's own listener, which neither the ingress nor the shards reach.
@@ -274,6 +331,18 @@ impl Validate for Settings {
         require_secret("auth.admin_token", &self.auth.admin_token)?;
         self.validate_tokens()?;
         require_positive("auth.token_ttl_secs", self.auth.token_ttl_secs)?;
+        let m = &self.moves;
+        for (key, v) in [
+            ("moves.lease_ttl_ms", m.lease_ttl_ms),
+            ("moves.max_rounds", u64::from(m.max_rounds)),
+            ("moves.page_events", u64::from(m.page_events)),
+            ("moves.drain_timeout_ms", m.drain_timeout_ms),
+            ("moves.hold_ms", m.hold_ms),
+            ("moves.max_parallel", m.max_parallel as u64),
+            ("moves.call_timeout_ms", m.call_timeout_ms),
+        ] {
+            require_positive(key, v)?;
+        }
         if self.auth.login_max_failures == 0 || self.auth.login_window_secs == 0 {
             return Err(ConfigError::invalid(
                 "auth.login_max_failures",

@@ -190,6 +190,11 @@ fn parts(
         completer.await;
         Ok(())
     });
+    let mover = crate::moves::mover::run(state.clone(), stop.clone());
+    parts.add("mover", async move {
+        mover.await;
+        Ok(())
+    });
     let ping = state.feed.clone().ping_until_live(stop.clone());
     parts.add_finite("directory feed ping", async move {
         ping.await;

@@ -44,6 +44,27 @@ pub fn parse_customer(raw: &str) -> Result<CustomerId, ApiError> {
         .map_err(|_| ApiError::invalid("customer_id", "must be a uuid"))
 }
 
+/// The customer's epoch, state and (moved out) new cell here, from its row
+/// or, once its copy was purged, its moved-out marker.
+async fn placed_here(
+    s: &AppState,
+    customer: CustomerId,
+) -> Result<(Option<i64>, String, Option<String>), ApiError> {
+    let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT epoch, state, moved_to FROM customers WHERE customer_id = $1
+         UNION ALL
+         SELECT epoch, 'moved_out', moved_to FROM moved_out_customers WHERE customer_id = $1
+         LIMIT 1",
+    )
+    .bind(customer.as_uuid())
+    .fetch_optional(&s.pool)
+    .await?;
+    Ok(match row {
+        Some((e, state, to)) => (Some(e), state, to),
+        None => (None, String::new(), None),
+    })
+}
+
 /// Checks the app's token for `customer`: signed by global, for this shard,
 /// at the customer's current epoch or newer, about this customer.
 async fn verify(
@@ -55,6 +76,7 @@ async fn verify(
         status,
         detail: detail.to_owned(),
         login: s.login_url(),
+        moved_to: None,
     };
     let token = bearer(headers).ok_or_else(|| {
         relogin(
@@ -78,12 +100,17 @@ async fn verify(
             "the token is for another customer".into(),
         ));
     }
-    let epoch: Option<i64> =
-        sqlx::query_scalar("SELECT epoch FROM customers WHERE customer_id = $1")
-            .bind(customer.as_uuid())
-            .fetch_optional(&s.pool)
-            .await?;
-    match epoch {
+    let (epoch, state, moved_to) = placed_here(s, customer).await?;
+    if let Some(base) = moved_to.filter(|_| state == "moved_out") {
+        let path = format!("/v1/customers/{customer}");
+        return Err(ApiError::Relogin {
+            status: StatusCode::CONFLICT,
+            detail: "the customer moved to another cell: log in again".into(),
+            login: s.login_url(),
+            moved_to: Some(cellbank_shared::hal::href(&base, &path)),
+        });
+    }
+    match epoch.filter(|_| state != "importing") {
         None => Err(relogin(
             StatusCode::UNAUTHORIZED,
             "this customer does not live in this shard",

@@ -59,6 +59,7 @@ impl CellConsumer {
             &[self.topic().name()],
         );
         cfg.hold = hold;
+        cfg.fetch_wait_ms = settings.kafka.fetch_wait_ms;
         let max_batch = settings.ledger.max_batch;
         match self {
             CellConsumer::LedgerInbound => {

@@ -169,8 +169,11 @@ async fn list(
             .ok_or_else(|| ApiError::invalid("limit", "must be an integer from 1 to 1000"))?,
     };
     if let Some(st) = q.status.as_deref() {
-        if st != "dead" && st != "republished" {
-            return Err(ApiError::invalid("status", "must be dead or republished"));
+        if !["dead", "republished", "forwarded"].contains(&st) {
+            return Err(ApiError::invalid(
+                "status",
+                "must be dead, republished or forwarded",
+            ));
         }
     }
     let rows: Vec<Row> = sqlx::query_as(&format!(

@@ -24,6 +24,8 @@ pub enum ApiError {
         status: StatusCode,
         detail: String,
         login: String,
+        /// The customer on their new cell, when they moved.
+        moved_to: Option<String>,
     },
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -105,9 +107,16 @@ impl IntoResponse for ApiError {
                 status,
                 detail,
                 login,
-            } => Problem::new(status, "login-required", "log in again at global")
-                .detail(detail)
-                .links(serde_json::json!({ "login": { "href": login } })),
+                moved_to,
+            } => {
+                let mut links = serde_json::json!({ "login": { "href": login } });
+                if let Some(href) = moved_to {
+                    links["customer"] = serde_json::json!({ "href": href });
+                }
+                Problem::new(status, "login-required", "log in again at global")
+                    .detail(detail)
+                    .links(links)
+            }
             ApiError::Forbidden(d) => Problem::forbidden(d),
             ApiError::Unavailable(d) => Problem::unavailable(d, 1),
             ApiError::Internal(e) => {

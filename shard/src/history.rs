@@ -162,7 +162,11 @@ async fn open_customer(
     accounts: &[OpenedAccount],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO customers (customer_id, name, epoch, currency) VALUES ($1, $2, $3, $4)",
+        // The customer's creation is its first event: the row starts at that
+        // event's version (see the moves migration).
+        "INSERT INTO customers (customer_id, name, epoch, currency, version)
+         VALUES ($1, $2, $3, $4,
+                 (SELECT coalesce(max(version), 0) FROM events WHERE customer_id = $1))",
     )
     .bind(customer.as_uuid())
     .bind(name)
@@ -299,6 +303,35 @@ pub async fn replay(
     Ok(rows.len())
 }
 
+/// The ledger event a recorded [`Change::Ledger`] was made by.
+pub fn ledger_event(
+    customer: CustomerId,
+    epoch: Epoch,
+    event_id: &str,
+    change: &Change,
+) -> anyhow::Result<Option<LedgerEvent>> {
+    let Change::Ledger {
+        event_type,
+        occurred_at,
+        source,
+        partner,
+        body,
+    } = change
+    else {
+        return Ok(None);
+    };
+    Ok(Some(LedgerEvent {
+        event_id: event_id.to_owned(),
+        event_type: event_type.clone(),
+        customer_id: customer,
+        epoch,
+        occurred_at: *occurred_at,
+        source: ledger_source(source).with_context(|| format!("unknown source {source}"))?,
+        partner: partner.clone(),
+        body: body.clone(),
+    }))
+}
+
 async fn replay_one(
     conn: &mut PgConnection,
     customer: CustomerId,
@@ -306,27 +339,11 @@ async fn replay_one(
     event_id: &str,
     change: &Change,
 ) -> anyhow::Result<()> {
+    if let Some(ev) = ledger_event(customer, epoch, event_id, change)? {
+        store::apply(conn, &ev).await?;
+        return Ok(());
+    }
     match change {
-        Change::Ledger {
-            event_type,
-            occurred_at,
-            source,
-            partner,
-            body,
-        } => {
-            let ev = LedgerEvent {
-                event_id: event_id.to_owned(),
-                event_type: event_type.clone(),
-                customer_id: customer,
-                epoch,
-                occurred_at: *occurred_at,
-                source: ledger_source(source)
-                    .with_context(|| format!("unknown source {source}"))?,
-                partner: partner.clone(),
-                body: body.clone(),
-            };
-            store::apply(conn, &ev).await?;
-        }
         Change::Placement { state } => {
             placement::change(conn, customer, *state, epoch, event_id).await?;
         }

@@ -15,6 +15,7 @@ pub mod holds;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;
+pub mod moves;
 pub mod openapi;
 pub mod placement;
 pub mod settings;

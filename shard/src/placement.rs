@@ -24,6 +24,9 @@ pub enum CustomerState {
     Fenced,
     /// Another cell owns it now.
     MovedOut,
+    /// A move is copying it in: only the move writes it until it is
+    /// activated at a higher epoch.
+    Importing,
 }
 
 impl CustomerState {
@@ -32,6 +35,7 @@ impl CustomerState {
             CustomerState::Active => "active",
             CustomerState::Fenced => "fenced",
             CustomerState::MovedOut => "moved_out",
+            CustomerState::Importing => "importing",
         }
     }
 
@@ -40,6 +44,7 @@ impl CustomerState {
             "active" => Some(CustomerState::Active),
             "fenced" => Some(CustomerState::Fenced),
             "moved_out" => Some(CustomerState::MovedOut),
+            "importing" => Some(CustomerState::Importing),
             _ => None,
         }
     }
@@ -51,13 +56,23 @@ impl fmt::Display for CustomerState {
     }
 }
 
-/// At which epoch a write happens.
+/// At which epoch, and from where, a write happens.
 #[derive(Clone, Copy, Debug)]
 pub enum WriteAt {
     /// The epoch the write carries (an event's, a token's): must be current.
     Epoch(Epoch),
     /// Whatever is current (an operator's write, which carries none).
     Current,
+    /// An inbound event read from the cell's log: also written while the
+    /// customer is fenced, until the inbound consumer has read the move's
+    /// fence marker (everything accepted before the fence is applied here).
+    Inbound(Epoch),
+    /// The booking of an authorizer decision: also written while fenced (a
+    /// fenced customer gets no new approvals, so what is booked was decided
+    /// before the fence, and the move waits for it).
+    Booking(Epoch),
+    /// A move replaying the customer's history into this cell.
+    Import,
 }
 
 /// Why a customer's data cannot be written (or its placement changed).
@@ -91,22 +106,35 @@ pub struct Placement {
     pub customer_id: CustomerId,
     pub state: CustomerState,
     pub epoch: Epoch,
+    /// The customer's change counter: the version of its latest event.
+    pub version: i64,
+    /// The inbound consumer has read the current fence's marker.
+    #[serde(skip)]
+    pub inbound_fenced: bool,
+    /// The fence is a move's (an operator's fence has no marker to wait for).
+    #[serde(skip)]
+    pub moving: bool,
 }
 
 /// Locks the customer's row until the caller's transaction ends.
-async fn lock(conn: &mut PgConnection, customer: CustomerId) -> Result<Placement, Refused> {
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT epoch, state FROM customers WHERE customer_id = $1 FOR UPDATE")
-            .bind(customer.as_uuid())
-            .fetch_optional(&mut *conn)
-            .await?;
-    let (epoch, state) = row.ok_or(Refused::UnknownCustomer(customer))?;
+pub async fn lock(conn: &mut PgConnection, customer: CustomerId) -> Result<Placement, Refused> {
+    let row: Option<(i64, String, i64, bool, bool)> = sqlx::query_as(
+        "SELECT epoch, state, version, inbound_fenced, fence_move IS NOT NULL FROM customers WHERE customer_id = $1 FOR UPDATE",
+    )
+    .bind(customer.as_uuid())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (epoch, state, version, inbound_fenced, moving) =
+        row.ok_or(Refused::UnknownCustomer(customer))?;
     let state = CustomerState::parse(&state)
         .ok_or_else(|| sqlx::Error::Decode(format!("customer state {state}").into()))?;
     Ok(Placement {
         customer_id: customer,
         state,
         epoch: Epoch(epoch),
+        version,
+        inbound_fenced,
+        moving,
     })
 }
 
@@ -117,24 +145,36 @@ pub async fn lock_for_write(
     customer: CustomerId,
     at: WriteAt,
 ) -> Result<Epoch, Refused> {
+    use CustomerState::*;
     let p = lock(conn, customer).await?;
-    if p.state != CustomerState::Active {
-        return Err(Refused::NotWritable {
+    let writable = match (at, p.state) {
+        (WriteAt::Import, state) => state == Importing,
+        (_, Active) => true,
+        (WriteAt::Inbound(_), Fenced) => p.moving && !p.inbound_fenced,
+        (WriteAt::Booking(_), Fenced) => p.moving,
+        _ => false,
+    };
+    // A write that carries an older epoch is stale wherever it lands (a
+    // straggler of a move): said before "not writable", so global forwards it.
+    let carried = match at {
+        WriteAt::Epoch(e) | WriteAt::Inbound(e) | WriteAt::Booking(e) => Some(e),
+        WriteAt::Current | WriteAt::Import => None,
+    };
+    match carried {
+        Some(e) if e.0 < p.epoch.0 => Err(Refused::Stale {
+            write: e.0,
+            current: p.epoch.0,
+        }),
+        _ if !writable => Err(Refused::NotWritable {
             customer,
             state: p.state,
-        });
-    }
-    match at {
-        WriteAt::Current => Ok(p.epoch),
-        WriteAt::Epoch(e) if e.0 < p.epoch.0 => Err(Refused::Stale {
+        }),
+        Some(e) if e.0 > p.epoch.0 => Err(Refused::Ahead {
             write: e.0,
             current: p.epoch.0,
         }),
-        WriteAt::Epoch(e) if e.0 > p.epoch.0 => Err(Refused::Ahead {
-            write: e.0,
-            current: p.epoch.0,
-        }),
-        WriteAt::Epoch(e) => Ok(e),
+        Some(e) => Ok(e),
+        None => Ok(p.epoch),
     }
 }
 
@@ -160,6 +200,8 @@ pub async fn change(
     let allowed = match (p.state, to) {
         _ if same && p.state == to => return Ok(p),
         (Active, Fenced) | (Fenced, Active) | (Fenced, MovedOut) => same,
+        // A customer that moved out comes back: a move imports it again.
+        (MovedOut, Importing) => same,
         (_, Active) => to_epoch.0 > p.epoch.0,
         _ => false,
     };
@@ -171,12 +213,18 @@ pub async fn change(
             to_epoch: to_epoch.0,
         });
     }
-    sqlx::query("UPDATE customers SET state = $2, epoch = $3 WHERE customer_id = $1")
-        .bind(customer.as_uuid())
-        .bind(to.as_str())
-        .bind(to_epoch.0)
-        .execute(&mut *conn)
-        .await?;
+    // Leaving the fence (rolled back, moved out, activated) forgets it.
+    sqlx::query(
+        "UPDATE customers SET state = $2, epoch = $3,
+             fence_move = CASE WHEN $2 = 'fenced' THEN fence_move END,
+             inbound_fenced = CASE WHEN $2 = 'fenced' THEN inbound_fenced ELSE false END
+         WHERE customer_id = $1",
+    )
+    .bind(customer.as_uuid())
+    .bind(to.as_str())
+    .bind(to_epoch.0)
+    .execute(&mut *conn)
+    .await?;
     let fact = Fact::Customer {
         customer_id: customer,
         epoch: to_epoch,
@@ -189,5 +237,42 @@ pub async fn change(
         customer_id: customer,
         state: to,
         epoch: to_epoch,
+        version: p.version + 1,
+        inbound_fenced: false,
+        moving: false,
+    })
+}
+
+/// A move's own step here, at the customer's current epoch: fence it (naming
+/// the move), release the fence, mark it moved out, or mark it importing.
+/// Kept out of the customer's history, which a move copies and must read
+/// the same in both cells; the authorizer still learns it as a fact. The
+/// caller holds the lock ([`lock`]) and has checked the transition.
+pub async fn set_for_move(
+    conn: &mut PgConnection,
+    p: &Placement,
+    to: CustomerState,
+    fence_move: Option<uuid::Uuid>,
+) -> Result<Placement, Refused> {
+    sqlx::query(
+        "UPDATE customers SET state = $2, fence_move = $3, inbound_fenced = false
+         WHERE customer_id = $1",
+    )
+    .bind(p.customer_id.as_uuid())
+    .bind(to.as_str())
+    .bind(fence_move)
+    .execute(&mut *conn)
+    .await?;
+    let fact = Fact::Customer {
+        customer_id: p.customer_id,
+        epoch: p.epoch,
+        state: Some(to),
+    };
+    facts::record(conn, &fact).await?;
+    Ok(Placement {
+        state: to,
+        inbound_fenced: false,
+        moving: fence_move.is_some(),
+        ..*p
     })
 }

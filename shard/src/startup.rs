@@ -157,6 +157,7 @@ impl Application {
             .merge(customers::internal_router())
             .merge(cards::internal_router())
             .merge(authorizer::endpoint::internal_router())
+            .merge(crate::moves::internal_router())
             .route_layer(from_extractor_with_state::<Internal, _>(state.clone()));
         let admin = Router::new()
             .merge(dead_letters::admin_router())
@@ -226,7 +227,7 @@ async fn add_authorizer(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<
     let (log, caught_up) = decision_log::start(
         &s.authorizer,
         s.pool.clone(),
-        &cfg.kafka.bootstrap,
+        &cfg.kafka,
         &format!("{}-{}", cfg.kafka.group_prefix, s.shard_id),
     )
     .await?;

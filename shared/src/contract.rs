@@ -116,3 +116,112 @@ pub struct AuthorizationDecision {
     pub reason: String,
     pub authorization_id: uuid::Uuid,
 }
+
+/// What global's mover and a cell say to each other while a customer moves
+/// (the cells' `/internal/v1/moves/...` API).
+pub mod moves {
+    use serde::{Deserialize, Serialize};
+
+    use crate::ids::{CustomerId, Epoch};
+
+    /// The header of a fence marker in a cell's inbound log: the move's id.
+    pub const FENCE_HEADER: &str = "cellbank-fence";
+
+    /// One event of a customer's history, as a cell keeps it.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct HistoryEvent {
+        pub event_id: String,
+        pub namespace: String,
+        pub epoch: Epoch,
+        /// The customer's change counter at this event.
+        pub version: i64,
+        /// The change, as the cell records it (opaque to global).
+        pub payload: serde_json::Value,
+    }
+
+    /// A consistent slice of a customer's history: the events after a
+    /// version, read in one snapshot with the customer's placement.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct HistoryPage {
+        pub customer_id: CustomerId,
+        pub state: String,
+        pub epoch: Epoch,
+        /// The customer's committed version in the snapshot.
+        pub version: i64,
+        pub events: Vec<HistoryEvent>,
+        /// Whether events after the last one returned exist in the snapshot.
+        pub more: bool,
+    }
+
+    /// Who acts for the move: `attempt` fences out an older mover.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct MoveCall {
+        pub customer_id: CustomerId,
+        pub attempt: i64,
+        /// The epoch the step acts at (fence: the current one; activate: the new one).
+        #[serde(default)]
+        pub epoch: Option<Epoch>,
+        /// Moved out: the public base URL of the customer's new cell (the
+        /// old cell links the app there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub moved_to: Option<String>,
+    }
+
+    /// Events to import into the target.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct ImportBatch {
+        pub customer_id: CustomerId,
+        pub attempt: i64,
+        pub events: Vec<HistoryEvent>,
+    }
+
+    /// What the target holds of the customer after an import.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct Imported {
+        pub version: i64,
+        pub applied: usize,
+    }
+
+    /// Whether the source has finished with the customer's fenced tail.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct DrainStatus {
+        pub state: String,
+        pub version: i64,
+        /// The inbound consumer has read this move's fence marker.
+        pub inbound_fenced: bool,
+        /// The deciding authorizer approves nothing more for the customer.
+        pub authorizer_fenced: bool,
+        /// Approvals the ledger has not booked yet.
+        pub pending_holds: usize,
+        pub drained: bool,
+    }
+
+    /// What a move compares between the two cells. Ids of book accounts are
+    /// not compared (each cell numbers its own); codes and currencies are.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Digest {
+        pub events: i64,
+        pub postings: i64,
+        /// Book account balances, `code/currency=amount`, sorted.
+        pub balances: Vec<String>,
+        /// Book accounts whose balance is not the sum of their postings.
+        pub balances_off: i64,
+        /// Movements whose entries do not sum to zero per currency.
+        pub unbalanced_movements: i64,
+        /// SHA-256 of every entry (event, entry, account code, currency,
+        /// amount, business time in microseconds), in a collation-free order.
+        pub entries_sha256: String,
+        /// SHA-256 of the rows beside the ledger: accounts, cards, purchases,
+        /// transfers.
+        pub rows_sha256: String,
+    }
+
+    /// A dead letter another cell may own: global forwards it.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    pub struct Straggler {
+        pub id: i64,
+        pub customer_id: CustomerId,
+        /// The routed envelope, as it was produced.
+        pub envelope: serde_json::Value,
+    }
+}

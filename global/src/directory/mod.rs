@@ -178,6 +178,32 @@ impl Directory {
         self.placements.invalidate(&customer_id).await;
     }
 
+    /// The customer's placement once no move's cutover holds it: while the
+    /// customer is `frozen`, reads the directory itself (not the cache)
+    /// every few milliseconds until the move releases it or `until` passes
+    /// (then `None`). The first read after the release is cached.
+    pub async fn unfrozen(
+        &self,
+        customer_id: CustomerId,
+        until: tokio::time::Instant,
+    ) -> Result<Option<Placement>, DirectoryError> {
+        loop {
+            let seen = self.generation();
+            let p = repo::find_placement(&self.pool, customer_id)
+                .await?
+                .ok_or_else(|| DirectoryError::NotFound(format!("customer {customer_id}")))?;
+            if p.state != "frozen" {
+                self.placements.invalidate(&customer_id).await;
+                self.remember(p.clone(), seen).await;
+                return Ok(Some(p));
+            }
+            if tokio::time::Instant::now() >= until {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+
     /// Identifier -> customer -> placement.
     pub async fn resolve(
         &self,

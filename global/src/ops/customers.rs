@@ -84,11 +84,14 @@ async fn lookup(
 #[derive(Deserialize)]
 struct PlacementBody {
     shard: ShardId,
+    /// Flip without moving any data: only to repair a directory that points
+    /// at the wrong cell (the data already lives on `shard`).
+    #[serde(default)]
+    force: bool,
 }
 
-/// The directory flip of a move: points the customer at `shard` under the
-/// next epoch and announces it. Copying the customer's data is the move
-/// orchestration's job, not this endpoint's.
+/// Points the customer at `shard` under the next epoch without moving any
+/// data: refused unless forced (`POST /ops/v1/moves` moves a customer).
 #[tracing::instrument(skip_all, fields(customer_id = %id, shard_id))]
 async fn place(
     State(state): State<AppState>,
@@ -96,6 +99,14 @@ async fn place(
     ApiJson(body): ApiJson<PlacementBody>,
 ) -> ApiResult<impl IntoResponse> {
     let customer_id = parse_customer_id(&id)?;
+    if !body.force {
+        return Err(Problem::conflict(
+            "a placement change moves no data: move the customer with POST /ops/v1/moves \
+             (or set \"force\": true to repair a directory entry whose data already lives on that shard)",
+        )
+        .into());
+    }
+    tracing::warn!(customer_id = %customer_id, "forced placement change: no data moves");
     tracing::Span::current().record("shard_id", tracing::field::display(&body.shard));
     let mut tx = state
         .directory

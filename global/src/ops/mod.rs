@@ -3,6 +3,7 @@
 //! partners and the credit policy.
 
 pub mod customers;
+pub mod moves;
 pub mod partners;
 pub mod shards;
 
@@ -16,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(shards::router())
         .merge(customers::router())
+        .merge(moves::router())
         .merge(partners::router())
         .merge(crate::credit::ops_router())
 }

@@ -28,11 +28,28 @@ async fn a_directory_change_is_seen_by_a_second_replica_within_a_second() {
         assert_eq!(seen["epoch"], 1);
     }
 
+    // A flip that moves no data is refused unless forced (moves move data).
     let r = first
         .admin(
             Method::PUT,
             &format!("/ops/v1/customers/{id}/placement"),
             Some(json!({"shard": "shard-2"})),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/ops/v1/moves"),
+        "{problem}"
+    );
+    let r = first
+        .admin(
+            Method::PUT,
+            &format!("/ops/v1/customers/{id}/placement"),
+            Some(json!({"shard": "shard-2", "force": true})),
         )
         .await;
     assert_eq!(r.status(), 200);

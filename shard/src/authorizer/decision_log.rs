@@ -402,12 +402,13 @@ async fn seed_group(bootstrap: &str, group: &str, offsets: &BTreeMap<String, i64
 pub async fn start(
     authorizer: &Authorizer,
     pool: PgPool,
-    bootstrap: &str,
+    kafka: &cellbank_shared::config::KafkaSettings,
     group_prefix: &str,
 ) -> anyhow::Result<(
     Runner<LogHandler>,
     impl std::future::Future<Output = anyhow::Result<()>>,
 )> {
+    let bootstrap = kafka.bootstrap.as_str();
     let group = format!(
         "{group_prefix}-authorizer-{}",
         uuid::Uuid::new_v4().simple()
@@ -424,6 +425,7 @@ pub async fn start(
     let topics: Vec<&str> = TOPICS.iter().map(|t| t.name()).collect();
     let mut cfg = RunnerConfig::new(bootstrap, &group, &topics);
     cfg.max_batch = 512;
+    cfg.fetch_wait_ms = kafka.fetch_wait_ms;
     let runner = Runner::new(
         cfg,
         LogHandler {

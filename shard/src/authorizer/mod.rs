@@ -109,10 +109,36 @@ impl Authorizer {
     }
 }
 
+impl Authorizer {
+    /// Keeps decisions a move carried from the customer's old cell (now, so
+    /// the next request sees them) and logs them (for the other replicas
+    /// and a replay), marked carried.
+    pub async fn carry(&self, recs: Vec<AuthorizationRecord>) -> Result<usize, AuthorizeError> {
+        if !self.is_ready() {
+            return Err(AuthorizeError::NotReady);
+        }
+        self.with_state(|s| s.carry(&recs));
+        for r in &recs {
+            let carried = AuthorizationRecord {
+                carried: true,
+                ..r.clone()
+            };
+            let payload = serde_json::to_vec(&carried).expect("record serializes");
+            let key = carried.customer_id.to_string();
+            self.inner
+                .producer
+                .send(Topic::Authorizations.name(), key.as_bytes(), &payload, &[])
+                .await
+                .map_err(|e| AuthorizeError::Publish(e.to_string()))?;
+        }
+        Ok(recs.len())
+    }
+}
+
 impl AuthorizationRecord {
     /// The ledger event an approved decision books; declines book nothing.
     pub fn ledger_event(&self) -> Result<Option<LedgerEvent>, InvalidEvent> {
-        if self.decision != Decision::Approved {
+        if self.decision != Decision::Approved || self.carried {
             return Ok(None);
         }
         let card_id = self.card_id.ok_or_else(|| {

@@ -37,6 +37,11 @@ pub struct AuthorizationRecord {
     /// PAN): with the reference, what a repeat is recognised by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pan_hash: Option<String>,
+    /// Carried over from another cell by a move: kept so a repeat of the
+    /// network reference gets its first answer; it holds nothing here and
+    /// the ledger books nothing for it (the move copied the booking).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub carried: bool,
 }
 
 /// A network reference is scoped by card: the key of a decision.
@@ -159,6 +164,12 @@ pub struct AuthorizerState {
     /// Customers fenced or moved out: nothing is approved for them here.
     #[serde(default)]
     pub not_here: std::collections::HashSet<CustomerId>,
+    /// Customers a move's cutover fenced, told to the deciding replica
+    /// directly (by epoch) so it stops approving at once, before the fence's
+    /// fact reaches it through the log. Not snapshotted: a replica that takes
+    /// the lease over learns the fence from the log.
+    #[serde(skip)]
+    pub moving: HashMap<CustomerId, i64>,
     /// First decision per network reference, within the dedupe window.
     pub decisions: Decisions,
     /// PAN hash by card id.
@@ -256,6 +267,14 @@ impl Decisions {
 
     /// Keeps the first decision of a reference, then forgets what fell out
     /// of the window.
+    fn of_customer(&self, customer: CustomerId) -> Vec<AuthorizationRecord> {
+        self.by_reference
+            .values()
+            .filter(|r| r.customer_id == customer)
+            .cloned()
+            .collect()
+    }
+
     fn insert_first(&mut self, rec: &AuthorizationRecord) {
         let key = rec.reference_key();
         if self.by_reference.contains_key(&key) {
@@ -374,6 +393,7 @@ impl AuthorizerState {
             reason: reason.to_owned(),
             decided_at: now,
             pan_hash: Some(req.pan_hash.clone()),
+            carried: false,
         };
         self.record(&rec, &req.pan_hash);
         (rec.answer(), Some(rec))
@@ -410,7 +430,11 @@ impl AuthorizerState {
                 "stale_epoch"
             }
             None => "unknown_card",
-            _ if self.not_here.contains(&req.customer_id) => "customer_not_here",
+            _ if self.not_here.contains(&req.customer_id)
+                || self.moving.contains_key(&req.customer_id) =>
+            {
+                "customer_not_here"
+            }
             Some(c) if c.blocked => "card_blocked",
             Some(c) if c.currency != req.currency => "currency_mismatch",
             Some(c) if c.open_to_buy() < req.amount => "insufficient_limit",
@@ -477,6 +501,10 @@ impl AuthorizerState {
         if !self.advance(topic, partition, offset) {
             return;
         }
+        if rec.carried {
+            self.decisions.insert_first(rec);
+            return;
+        }
         let pan_hash = rec.card_id.and_then(|c| self.hashes.get(&c)).cloned();
         // Decisions logged before records named their card's hash.
         let filled;
@@ -516,6 +544,9 @@ impl AuthorizerState {
                 epoch,
                 state,
             } => {
+                if self.moving.get(customer_id).is_some_and(|m| epoch.0 > *m) {
+                    self.moving.remove(customer_id);
+                }
                 let e = self.epochs.entry(*customer_id).or_insert(epoch.0);
                 if epoch.0 >= *e {
                     *e = epoch.0;
@@ -595,6 +626,74 @@ impl AuthorizerState {
     pub fn card(&self, pan_hash: &str) -> Option<&CardState> {
         self.cards.get(pan_hash)
     }
+
+    /// The customer's decisions within the dedupe window (a move carries
+    /// them to the customer's new cell).
+    pub fn decisions_of(&self, customer: CustomerId) -> Vec<AuthorizationRecord> {
+        self.decisions.of_customer(customer)
+    }
+
+    /// A move's cutover fenced the customer at `epoch` (`true`), or released
+    /// that fence (`false`): told directly, ahead of the fact.
+    pub fn fence_for_move(&mut self, customer: CustomerId, epoch: i64, fenced: bool) {
+        if fenced {
+            self.moving.insert(customer, epoch);
+        } else {
+            self.moving.remove(&customer);
+        }
+    }
+
+    /// A move activated the customer here at `epoch`: told directly, ahead
+    /// of the fact (an older fact arriving later changes nothing).
+    pub fn activate(&mut self, customer: CustomerId, epoch: i64) {
+        let e = self.epochs.entry(customer).or_insert(epoch);
+        if epoch >= *e {
+            *e = epoch;
+            self.not_here.remove(&customer);
+            self.moving.remove(&customer);
+        }
+    }
+
+    /// Keeps decisions another cell made, as carried (no hold).
+    pub fn carry(&mut self, recs: &[AuthorizationRecord]) {
+        for r in recs {
+            self.decisions.insert_first(&AuthorizationRecord {
+                carried: true,
+                ..r.clone()
+            });
+        }
+    }
+
+    /// Where the customer stands with this authorizer: whether it approves
+    /// nothing more for them, and their approvals the ledger has not booked.
+    pub fn customer_status(&self, customer: CustomerId) -> CustomerStatus {
+        let mut pending_holds = 0;
+        for c in self.cards.values().filter(|c| c.customer_id == customer) {
+            pending_holds += c.pending.len();
+        }
+        pending_holds += self
+            .unmatched
+            .values()
+            .filter(|(card, _)| {
+                self.cards
+                    .values()
+                    .any(|c| c.card_id == *card && c.customer_id == customer)
+            })
+            .count();
+        CustomerStatus {
+            not_here: self.not_here.contains(&customer) || self.moving.contains_key(&customer),
+            epoch: self.epochs.get(&customer).copied(),
+            pending_holds,
+        }
+    }
+}
+
+/// What [`AuthorizerState::customer_status`] answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerStatus {
+    pub not_here: bool,
+    pub epoch: Option<i64>,
+    pub pending_holds: usize,
 }
 
 #[cfg(test)]

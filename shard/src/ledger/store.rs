@@ -71,6 +71,18 @@ pub struct TxLookups {
     books: HashMap<(CustomerId, String, Currency), i64>,
     accounts: HashMap<(CustomerId, Option<String>, Currency), Uuid>,
     cards: HashMap<(CustomerId, CardRef), CardRow>,
+    /// A move's import: the customer is written while importing.
+    import: bool,
+}
+
+impl TxLookups {
+    /// Lookups of a move replaying a customer's history into this cell.
+    pub fn for_import() -> Self {
+        TxLookups {
+            import: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// What applying a batch did.
@@ -79,6 +91,14 @@ pub struct BatchOutcome {
     pub applied: u64,
     pub duplicates: u64,
     pub postings: u64,
+}
+
+impl std::ops::AddAssign for BatchOutcome {
+    fn add_assign(&mut self, o: Self) {
+        self.applied += o.applied;
+        self.duplicates += o.duplicates;
+        self.postings += o.postings;
+    }
 }
 
 /// Applies consecutive events in the caller's transaction. The customers
@@ -149,7 +169,13 @@ pub async fn apply_in(
     // The customer stays locked, active and at this epoch until the
     // transaction ends, so one check per customer and transaction suffices.
     if lookups.epochs.get(&ev.customer_id) != Some(&ev.epoch.0) {
-        placement::lock_for_write(conn, ev.customer_id, WriteAt::Epoch(ev.epoch)).await?;
+        let at = match ev.source {
+            _ if lookups.import => WriteAt::Import,
+            "inbound" => WriteAt::Inbound(ev.epoch),
+            "authorization" => WriteAt::Booking(ev.epoch),
+            _ => WriteAt::Epoch(ev.epoch),
+        };
+        placement::lock_for_write(conn, ev.customer_id, at).await?;
         lookups.epochs.insert(ev.customer_id, ev.epoch.0);
     }
     let currency = ev.currency();

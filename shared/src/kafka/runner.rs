@@ -79,6 +79,11 @@ pub struct RunnerConfig {
     pub max_batch: usize,
     /// librdkafka prefetch bound per partition, in KiB.
     pub prefetch_kbytes: u32,
+    /// Longest a fetch waits for new records (librdkafka `fetch.wait.max.ms`,
+    /// 500 by default). The broker does not always answer a waiting fetch as
+    /// soon as records arrive, so this bounds how late a record is seen on an
+    /// idle partition: a move's cutover waits on a fence marker and a fact.
+    pub fetch_wait_ms: u32,
     /// Where permanently failing messages go; `None` makes them transient.
     pub dead_letter_topic: Option<String>,
     pub breaker: BreakerConfig,
@@ -132,6 +137,7 @@ impl RunnerConfig {
             max_in_flight: 256,
             max_batch: 1,
             prefetch_kbytes: 1024,
+            fetch_wait_ms: 500,
             dead_letter_topic: None,
             breaker: BreakerConfig::default(),
             commit_interval: Duration::from_millis(500),
@@ -269,6 +275,7 @@ fn client_config(cfg: &RunnerConfig) -> ClientConfig {
             cfg.prefetch_kbytes.to_string(),
         )
         .set("queued.min.messages", "100")
+        .set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string())
         // librdkafka wants fetch.max.bytes >= message.max.bytes (1 MB).
         .set("fetch.max.bytes", prefetch_bytes.max(1_048_576).to_string())
         .set(

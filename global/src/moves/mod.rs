@@ -1,0 +1,145 @@
+//! Customer moves between shards: the move's state machine, kept in the
+//! directory database (this module), and the mover that drives it
+//! ([`mover`]). A move goes `planned → copying → cutover → flipped →
+//! completed`, or to `aborting → aborted` before the flip. Any replica may
+//! drive a move under a lease; each takeover raises the move's `attempt`,
+//! which conditions every write here and every step the cells accept.
+
+pub mod mover;
+pub mod repo;
+pub mod steps;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use cellbank_shared::ids::{CustomerId, ShardId};
+
+/// Where a move stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Accepted; nothing done yet.
+    Planned,
+    /// The source serves while the history is copied, in catch-up rounds.
+    Copying,
+    /// The freeze: traffic held, the source fenced, the tail copied and
+    /// verified, the directory flipped.
+    Cutover,
+    /// The target owns the customer; the source is told it moved out.
+    Flipped,
+    Completed,
+    /// Rolling back (before the flip only).
+    Aborting,
+    Aborted,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Planned => "planned",
+            Phase::Copying => "copying",
+            Phase::Cutover => "cutover",
+            Phase::Flipped => "flipped",
+            Phase::Completed => "completed",
+            Phase::Aborting => "aborting",
+            Phase::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Phase::Planned,
+            Phase::Copying,
+            Phase::Cutover,
+            Phase::Flipped,
+            Phase::Completed,
+            Phase::Aborting,
+            Phase::Aborted,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+    }
+
+    /// Whether the move is over (its customer can move again).
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Aborted)
+    }
+
+    /// Whether the directory may still roll the move back.
+    pub fn before_flip(self) -> bool {
+        matches!(self, Phase::Planned | Phase::Copying | Phase::Cutover)
+    }
+}
+
+/// A move as the directory keeps it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Move {
+    pub id: Uuid,
+    pub customer_id: CustomerId,
+    pub from: ShardId,
+    pub to: ShardId,
+    pub from_epoch: i64,
+    pub phase: Phase,
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub abort_requested: Option<String>,
+    pub copied_version: i64,
+    pub copied_events: i64,
+    pub rounds: i32,
+    pub attempt: i64,
+    pub requested_by: String,
+    pub source_copy: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub frozen_at: Option<DateTime<Utc>>,
+    pub flipped_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How long the customer's traffic was held, in milliseconds.
+    pub freeze_ms: Option<f64>,
+    /// Milliseconds per step of the latest attempt.
+    pub timings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Move {
+    /// Notes how long a step took (kept with the move at its next write).
+    pub fn took(&mut self, step: &str, since: tokio::time::Instant) {
+        let ms = (since.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        self.timings.insert(step.to_owned(), ms.into());
+    }
+}
+
+/// Why a move step could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// Another replica took the move over (a newer attempt): stop.
+    #[error("move {0} was taken over by a newer attempt")]
+    Superseded(Uuid),
+    /// The move cannot go on and rolls back (before the flip).
+    #[error("{0}")]
+    Abort(String),
+    /// Worth retrying: a shard or the directory did not answer.
+    #[error("{0}")]
+    Retry(String),
+}
+
+impl From<sqlx::Error> for MoveError {
+    fn from(e: sqlx::Error) -> Self {
+        MoveError::Retry(format!("directory database: {e}"))
+    }
+}
+
+impl From<crate::cell_client::CellError> for MoveError {
+    fn from(e: crate::cell_client::CellError) -> Self {
+        use crate::cell_client::CellError;
+        match e {
+            // A cell refusing a step of an older attempt: a newer mover acts.
+            CellError::Rejected {
+                status: 409, body, ..
+            } if body.contains("superseded") => {
+                MoveError::Retry(format!("a newer attempt acts on this move: {body}"))
+            }
+            other => MoveError::Retry(other.to_string()),
+        }
+    }
+}

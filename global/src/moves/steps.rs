@@ -1,0 +1,390 @@
+//! The steps of a move, each idempotent, so a mover that resumes another's
+//! move repeats the step it died in. Before the flip a step that cannot go
+//! on answers [`MoveError::Abort`] and the move rolls back; the flip is one
+//! directory transaction conditioned on the old placement; after it the
+//! move only goes forward.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+
+use cellbank_shared::contract::moves::{
+    Digest, DrainStatus, HistoryPage, ImportBatch, Imported, MoveCall,
+};
+use cellbank_shared::ids::Epoch;
+
+use super::{repo, Move, MoveError, Phase};
+use crate::directory::{Change, Shard};
+use crate::state::AppState;
+
+/// What every step needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub state: AppState,
+}
+
+impl Ctx {
+    fn settings(&self) -> &crate::settings::MoveSettings {
+        &self.state.settings.moves
+    }
+
+    async fn shard(&self, id: &cellbank_shared::ids::ShardId) -> Result<Arc<Shard>, MoveError> {
+        self.state
+            .directory
+            .shard(id)
+            .await
+            .map_err(|e| MoveError::Retry(e.to_string()))
+    }
+
+    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        shard: &Shard,
+        path: &str,
+        body: &B,
+    ) -> Result<T, MoveError> {
+        let t = self.settings().call_timeout();
+        Ok(self.state.cell_client.call(shard, path, body, t).await?)
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        shard: &Shard,
+        path: &str,
+    ) -> Result<T, MoveError> {
+        let t = self.settings().call_timeout();
+        Ok(self.state.cell_client.get(shard, path, t).await?)
+    }
+
+    fn call(&self, mv: &Move, epoch: Option<i64>) -> MoveCall {
+        MoveCall {
+            customer_id: mv.customer_id,
+            attempt: mv.attempt,
+            epoch: epoch.map(Epoch),
+            moved_to: None,
+        }
+    }
+
+    /// Sets the customer's directory state if it is still where the move
+    /// found it; answers whether it was.
+    async fn directory_state(&self, mv: &Move, from: &[&str], to: &str) -> Result<bool, MoveError> {
+        let n = sqlx::query(
+            "UPDATE customers SET state = $4, updated_at = now()
+             WHERE customer_id = $1 AND shard_id = $2 AND epoch = $3 AND state = ANY($5)",
+        )
+        .bind(mv.customer_id.as_uuid())
+        .bind(mv.from.as_str())
+        .bind(mv.from_epoch)
+        .bind(to)
+        .bind(from)
+        .execute(self.state.directory.pool())
+        .await?
+        .rows_affected();
+        self.state
+            .feed
+            .announce(Change::Customer {
+                customer_id: mv.customer_id,
+            })
+            .await;
+        Ok(n == 1)
+    }
+}
+
+/// Plan and preflight: both shards registered and ready, the customer
+/// still where the move found it, then marked moving.
+pub async fn preflight(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
+    for id in [&mv.from, &mv.to] {
+        let shard = ctx.shard(id).await?;
+        let _: serde_json::Value = ctx.get(&shard, "/readyz").await?;
+    }
+    if !ctx
+        .directory_state(mv, &["active", "moving"], "moving")
+        .await?
+    {
+        return Err(MoveError::Abort(
+            "the customer's placement changed before the move started".into(),
+        ));
+    }
+    repo::set_phase(ctx.state.directory.pool(), mv, Phase::Copying, None).await
+}
+
+/// Copies the history while the source serves: passes from the last copied
+/// version until a pass copies little (or the rounds run out: the cutover
+/// copies what is left, so a copy that never converges still ends).
+pub async fn copy(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
+    let s = ctx.settings();
+    let started = Instant::now();
+    while (mv.rounds as u32) < s.max_rounds {
+        let copied = copy_pass(ctx, mv).await?;
+        mv.rounds += 1;
+        mv.took("copy_ms", started);
+        repo::record_copy(ctx.state.directory.pool(), mv).await?;
+        if copied <= s.small_delta {
+            break;
+        }
+    }
+    repo::set_phase(ctx.state.directory.pool(), mv, Phase::Cutover, None).await
+}
+
+/// One pass: every page after the copied version, imported in order.
+/// Answers how many events it copied.
+async fn copy_pass(ctx: &Ctx, mv: &mut Move) -> Result<u64, MoveError> {
+    let (source, target) = (ctx.shard(&mv.from).await?, ctx.shard(&mv.to).await?);
+    let page_size = ctx.settings().page_events;
+    let mut copied = 0;
+    loop {
+        let path = format!(
+            "/internal/v1/customers/{}/history?after={}&limit={page_size}",
+            mv.customer_id, mv.copied_version
+        );
+        let page: HistoryPage = ctx.get(&source, &path).await?;
+        let n = page.events.len();
+        if n > 0 {
+            let batch = ImportBatch {
+                customer_id: mv.customer_id,
+                attempt: mv.attempt,
+                events: page.events,
+            };
+            let path = format!("/internal/v1/moves/{}/import", mv.id);
+            let done: Imported = ctx.post(&target, &path, &batch).await?;
+            mv.copied_version = done.version;
+            mv.copied_events += n as i64;
+            copied += n as u64;
+        }
+        if !page.more {
+            return Ok(copied);
+        }
+    }
+}
+
+/// The freeze, up to the flip: traffic held, the source fenced and drained,
+/// the tail copied and verified, then the directory flipped.
+pub async fn cutover(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
+    let started = Instant::now();
+    if !ctx
+        .directory_state(mv, &["moving", "frozen"], "frozen")
+        .await?
+    {
+        return Err(MoveError::Abort(
+            "the customer's placement changed during the copy".into(),
+        ));
+    }
+    sqlx::query("UPDATE moves SET frozen_at = now() WHERE id = $1 AND attempt = $2")
+        .bind(mv.id)
+        .bind(mv.attempt)
+        .execute(ctx.state.directory.pool())
+        .await?;
+    mv.took("hold_ms", started);
+    let source = ctx.shard(&mv.from).await?;
+    let fence = ctx.call(mv, Some(mv.from_epoch));
+    let path = format!("/internal/v1/moves/{}/fence", mv.id);
+    let t = Instant::now();
+    let _: serde_json::Value = ctx
+        .post(&source, &path, &fence)
+        .await
+        .map_err(abort_on_conflict)?;
+    mv.took("fence_ms", t);
+    let t = Instant::now();
+    drain(ctx, mv, &source).await?;
+    mv.took("drain_ms", t);
+    let t = Instant::now();
+    carry_decisions(ctx, mv, &source).await?;
+    mv.took("carry_ms", t);
+    let t = Instant::now();
+    let tail = copy_pass(ctx, mv).await?;
+    mv.took("tail_ms", t);
+    mv.timings.insert("tail_events".into(), tail.into());
+    let t = Instant::now();
+    verify(ctx, mv).await?;
+    mv.took("verify_ms", t);
+    flip(ctx, mv, started).await
+}
+
+/// A cell refusing a step for what the customer is there: the move cannot
+/// go on (a 409 of another attempt is a retry).
+fn abort_on_conflict(e: MoveError) -> MoveError {
+    match e {
+        MoveError::Retry(m) if m.contains("answered 409") && !m.contains("newer attempt") => {
+            MoveError::Abort(m)
+        }
+        other => other,
+    }
+}
+
+/// Waits until the source has applied everything accepted before the
+/// fence (its inbound marker read, approvals stopped and booked).
+async fn drain(ctx: &Ctx, mv: &Move, source: &Shard) -> Result<(), MoveError> {
+    let deadline = Instant::now() + ctx.settings().drain_timeout();
+    let path = format!("/internal/v1/customers/{}/drain", mv.customer_id);
+    loop {
+        let status: DrainStatus = ctx.get(source, &path).await?;
+        if status.drained {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(MoveError::Abort(format!(
+                "the source did not drain the customer's tail in time (inbound fenced: {}, authorizer fenced: {}, pending holds: {})",
+                status.inbound_fenced, status.authorizer_fenced, status.pending_holds
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Carries the customer's recent authorization decisions to the target's
+/// authorizer, so a repeated network reference gets its first answer there.
+async fn carry_decisions(ctx: &Ctx, mv: &Move, source: &Shard) -> Result<(), MoveError> {
+    let path = format!(
+        "/internal/v1/authorizer/customers/{}/decisions",
+        mv.customer_id
+    );
+    let decisions: Vec<serde_json::Value> = ctx.get(source, &path).await?;
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let target = ctx.shard(&mv.to).await?;
+    let _: serde_json::Value = ctx
+        .post(&target, "/internal/v1/authorizer/carried", &decisions)
+        .await?;
+    Ok(())
+}
+
+/// Both cells' digests of the customer must agree, and each must balance.
+async fn verify(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
+    let path = format!("/internal/v1/customers/{}/digest", mv.customer_id);
+    let (source, target) = (ctx.shard(&mv.from).await?, ctx.shard(&mv.to).await?);
+    let (a, b): (Digest, Digest) =
+        tokio::try_join!(ctx.get(&source, &path), ctx.get(&target, &path))?;
+    for (cell, d) in [("source", &a), ("target", &b)] {
+        if d.balances_off != 0 || d.unbalanced_movements != 0 {
+            return Err(MoveError::Abort(format!(
+                "verification: the {cell} does not balance ({} book accounts off their postings, {} movements not summing to zero)",
+                d.balances_off, d.unbalanced_movements
+            )));
+        }
+    }
+    if a != b {
+        let what = json!({"source": a, "target": b});
+        return Err(MoveError::Abort(format!(
+            "verification: the copies differ: {what}"
+        )));
+    }
+    Ok(())
+}
+
+/// The flip: one directory transaction, conditioned on the old placement,
+/// points the customer at the target under the next epoch (traffic still
+/// held) and marks the move flipped. Repeating it after it happened is a
+/// no-op; anything else means the placement moved under the move.
+async fn flip(ctx: &Ctx, mv: &mut Move, started: Instant) -> Result<(), MoveError> {
+    let mut tx = ctx.state.directory.pool().begin().await?;
+    let flipped = sqlx::query(
+        "UPDATE customers SET shard_id = $3, epoch = epoch + 1, updated_at = now()
+         WHERE customer_id = $1 AND shard_id = $2 AND epoch = $4 AND state = 'frozen'",
+    )
+    .bind(mv.customer_id.as_uuid())
+    .bind(mv.from.as_str())
+    .bind(mv.to.as_str())
+    .bind(mv.from_epoch)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if flipped == 0 {
+        return Err(MoveError::Abort(
+            "the customer's placement changed during the cutover".into(),
+        ));
+    }
+    sqlx::query(
+        "UPDATE shards SET customers = CASE WHEN id = $1 THEN GREATEST(customers - 1, 0)
+         ELSE customers + 1 END, updated_at = now() WHERE id IN ($1, $2)",
+    )
+    .bind(mv.from.as_str())
+    .bind(mv.to.as_str())
+    .execute(&mut *tx)
+    .await?;
+    mv.took("frozen_to_flip_ms", started);
+    let n = sqlx::query(
+        "UPDATE moves SET phase = 'flipped', flipped_at = now(), updated_at = now(),
+             copied_version = $3, copied_events = $4, timings = $5
+         WHERE id = $1 AND attempt = $2 AND phase = 'cutover'",
+    )
+    .bind(mv.id)
+    .bind(mv.attempt)
+    .bind(mv.copied_version)
+    .bind(mv.copied_events)
+    .bind(sqlx::types::Json(&mv.timings))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(MoveError::Superseded(mv.id));
+    }
+    tx.commit().await?;
+    mv.phase = Phase::Flipped;
+    Ok(())
+}
+
+/// After the flip, forward only: the target is activated at the new epoch,
+/// the held traffic released to it, the source told the customer moved out.
+pub async fn finish(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
+    let (source, target) = (ctx.shard(&mv.from).await?, ctx.shard(&mv.to).await?);
+    let new_epoch = mv.from_epoch + 1;
+    let path = format!("/internal/v1/moves/{}/activate", mv.id);
+    let t = Instant::now();
+    let _: serde_json::Value = ctx
+        .post(&target, &path, &ctx.call(mv, Some(new_epoch)))
+        .await?;
+    mv.took("activate_ms", t);
+    let released = sqlx::query(
+        "UPDATE customers SET state = 'active', updated_at = now()
+         WHERE customer_id = $1 AND shard_id = $2 AND epoch = $3 AND state = 'frozen'",
+    )
+    .bind(mv.customer_id.as_uuid())
+    .bind(mv.to.as_str())
+    .bind(new_epoch)
+    .execute(ctx.state.directory.pool())
+    .await?
+    .rows_affected();
+    ctx.state
+        .feed
+        .announce(Change::Customer {
+            customer_id: mv.customer_id,
+        })
+        .await;
+    if released == 1 {
+        sqlx::query(
+            "UPDATE moves SET freeze_ms = extract(epoch FROM (now() - frozen_at)) * 1000,
+                 timings = $3
+             WHERE id = $1 AND attempt = $2",
+        )
+        .bind(mv.id)
+        .bind(mv.attempt)
+        .bind(sqlx::types::Json(&mv.timings))
+        .execute(ctx.state.directory.pool())
+        .await?;
+    }
+    let path = format!("/internal/v1/moves/{}/moved-out", mv.id);
+    let call = MoveCall {
+        moved_to: Some(target.public_url.clone()),
+        ..ctx.call(mv, None)
+    };
+    let _: serde_json::Value = ctx.post(&source, &path, &call).await?;
+    repo::set_phase(ctx.state.directory.pool(), mv, Phase::Completed, None).await
+}
+
+/// Rolls a move back before the flip: the directory serves the source
+/// again, the source's fence is released, the target's partial copy purged.
+pub async fn abort(ctx: &Ctx, mv: &Move, reason: &str) -> Result<(), MoveError> {
+    let pool = ctx.state.directory.pool();
+    repo::set_phase(pool, mv, Phase::Aborting, Some(reason)).await?;
+    ctx.directory_state(mv, &["moving", "frozen"], "active")
+        .await?;
+    let (source, target) = (ctx.shard(&mv.from).await?, ctx.shard(&mv.to).await?);
+    let call = ctx.call(mv, None);
+    let path = format!("/internal/v1/moves/{}/unfence", mv.id);
+    let _: serde_json::Value = ctx.post(&source, &path, &call).await?;
+    let path = format!("/internal/v1/moves/{}/purge", mv.id);
+    let _: serde_json::Value = ctx.post(&target, &path, &call).await?;
+    repo::set_phase(pool, mv, Phase::Aborted, None).await
+}
