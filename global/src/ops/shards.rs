@@ -1,6 +1,6 @@
 //! The ops API over the shard registry: list, add and drain shards.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ops/v1/shards", get(list).post(add))
         .route("/ops/v1/shards/{id}/drain", post(drain))
+        .route("/ops/v1/shards/{id}/customers", get(customers))
 }
 
 fn is_http_url(s: &str) -> bool {
@@ -104,4 +105,38 @@ async fn drain(
         .await;
     tracing::info!(shard_id = %shard.id, "shard draining");
     Ok(Json(shard))
+}
+
+#[derive(serde::Deserialize)]
+struct CustomersQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /ops/v1/shards/{id}/customers?limit=N`: the shard's active
+/// customers, oldest first (what a rebalance picks from).
+async fn customers(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<CustomersQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let shard = ShardId::parse(&id).map_err(|e| Problem::invalid("id", e.to_string()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=100_000).contains(&limit) {
+        return Err(Problem::invalid("limit", "must be 1 to 100000").into());
+    }
+    state.directory.shard(&shard).await?;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT customer_id FROM customers WHERE shard_id = $1 AND state = 'active'
+         ORDER BY created_at, customer_id LIMIT $2",
+    )
+    .bind(shard.as_str())
+    .bind(limit)
+    .fetch_all(state.directory.pool())
+    .await
+    .map_err(directory::DirectoryError::from)?;
+    Ok(Json(serde_json::json!({
+        "shard": shard,
+        "count": ids.len(),
+        "customers": ids,
+    })))
 }
