@@ -62,6 +62,13 @@ pub struct MoveSettings {
     pub max_parallel: usize,
     /// Deadline of each call to a shard during a move.
     pub call_timeout_ms: u64,
+    /// The preflight refuses to start a move while the source's consumers
+    /// are further behind than this (records): a lagging source makes a
+    /// long freeze.
+    pub max_source_lag: u64,
+    /// A pause before every step of a move, 0 in production: tests use it
+    /// to stop a mover in a chosen phase (and within the cutover's steps).
+    pub step_delay_ms: u64,
 }
 
 impl Default for MoveSettings {
@@ -75,6 +82,8 @@ impl Default for MoveSettings {
             hold_ms: 3_000,
             max_parallel: 8,
             call_timeout_ms: 10_000,
+            step_delay_ms: 0,
+            max_source_lag: 10_000,
         }
     }
 }

@@ -22,50 +22,113 @@ use processes::cluster::{send, Cluster, Customer};
 struct Seen {
     accepted: BTreeMap<String, Vec<(String, i64)>>,
     refused: usize,
-    decisions: BTreeMap<String, Value>,
+    /// First answers by (customer, reference).
+    decisions: BTreeMap<(String, String), Value>,
     repeats_differing: Vec<String>,
 }
 
-/// Partners' traffic for `a` (with a card) and `b` until `stop`: deposits,
-/// authorizations, and repeats of earlier network references.
-async fn load(
-    c: Arc<Cluster>,
-    a: Customer,
-    pan: String,
-    b: Customer,
-    stop: Arc<AtomicBool>,
-) -> Seen {
+/// A customer the load sends to, with its card's PAN (if any).
+#[derive(Clone)]
+struct Target {
+    who: Customer,
+    pan: Option<String>,
+}
+
+/// Partners' traffic for `targets` until `stop`: deposits, authorizations,
+/// and repeats of earlier network references. What global refused or did
+/// not answer (a process the test killed) is not accepted, so not counted.
+async fn load(c: Arc<Cluster>, targets: Vec<Target>, stop: Arc<AtomicBool>) -> Seen {
     let mut seen = Seen::default();
-    let mut i = 0;
+    let mut i: i64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        for (who, amount) in [(&a, 100 + i), (&b, 7)] {
-            let id = format!("load-{}-{i}", who.id);
-            match c.deposit(&id, &who.account_number, amount).await {
+        for t in &targets {
+            let id = format!("load-{}-{i}", t.who.id);
+            let amount = 100 + i % 50;
+            match retried(|| c.deposit(&id, &t.who.account_number, amount)).await {
                 202 => seen
                     .accepted
-                    .entry(who.id.clone())
+                    .entry(t.who.id.clone())
                     .or_default()
                     .push((id, amount)),
                 _ => seen.refused += 1,
             }
-        }
-        let reference = format!("nr-{i}");
-        let d = c.authorize(&pan, 700, &reference).await;
-        seen.decisions.insert(reference, d);
-        if i % 4 == 3 {
-            let again = format!("nr-{}", i / 2);
-            let d = c.authorize(&pan, 700, &again).await;
-            let first = &seen.decisions[&again];
-            if d["authorization_id"] != first["authorization_id"]
-                || d["decision"] != first["decision"]
-            {
-                seen.repeats_differing
-                    .push(format!("{again}: first {first}, then {d}"));
+            let Some(pan) = &t.pan else { continue };
+            decide(&c, &mut seen, &t.who, pan, &format!("nr-{i}")).await;
+            if i % 4 == 3 {
+                decide(&c, &mut seen, &t.who, pan, &format!("nr-{}", i / 2)).await;
             }
         }
         i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     seen
+}
+
+/// Answers of calls whose outcome is unknown (global was killed before it
+/// answered) are asked again with the same id, as partners do, until global
+/// answers: only then is it known whether the event was accepted.
+async fn retried<T: Outcome, F: std::future::Future<Output = T>>(mut call: impl FnMut() -> F) -> T {
+    for _ in 0..600 {
+        let out = call().await;
+        if out.answered() {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("global never answered again");
+}
+
+trait Outcome {
+    fn answered(&self) -> bool;
+}
+
+impl Outcome for u16 {
+    fn answered(&self) -> bool {
+        *self != 0
+    }
+}
+
+impl Outcome for (u16, Value) {
+    fn answered(&self) -> bool {
+        self.0 != 0
+    }
+}
+
+/// One authorization of 700; a repeat must get the first answer.
+async fn decide(c: &Cluster, seen: &mut Seen, who: &Customer, pan: &str, reference: &str) {
+    let (status, d) = retried(|| c.try_authorize(pan, 700, reference)).await;
+    if status != 200 {
+        return;
+    }
+    let key = (who.id.clone(), reference.to_owned());
+    match seen.decisions.get(&key) {
+        None => {
+            seen.decisions.insert(key, d);
+        }
+        Some(first)
+            if first["authorization_id"] != d["authorization_id"]
+                || first["decision"] != d["decision"] =>
+        {
+            // A stand-in (global could not reach a decider) is global's own
+            // answer, never an approval: only the decider's first answer binds.
+            if !is_stand_in(first) && !is_stand_in(&d) {
+                seen.repeats_differing
+                    .push(format!("{reference}: first {first}, then {d}"));
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+fn is_stand_in(d: &Value) -> bool {
+    [
+        "stand_in_timeout",
+        "shard_unavailable",
+        "customer_moving",
+        "stale_epoch",
+        "directory_unavailable",
+    ]
+    .contains(&d["reason"].as_str().unwrap_or_default())
 }
 
 /// Event ids of `customer` applied in a cell (partner namespace).
@@ -147,53 +210,124 @@ async fn every_accepted_event_counts_once(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothing() {
-    cellbank_shared::telemetry::init_for_tests();
-    let c = Cluster::start(2, &[]).await;
+/// Everything a move must keep, checked once quiet for one customer: where
+/// the directory says it lives, every accepted event applied there once or
+/// dead-lettered, its money exactly what was accepted (`base` before the
+/// load), no approval past `limit`, every approval booked once.
+async fn customer_is_whole(
+    c: &Cluster,
+    seen: &Seen,
+    who: &Customer,
+    base: i64,
+    limit: i64,
+    extra_approved: &[Value],
+) {
+    let (_, placed) = c.ops_get(&format!("/ops/v1/customers/{}", who.id)).await;
+    let owner = placed["shard"].as_str().unwrap().to_owned();
+    let accepted = seen.accepted.get(&who.id).cloned().unwrap_or_default();
+    every_accepted_event_counts_once(c, who, &owner, &accepted).await;
+    let mut dead_letters = BTreeSet::new();
+    for cell in &c.cells {
+        dead_letters.extend(dead(&cell.db, &who.id).await);
+    }
+    let expected = base
+        + accepted
+            .iter()
+            .filter(|(id, _)| !dead_letters.contains(id))
+            .map(|(_, n)| n)
+            .sum::<i64>();
+    assert_eq!(
+        checking(&c.cell(&owner).db, &who.account_number).await,
+        expected,
+        "{}'s money on {owner}",
+        who.id
+    );
+    let approved: BTreeMap<String, i64> = seen
+        .decisions
+        .iter()
+        .filter(|((id, _), d)| id == &who.id && d["decision"] == "approved")
+        .map(|(_, d)| (d["authorization_id"].as_str().unwrap().to_owned(), 700))
+        .chain(extra_approved.iter().map(|d| {
+            (
+                d["authorization_id"].as_str().unwrap().to_owned(),
+                d["amount"].as_i64().unwrap_or(0),
+            )
+        }))
+        .collect();
+    let total: i64 = approved.values().sum();
+    assert!(
+        total <= limit,
+        "{} approved {total} past the limit of {limit}",
+        who.id
+    );
+    let booked: Vec<String> = sqlx::query_scalar(
+        "SELECT authorization_id::text FROM card_purchases WHERE customer_id = $1::uuid AND authorization_id IS NOT NULL",
+    )
+    .bind(&who.id)
+    .fetch_all(&c.cell(&owner).db)
+    .await
+    .unwrap();
+    let booked_set: BTreeSet<String> = booked.iter().cloned().collect();
+    assert_eq!(booked.len(), booked_set.len(), "an approval booked twice");
+    let approved_set: BTreeSet<String> = approved.keys().cloned().collect();
+    assert_eq!(
+        booked_set, approved_set,
+        "every approval booked once on {owner}"
+    );
+}
+
+/// A platform of two cells, a credit limit of `LIMIT`, and `n` customers
+/// on shard-1 with a card and `BASE` deposited before anything moves.
+async fn platform(n: usize, global_env: &[(&str, &str)]) -> (Arc<Cluster>, Vec<Target>) {
+    let c = Cluster::start(2, global_env).await;
     let (status, _) = send(
         c.http
             .put(format!("{}/ops/v1/credit-policy/BRL", c.ops_url))
-            .json(&json!({"default_credit_limit": 20_000})),
+            .json(&json!({"default_credit_limit": LIMIT})),
         processes::cluster::ADMIN,
     )
     .await;
     assert_eq!(status, 200);
-    let customers = c.sign_up("mover", 6).await;
-    let a = customers
-        .iter()
-        .find(|x| x.shard == "shard-1")
-        .expect("someone on shard-1")
-        .clone();
-    let b = customers
-        .iter()
-        .find(|x| x.shard == "shard-1" && x.id != a.id)
-        .cloned()
-        .unwrap_or_else(|| customers.iter().find(|x| x.id != a.id).unwrap().clone());
-    let (_, pan) = c.issue_card(&a).await;
-    for i in 0..3 {
-        assert_eq!(
-            c.deposit(&format!("before-{i}"), &a.account_number, 1_000)
-                .await,
-            202
-        );
+    let mut targets = Vec::new();
+    let mut round = 0;
+    while targets.len() < n {
+        for who in c.sign_up(&format!("mover{round}"), 2 * n).await {
+            if who.shard == "shard-1" && targets.len() < n {
+                let (_, pan) = c.issue_card(&who).await;
+                assert_eq!(
+                    c.deposit(&format!("base-{}", who.id), &who.account_number, BASE)
+                        .await,
+                    202
+                );
+                targets.push(Target {
+                    who,
+                    pan: Some(pan),
+                });
+            }
+        }
+        round += 1;
     }
+    c.quiet().await;
+    (Arc::new(c), targets)
+}
+
+const LIMIT: i64 = 20_000;
+const BASE: i64 = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothing() {
+    cellbank_shared::telemetry::init_for_tests();
+    let (c, targets) = platform(2, &[]).await;
+    let (a, b) = (targets[0].clone(), targets[1].clone());
+    let pan = a.pan.clone().unwrap();
     let first = c.authorize(&pan, 1_500, "nr-before").await;
     assert_eq!(first["decision"], "approved", "{first}");
-    let old_login = c.login(&a).await;
-    c.quiet().await;
+    let old_login = c.login(&a.who).await;
 
-    let c = Arc::new(c);
     let stop = Arc::new(AtomicBool::new(false));
-    let traffic = tokio::spawn(load(
-        c.clone(),
-        a.clone(),
-        pan.clone(),
-        b.clone(),
-        stop.clone(),
-    ));
+    let traffic = tokio::spawn(load(c.clone(), targets.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mv = c.start_move(&a.id, "shard-2").await;
+    let mv = c.start_move(&a.who.id, "shard-2").await;
     assert_eq!(mv["phase"], "planned");
     let href = mv["_links"]["self"]["href"].as_str().unwrap().to_owned();
     let done = c
@@ -218,68 +352,21 @@ async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothin
         "repeats answered differently: {:?}",
         seen.repeats_differing
     );
-    let (_, placed) = c.ops_get(&format!("/ops/v1/customers/{}", a.id)).await;
-    assert_eq!(placed["shard"], "shard-2", "{placed}");
-    assert_eq!(placed["epoch"], 2, "{placed}");
-    trial_balances_are_zero(&c).await;
-    let accepted_a = seen.accepted.get(&a.id).cloned().unwrap_or_default();
+    let (_, placed) = c.ops_get(&format!("/ops/v1/customers/{}", a.who.id)).await;
+    assert_eq!(
+        (&placed["shard"], &placed["epoch"]),
+        (&json!("shard-2"), &json!(2)),
+        "{placed}"
+    );
     assert!(
-        accepted_a.len() > 3,
-        "the load reached the moving customer: {}",
-        accepted_a.len()
+        seen.accepted.get(&a.who.id).map_or(0, Vec::len) > 3,
+        "the load reached the moving customer"
     );
-    every_accepted_event_counts_once(&c, &a, "shard-2", &accepted_a).await;
-    every_accepted_event_counts_once(
-        &c,
-        &b,
-        &b.shard,
-        seen.accepted
-            .get(&b.id)
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-    )
-    .await;
-
-    // The moved customer's money is exactly what was accepted, on the new cell.
-    let dead_a: BTreeSet<String> = dead(&c.cell("shard-1").db, &a.id)
-        .await
-        .union(&dead(&c.cell("shard-2").db, &a.id).await)
-        .cloned()
-        .collect();
-    let expected: i64 = 3_000
-        + accepted_a
-            .iter()
-            .filter(|(id, _)| !dead_a.contains(id))
-            .map(|(_, n)| n)
-            .sum::<i64>();
-    assert_eq!(
-        checking(&c.cell("shard-2").db, &a.account_number).await,
-        expected
-    );
-
-    // No approval past the limit; every approval booked once on the owner.
-    let approved: BTreeSet<String> = seen
-        .decisions
-        .values()
-        .chain([&first])
-        .filter(|d| d["decision"] == "approved")
-        .map(|d| d["authorization_id"].as_str().unwrap().to_owned())
-        .collect();
-    let total = (approved.len() as i64 - 1) * 700 + 1_500;
-    assert!(total <= 20_000, "approved {total} past the limit of 20000");
-    let booked: Vec<String> = sqlx::query_scalar(
-        "SELECT authorization_id::text FROM card_purchases WHERE customer_id = $1::uuid AND authorization_id IS NOT NULL",
-    )
-    .bind(&a.id)
-    .fetch_all(&c.cell("shard-2").db)
-    .await
-    .unwrap();
-    assert_eq!(
-        booked.iter().cloned().collect::<BTreeSet<_>>(),
-        approved,
-        "every approval booked once on the new cell"
-    );
-    assert_eq!(booked.len(), approved.len());
+    trial_balances_are_zero(&c).await;
+    let mut first = first.clone();
+    first["amount"] = json!(1_500);
+    customer_is_whole(&c, &seen, &a.who, BASE, LIMIT, &[first]).await;
+    customer_is_whole(&c, &seen, &b.who, BASE, LIMIT, &[]).await;
 
     // The app: the old token and link get a problem that links to a new
     // login and to the customer on the new cell; logging in again works.
@@ -290,7 +377,7 @@ async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothin
     assert!(problem["_links"]["login"]["href"].is_string(), "{problem}");
     let moved_to = problem["_links"]["customer"]["href"].as_str().unwrap();
     assert!(moved_to.starts_with(&c.cell("shard-2").url), "{moved_to}");
-    let login = c.login(&a).await;
+    let login = c.login(&a.who).await;
     let accounts = login["_links"]["accounts"]["href"].as_str().unwrap();
     assert!(accounts.starts_with(&c.cell("shard-2").url), "{accounts}");
     let (status, list) = send(
@@ -299,4 +386,106 @@ async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothin
     )
     .await;
     assert_eq!(status, 200, "{list}");
+}
+
+/// Global's mover is SIGKILLed in each phase of a move (before the
+/// preflight, during the copy, inside the freeze, after the flip), with
+/// traffic flowing; a new global process resumes the move under a new
+/// attempt once the old lease ran out, and every move ends completed with
+/// nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_killed_in_any_phase_is_resumed_and_the_move_completes() {
+    cellbank_shared::telemetry::init_for_tests();
+    let env = [
+        ("CELLBANK__MOVES__STEP_DELAY_MS", "600"),
+        ("CELLBANK__MOVES__LEASE_TTL_MS", "1500"),
+    ];
+    let (c, targets) = platform(4, &env).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(load(c.clone(), targets.clone(), stop.clone()));
+    let phases = [
+        ("planned", 0),
+        ("copying", 0),
+        ("cutover", 900),
+        ("flipped", 0),
+    ];
+    for (n, (t, (phase, later))) in targets.iter().zip(phases).enumerate() {
+        let mv = c.start_move(&t.who.id, "shard-2").await;
+        let id = mv["id"].as_str().unwrap();
+        // In the phase, with a mover driving it (its lease taken).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.move_reaches(id, &[phase], Duration::from_secs(30)).await["attempt"] == 0 {
+            assert!(std::time::Instant::now() < deadline, "no mover took the move");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(later)).await;
+        c.kill_global();
+        c.restart_global(&format!("global-{n}")).await;
+        let done = c.finished_move(id, Duration::from_secs(60)).await;
+        assert_eq!(done["phase"], "completed", "killed in {phase}: {done}");
+        assert!(
+            done["attempt"].as_i64().unwrap() >= 2,
+            "resumed by a new attempt: {done}"
+        );
+        eprintln!("killed in {phase}: {done}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = traffic.await.unwrap();
+    c.quiet().await;
+    assert!(
+        seen.repeats_differing.is_empty(),
+        "repeats answered differently: {:?}",
+        seen.repeats_differing
+    );
+    trial_balances_are_zero(&c).await;
+    for t in &targets {
+        customer_is_whole(&c, &seen, &t.who, BASE, LIMIT, &[]).await;
+    }
+}
+
+/// The source cell is SIGKILLed during a copy, the target cell inside a
+/// freeze; each is started again and each move ends cleanly (completed, or
+/// rolled back with the customer whole on its source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_or_target_killed_mid_move_ends_cleanly() {
+    cellbank_shared::telemetry::init_for_tests();
+    let env = [("CELLBANK__MOVES__STEP_DELAY_MS", "600")];
+    let (c, targets) = platform(2, &env).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(load(c.clone(), targets.clone(), stop.clone()));
+    for (n, (t, (cell, phase, later))) in targets
+        .iter()
+        .zip([("shard-1", "copying", 0), ("shard-2", "cutover", 900)])
+        .enumerate()
+    {
+        let mv = c.start_move(&t.who.id, "shard-2").await;
+        let id = mv["id"].as_str().unwrap();
+        c.move_reaches(id, &[phase], Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(later)).await;
+        c.kill_cell(cell);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.restart_cell(cell, &format!("{cell}-again-{n}")).await;
+        let done = c.finished_move(id, Duration::from_secs(90)).await;
+        eprintln!("{cell} killed in {phase}: {done}");
+        let (_, placed) = c.ops_get(&format!("/ops/v1/customers/{}", t.who.id)).await;
+        let expected = if done["phase"] == "completed" {
+            "shard-2"
+        } else {
+            "shard-1"
+        };
+        assert_eq!(placed["shard"], expected, "{done} {placed}");
+        assert_eq!(placed["state"], "active", "{placed}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = traffic.await.unwrap();
+    c.quiet().await;
+    assert!(
+        seen.repeats_differing.is_empty(),
+        "repeats answered differently: {:?}",
+        seen.repeats_differing
+    );
+    trial_balances_are_zero(&c).await;
+    for t in &targets {
+        customer_is_whole(&c, &seen, &t.who, BASE, LIMIT, &[]).await;
+    }
 }

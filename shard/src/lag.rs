@@ -69,3 +69,28 @@ fn measure_lag(bootstrap: &str, groups: &[(String, &'static str)]) -> anyhow::Re
     }
     Ok(total)
 }
+
+/// `GET /internal/v1/lag`: each consumer's lag now (a move's preflight
+/// bounds the source's; tests wait for zero).
+pub async fn current(
+    axum::extract::State(s): axum::extract::State<crate::state::AppState>,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    use crate::consumers::CellConsumer;
+    let mut out = Vec::new();
+    let mut total = 0;
+    for c in CellConsumer::ALL {
+        let group = c.group(&s.settings, &s.shard_id);
+        let lag = group_lag(&s.settings.kafka.bootstrap, &group, c.topic().name())
+            .await
+            .map_err(|e| {
+                crate::error::ApiError::Unavailable(format!(
+                    "the broker did not say the lag: {e:#}"
+                ))
+            })?;
+        total += lag;
+        out.push(serde_json::json!({"consumer": c.name(), "group": group, "lag": lag}));
+    }
+    Ok(axum::Json(
+        serde_json::json!({"total": total, "consumers": out}),
+    ))
+}

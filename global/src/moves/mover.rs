@@ -90,7 +90,13 @@ async fn drive(ctx: &Ctx, mut mv: Move, stop: &CancellationToken) {
             );
             return;
         }
-        match step(ctx, &mut mv).await {
+        ctx.pause().await;
+        let (id, attempt) = (mv.id, mv.attempt);
+        let outcome = tokio::select! {
+            r = step(ctx, &mut mv) => r,
+            () = heartbeat(ctx, id, attempt) => Err(MoveError::Superseded(id)),
+        };
+        match outcome {
             Ok(()) => retries = 0,
             Err(MoveError::Superseded(_)) => return,
             Err(MoveError::Abort(why)) if mv.phase.before_flip() => {
@@ -109,6 +115,22 @@ async fn drive(ctx: &Ctx, mut mv: Move, stop: &CancellationToken) {
                 let backoff = Duration::from_millis(50 * u64::from(retries.min(20)));
                 tokio::time::sleep(backoff).await;
             }
+        }
+    }
+}
+
+/// Renews the lease while a step runs (a step can outlast the lease: a long
+/// copy, a slow cell); returns once a newer attempt took the move over, which
+/// cancels the step (every step is idempotent, the new attempt redoes it).
+async fn heartbeat(ctx: &Ctx, id: Uuid, attempt: i64) {
+    let pool = ctx.state.directory.pool();
+    let ttl = ctx.state.settings.moves.lease_ttl();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match repo::extend(pool, id, attempt, ttl).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %e, "renewing a move's lease failed"),
         }
     }
 }

@@ -224,6 +224,27 @@ pub async fn renew(pool: &PgPool, mv: &Move, ttl: Duration) -> Result<Move, Move
     Move::try_from(row).map_err(|e| MoveError::Retry(e.to_string()))
 }
 
+/// Keeps the lease of `attempt` alive; false once a newer attempt took the
+/// move over.
+pub async fn extend(
+    pool: &PgPool,
+    id: Uuid,
+    attempt: i64,
+    ttl: Duration,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE moves SET lease_until = now() + $3 * interval '1 millisecond'
+         WHERE id = $1 AND attempt = $2",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(ttl.as_millis() as f64)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 /// Lets the lease go (the move is over, or this replica stops).
 pub async fn release(pool: &PgPool, mv: &Move) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE moves SET lease_owner = NULL WHERE id = $1 AND attempt = $2")

@@ -57,6 +57,14 @@ impl Ctx {
         Ok(self.state.cell_client.get(shard, path, t).await?)
     }
 
+    /// `moves.step_delay_ms` (tests stop a mover between steps).
+    pub async fn pause(&self) {
+        let ms = self.settings().step_delay_ms;
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
     fn call(&self, mv: &Move, epoch: Option<i64>) -> MoveCall {
         MoveCall {
             customer_id: mv.customer_id,
@@ -97,6 +105,17 @@ pub async fn preflight(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
     for id in [&mv.from, &mv.to] {
         let shard = ctx.shard(id).await?;
         let _: serde_json::Value = ctx.get(&shard, "/readyz").await?;
+    }
+    let source = ctx.shard(&mv.from).await?;
+    let lag: serde_json::Value = ctx.get(&source, "/internal/v1/lag").await?;
+    let total = lag["total"].as_u64().unwrap_or(u64::MAX);
+    if total > ctx.settings().max_source_lag {
+        // Not an abort: the preflight waits (and retries) until the source
+        // catches up, or gives up after its retries.
+        return Err(MoveError::Retry(format!(
+            "the source's consumers are {total} records behind (moves.max_source_lag is {})",
+            ctx.settings().max_source_lag
+        )));
     }
     if !ctx
         .directory_state(mv, &["active", "moving"], "moving")
@@ -162,6 +181,41 @@ async fn copy_pass(ctx: &Ctx, mv: &mut Move) -> Result<u64, MoveError> {
 /// the tail copied and verified, then the directory flipped.
 pub async fn cutover(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
     let started = Instant::now();
+    freeze(ctx, mv).await?;
+    mv.took("hold_ms", started);
+    let source = ctx.shard(&mv.from).await?;
+    ctx.pause().await;
+    let t = Instant::now();
+    let path = format!("/internal/v1/moves/{}/fence", mv.id);
+    let fence = ctx.call(mv, Some(mv.from_epoch));
+    let _: serde_json::Value = ctx
+        .post(&source, &path, &fence)
+        .await
+        .map_err(abort_on_conflict)?;
+    mv.took("fence_ms", t);
+    ctx.pause().await;
+    let t = Instant::now();
+    drain(ctx, mv, &source).await?;
+    mv.took("drain_ms", t);
+    let t = Instant::now();
+    carry_decisions(ctx, mv, &source).await?;
+    mv.took("carry_ms", t);
+    ctx.pause().await;
+    let t = Instant::now();
+    let tail = copy_pass(ctx, mv).await?;
+    mv.took("tail_ms", t);
+    mv.timings.insert("tail_events".into(), tail.into());
+    let t = Instant::now();
+    verify(ctx, mv).await?;
+    mv.took("verify_ms", t);
+    ctx.pause().await;
+    flip(ctx, mv, started).await
+}
+
+/// Holds the customer's new traffic on every replica (the directory says
+/// `frozen`, announced on the feed; a replica that missed it is caught by
+/// the fence marker) and notes when the freeze began.
+async fn freeze(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
     if !ctx
         .directory_state(mv, &["moving", "frozen"], "frozen")
         .await?
@@ -175,30 +229,7 @@ pub async fn cutover(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
         .bind(mv.attempt)
         .execute(ctx.state.directory.pool())
         .await?;
-    mv.took("hold_ms", started);
-    let source = ctx.shard(&mv.from).await?;
-    let fence = ctx.call(mv, Some(mv.from_epoch));
-    let path = format!("/internal/v1/moves/{}/fence", mv.id);
-    let t = Instant::now();
-    let _: serde_json::Value = ctx
-        .post(&source, &path, &fence)
-        .await
-        .map_err(abort_on_conflict)?;
-    mv.took("fence_ms", t);
-    let t = Instant::now();
-    drain(ctx, mv, &source).await?;
-    mv.took("drain_ms", t);
-    let t = Instant::now();
-    carry_decisions(ctx, mv, &source).await?;
-    mv.took("carry_ms", t);
-    let t = Instant::now();
-    let tail = copy_pass(ctx, mv).await?;
-    mv.took("tail_ms", t);
-    mv.timings.insert("tail_events".into(), tail.into());
-    let t = Instant::now();
-    verify(ctx, mv).await?;
-    mv.took("verify_ms", t);
-    flip(ctx, mv, started).await
+    Ok(())
 }
 
 /// A cell refusing a step for what the customer is there: the move cannot

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use cellbank_shared::testkit::{free_port, fresh_database, Broker};
 use cellbank_shared::token::TokenSigner;
+use std::sync::Mutex;
+
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -29,7 +31,7 @@ pub struct Cell {
     pub id: String,
     pub url: String,
     pub db: PgPool,
-    pub proc: Proc,
+    pub proc: Mutex<Proc>,
     pub broker: Broker,
     env: Vec<(String, String)>,
 }
@@ -38,7 +40,7 @@ pub struct Cluster {
     pub http: reqwest::Client,
     pub global_url: String,
     pub ops_url: String,
-    pub global: Proc,
+    pub global: Mutex<Proc>,
     pub cells: Vec<Cell>,
     pub partner_key: String,
     pub global_db: PgPool,
@@ -63,7 +65,12 @@ fn kv(k: &str, v: &str) -> (String, String) {
 impl Cluster {
     /// Starts global and `shards` cells, registers the cells and a partner.
     pub async fn start(shards: usize, extra_global_env: &[(&str, &str)]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // MOVES_KEEP_LOGS=1 keeps the processes' logs for a post-mortem.
+        if std::env::var_os("MOVES_KEEP_LOGS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("logs kept in {}", dir.path().display());
+        }
         let http = reqwest::Client::new();
         let global_broker = Broker::start().await;
         let global_db_url = fresh_database("moves_global").await;
@@ -100,7 +107,7 @@ impl Cluster {
             http,
             global_url,
             ops_url,
-            global,
+            global: Mutex::new(global),
             cells: Vec::new(),
             partner_key: String::new(),
             global_db,
@@ -159,7 +166,7 @@ impl Cluster {
             id,
             url,
             db: PgPool::connect(&db_url).await.unwrap(),
-            proc,
+            proc: Mutex::new(proc),
             broker,
             env,
         }
@@ -170,29 +177,33 @@ impl Cluster {
     }
 
     /// SIGKILLs a cell's process (its broker and database stay).
-    pub fn kill_cell(&mut self, id: &str) {
-        let cell = self.cells.iter_mut().find(|c| c.id == id).unwrap();
-        cell.proc.kill();
+    pub fn kill_cell(&self, id: &str) {
+        self.cell(id).proc.lock().unwrap().kill();
     }
 
     /// Starts a killed cell's process again, same settings.
-    pub async fn restart_cell(&mut self, id: &str) {
-        let dir = self.dir.path().to_owned();
-        let http = self.http.clone();
-        let cell = self.cells.iter_mut().find(|c| c.id == id).unwrap();
-        cell.proc = Proc::spawn(&format!("{id}-again"), &shard_bin(), &cell.env, &dir);
-        ready(&http, &cell.url, &cell.proc).await;
+    pub async fn restart_cell(&self, id: &str, name: &str) {
+        let cell = self.cell(id);
+        let p = Proc::spawn(name, &shard_bin(), &cell.env, self.dir.path());
+        ready(&self.http, &cell.url, &p).await;
+        *cell.proc.lock().unwrap() = p;
     }
 
     /// SIGKILLs global (its database and broker stay).
-    pub fn kill_global(&mut self) {
-        self.global.kill();
+    pub fn kill_global(&self) {
+        self.global.lock().unwrap().kill();
     }
 
     /// Starts a killed global again, same settings.
-    pub async fn restart_global(&mut self, name: &str) {
-        self.global = Proc::spawn(name, &global_bin(), &self.global_env, self.dir.path());
-        ready(&self.http, &self.global_url, &self.global).await;
+    pub async fn restart_global(&self, name: &str) {
+        let p = Proc::spawn(name, &global_bin(), &self.global_env, self.dir.path());
+        ready(&self.http, &self.global_url, &p).await;
+        *self.global.lock().unwrap() = p;
+    }
+
+    /// Global's log so far (for a failure message).
+    pub fn global_log(&self) -> String {
+        tail(&self.global.lock().unwrap().logs())
     }
 
     pub async fn ops_post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -282,20 +293,20 @@ impl Cluster {
 
     /// Asks for an authorization as the network: the decision.
     pub async fn authorize(&self, pan: &str, amount: i64, reference: &str) -> Value {
+        let (status, d) = self.try_authorize(pan, amount, reference).await;
+        assert_eq!(status, 200, "authorization: {d}");
+        d
+    }
+
+    /// Like [`Self::authorize`]: the status (0 if global did not answer).
+    pub async fn try_authorize(&self, pan: &str, amount: i64, reference: &str) -> (u16, Value) {
         let body = json!({
             "pan": pan, "amount": amount, "currency": "BRL", "network_reference": reference,
             "merchant": {"name": "Moves Store", "mcc": "5411", "country": "BR"},
         });
         let key = self.partner_key.clone();
-        let (status, d) = send(
-            self.http
-                .post(format!("{}/v1/authorizations", self.global_url))
-                .json(&body),
-            &key,
-        )
-        .await;
-        assert_eq!(status, 200, "authorization: {d}");
-        d
+        let url = format!("{}/v1/authorizations", self.global_url);
+        send(self.http.post(url).json(&body), &key).await
     }
 
     /// Plans a move: the move resource (202).
@@ -309,25 +320,49 @@ impl Cluster {
 
     /// Waits until the move is completed or aborted; answers it.
     pub async fn finished_move(&self, id: &str, within: Duration) -> Value {
+        self.move_reaches(id, &["completed", "aborted"], within)
+            .await
+    }
+
+    /// Waits until the move is in one of `phases`; answers it.
+    pub async fn move_reaches(&self, id: &str, phases: &[&str], within: Duration) -> Value {
         let path = format!("/ops/v1/moves/{id}");
         let deadline = std::time::Instant::now() + within;
         loop {
             let (status, mv) = self.ops_get(&path).await;
-            if status == 200 && matches!(mv["phase"].as_str(), Some("completed" | "aborted")) {
+            if status == 200 && phases.iter().any(|p| mv["phase"] == *p) {
                 return mv;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "move {id} did not finish within {within:?}: {mv}\nglobal log:\n{}",
-                tail(&self.global.logs())
+                "move {id} did not reach {phases:?} within {within:?}: {mv}\nglobal log:\n{}",
+                self.global_log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Waits until nothing changes any more in any cell (events applied,
-    /// dead letters, facts relayed) for a couple of seconds.
+    /// Waits until every cell's consumers have read their logs to the end
+    /// and nothing changes any more (events applied, dead letters, facts
+    /// relayed) for a couple of seconds.
     pub async fn quiet(&self) {
+        for (n, cell) in self.cells.iter().enumerate() {
+            let url = format!("{}/internal/v1/lag", cell.url);
+            let token = internal(n + 1);
+            let mut lag = Value::Null;
+            for _ in 0..120 {
+                lag = send(self.http.get(&url), &token).await.1;
+                if lag["total"] == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            assert_eq!(lag["total"], 0, "{} never caught up: {lag}", cell.id);
+        }
+        self.stable().await;
+    }
+
+    async fn stable(&self) {
         let mut last = None;
         let mut stable = 0;
         for _ in 0..240 {
@@ -363,8 +398,12 @@ pub fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
+/// Sends with a bearer token: the status and JSON body; status 0 when
+/// nothing answered (a process the test killed).
 pub async fn send(req: reqwest::RequestBuilder, token: &str) -> (u16, Value) {
-    let r = req.bearer_auth(token).send().await.unwrap();
+    let Ok(r) = req.bearer_auth(token).send().await else {
+        return (0, Value::Null);
+    };
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }

@@ -48,6 +48,7 @@ pub fn internal_router() -> Router<AppState> {
         )
         .route("/internal/v1/moves/{move_id}/purge", post(purge::purge))
         .route("/internal/v1/stragglers", get(stragglers::list))
+        .route("/internal/v1/lag", get(crate::lag::current))
         .route(
             "/internal/v1/stragglers/{id}/forwarded",
             post(stragglers::forwarded),
