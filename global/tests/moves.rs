@@ -415,7 +415,10 @@ async fn a_mover_killed_in_any_phase_is_resumed_and_the_move_completes() {
         // In the phase, with a mover driving it (its lease taken).
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while c.move_reaches(id, &[phase], Duration::from_secs(30)).await["attempt"] == 0 {
-            assert!(std::time::Instant::now() < deadline, "no mover took the move");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no mover took the move"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(later)).await;
@@ -488,4 +491,110 @@ async fn a_source_or_target_killed_mid_move_ends_cleanly() {
     for t in &targets {
         customer_is_whole(&c, &seen, &t.who, BASE, LIMIT, &[]).await;
     }
+}
+
+/// The customer's change counter in a cell (0 if it has no events there).
+async fn version(db: &PgPool, customer: &str) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE customer_id = $1::uuid")
+        .bind(customer)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// A deposit as a router replica that missed the hold produces it: straight
+/// into a cell's inbound log, at the epoch it last knew.
+async fn straggle(c: &Cluster, cell: &str, who: &Customer, event_id: &str, amount: i64) {
+    use cellbank_shared::envelope::Envelope;
+    use cellbank_shared::ids::{CustomerId, Epoch, EventId};
+    let env = Envelope {
+        event_id: EventId::parse(event_id).unwrap(),
+        customer_id: who.id.parse::<CustomerId>().unwrap(),
+        epoch: Epoch(1),
+        event_type: "deposit".into(),
+        occurred_at: chrono::Utc::now(),
+        accepted_at: chrono::Utc::now(),
+        correlation_id: "straggler".into(),
+        namespace: Some(c.partner_namespace.clone()),
+        payload: json!({"amount": amount, "currency": "BRL", "account_number": who.account_number}),
+    };
+    let p = cellbank_shared::kafka::Producer::new(
+        &c.cell(cell).broker.bootstrap(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    p.send_envelope(cellbank_shared::kafka::Topic::Inbound.name(), &env)
+        .await
+        .unwrap();
+}
+
+/// Stragglers — events a router replica that missed the move's hold sends
+/// to the old cell after its fence, and a redelivery of an event the move
+/// already copied — are refused there, forwarded to the new cell with their
+/// ids, and applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stragglers_reaching_the_old_cell_are_forwarded_and_applied_once() {
+    cellbank_shared::telemetry::init_for_tests();
+    let (c, targets) = platform(1, &[("CELLBANK__MOVES__STEP_DELAY_MS", "700")]).await;
+    let a = targets[0].who.clone();
+    let (src, dst) = (&c.cell("shard-1").db, &c.cell("shard-2").db);
+    let mv = c.start_move(&a.id, "shard-2").await;
+    let id = mv["id"].as_str().unwrap();
+    // Inside the freeze, once the source is fenced, drained and the tail
+    // copied: a straggler arrives at the old cell before the flip.
+    c.move_reaches(id, &["cutover"], Duration::from_secs(30))
+        .await;
+    let copied = || async {
+        let fenced: bool =
+            sqlx::query_scalar("SELECT inbound_fenced FROM customers WHERE customer_id = $1::uuid")
+                .bind(&a.id)
+                .fetch_one(src)
+                .await
+                .unwrap();
+        fenced && version(src, &a.id).await == version(dst, &a.id).await
+    };
+    cellbank_shared::testkit::eventually(Duration::from_secs(20), "the tail is copied", copied)
+        .await;
+    assert_eq!(
+        c.ops_get(&format!("/ops/v1/moves/{id}")).await.1["phase"],
+        "cutover"
+    );
+    straggle(&c, "shard-1", &a, "straggler-in-freeze", 11).await;
+    let done = c.finished_move(id, Duration::from_secs(30)).await;
+    assert_eq!(done["phase"], "completed", "{done}");
+    // After the move: a new straggler, and a redelivery of a copied event.
+    straggle(&c, "shard-1", &a, "straggler-after", 13).await;
+    straggle(&c, "shard-1", &a, &format!("base-{}", a.id), BASE).await;
+    let applied_once = || async {
+        let ids = applied(dst, &a.id).await;
+        ids.contains("straggler-in-freeze") && ids.contains("straggler-after")
+    };
+    cellbank_shared::testkit::eventually(
+        Duration::from_secs(30),
+        "the stragglers were forwarded",
+        applied_once,
+    )
+    .await;
+    c.quiet().await;
+    assert_eq!(
+        checking(dst, &a.account_number).await,
+        BASE + 11 + 13,
+        "each applied once, the redelivery not again"
+    );
+    let forwarded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE status = 'forwarded'")
+            .fetch_one(src)
+            .await
+            .unwrap();
+    // The redelivery is a duplicate at the old cell (applied there before
+    // the move, copied with it): answered as done, nothing to forward.
+    assert_eq!(
+        forwarded, 2,
+        "the old cell refused and forwarded both stragglers"
+    );
+    assert!(
+        dead(src, &a.id).await.is_empty() && dead(dst, &a.id).await.is_empty(),
+        "nothing left dead"
+    );
+    trial_balances_are_zero(&c).await;
 }

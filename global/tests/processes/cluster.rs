@@ -43,6 +43,8 @@ pub struct Cluster {
     pub global: Mutex<Proc>,
     pub cells: Vec<Cell>,
     pub partner_key: String,
+    /// The partner's idempotency namespace (`partner:<id>`).
+    pub partner_namespace: String,
     pub global_db: PgPool,
     global_env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
@@ -110,6 +112,7 @@ impl Cluster {
             global: Mutex::new(global),
             cells: Vec::new(),
             partner_key: String::new(),
+            partner_namespace: String::new(),
             global_db,
             global_env,
             dir,
@@ -127,6 +130,7 @@ impl Cluster {
             .await;
         assert_eq!(status, 201, "register partner: {partner}");
         c.partner_key = partner["key"].as_str().unwrap().to_owned();
+        c.partner_namespace = format!("partner:{}", partner["partner_id"].as_str().unwrap());
         c
     }
 
