@@ -76,8 +76,8 @@ impl Default for MoveSettings {
         Self {
             lease_ttl_ms: 10_000,
             max_rounds: 8,
-            small_delta: 100,
-            page_events: 5_000,
+            small_delta: 20,
+            page_events: 2_000,
             drain_timeout_ms: 5_000,
             hold_ms: 3_000,
             max_parallel: 8,

@@ -4,6 +4,39 @@
 //! completed`, or to `aborting → aborted` before the flip. Any replica may
 //! drive a move under a lease; each takeover raises the move's `attempt`,
 //! which conditions every write here and every step the cells accept.
+//!
+//! What went wrong in other systems' moves, and why it cannot here:
+//! - *A stop position taken before writes truly stopped; long transactions
+//!   committing after the switch.* Every write of a customer takes its row
+//!   lock and checks its state under it, and the version a move copies by is
+//!   taken under that lock (a trigger), so versions commit in order; the
+//!   fence takes the same lock. A transaction either committed before the
+//!   fence (and is copied) or is refused after it. Log records accepted
+//!   before the fence are applied at the source before the tail is copied
+//!   (the drain waits for the fence marker and for the authorizer's
+//!   approvals to be booked).
+//! - *Switching while replication lags.* The preflight waits while the
+//!   source's consumers lag (`moves.max_source_lag`); the flip happens only
+//!   after the drain and a verified tail.
+//! - *Buffering stuck for the whole window.* A held request waits at most
+//!   `moves.hold_ms` (an authorization, within its own deadline, then a
+//!   `customer_moving` stand-in decline) and reads the directory itself.
+//! - *A half-finished switch with no single source of truth.* The directory
+//!   is it: the flip is one transaction conditioned on the old placement and
+//!   epoch, with the move's phase in the same database.
+//! - *Resume points in the middle of a transaction.* A resumed copy restarts
+//!   from the target's own version: each import batch is one transaction and
+//!   events keep their source version, so a batch is applied whole or not.
+//! - *Verifier false positives from collation or time precision.* Digests
+//!   order text with `COLLATE "C"` and compare times as integer microseconds.
+//! - *Leftovers of an aborted move blocking the next one.* Only open moves
+//!   are unique per customer; an abort purges the target's copy; a fence
+//!   marker names its move, so an old one changes nothing.
+//! - *Copies killed by idle-in-transaction timeouts.* No transaction spans
+//!   the copy: each page is a short read-only snapshot, each import batch its
+//!   own transaction.
+//! - *A catch-up loop that never converges.* Rounds are bounded
+//!   (`moves.max_rounds`); the cutover copies the rest under the fence.
 
 pub mod mover;
 pub mod repo;

@@ -160,13 +160,7 @@ async fn copy_pass(ctx: &Ctx, mv: &mut Move) -> Result<u64, MoveError> {
         let page: HistoryPage = ctx.get(&source, &path).await?;
         let n = page.events.len();
         if n > 0 {
-            let batch = ImportBatch {
-                customer_id: mv.customer_id,
-                attempt: mv.attempt,
-                events: page.events,
-            };
-            let path = format!("/internal/v1/moves/{}/import", mv.id);
-            let done: Imported = ctx.post(&target, &path, &batch).await?;
+            let done = import(ctx, mv, &target, page.events).await?;
             mv.copied_version = done.version;
             mv.copied_events += n as i64;
             copied += n as u64;
@@ -175,6 +169,39 @@ async fn copy_pass(ctx: &Ctx, mv: &mut Move) -> Result<u64, MoveError> {
             return Ok(copied);
         }
     }
+}
+
+/// Imports `events` into the target; a batch the target finds too large is
+/// imported in halves.
+async fn import(
+    ctx: &Ctx,
+    mv: &Move,
+    target: &Shard,
+    events: Vec<cellbank_shared::contract::moves::HistoryEvent>,
+) -> Result<Imported, MoveError> {
+    let path = format!("/internal/v1/moves/{}/import", mv.id);
+    let mut pending = vec![events];
+    let mut last = None;
+    while let Some(events) = pending.pop() {
+        let n = events.len();
+        let batch = ImportBatch {
+            customer_id: mv.customer_id,
+            attempt: mv.attempt,
+            events,
+        };
+        let t = ctx.settings().call_timeout();
+        match ctx.state.cell_client.call::<_, Imported>(target, &path, &batch, t).await {
+            Ok(done) => last = Some(done),
+            Err(crate::cell_client::CellError::TooLarge { .. }) if n > 1 => {
+                let mut first = batch.events;
+                let second = first.split_off(n / 2);
+                pending.push(second);
+                pending.push(first);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    last.ok_or_else(|| MoveError::Retry("nothing to import".into()))
 }
 
 /// The freeze, up to the flip: traffic held, the source fenced and drained,

@@ -91,8 +91,17 @@ impl Drop for Proc {
     }
 }
 
+/// Global's binary: the one cargo built for this test, or (an example run
+/// from `target/<profile>/examples/`) the one beside the examples directory.
 pub fn global_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cellbank-global"))
+    match option_env!("CARGO_BIN_EXE_cellbank-global") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("the running executable");
+            let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+            profile_dir.join("cellbank-global")
+        }
+    }
 }
 
 /// The shard binary, built beside global's by `cargo test --workspace`.

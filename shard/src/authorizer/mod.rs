@@ -118,19 +118,24 @@ impl Authorizer {
             return Err(AuthorizeError::NotReady);
         }
         self.with_state(|s| s.carry(&recs));
-        for r in &recs {
+        // Logged concurrently: the cutover waits for this.
+        let sends = recs.iter().map(|r| {
             let carried = AuthorizationRecord {
                 carried: true,
                 ..r.clone()
             };
             let payload = serde_json::to_vec(&carried).expect("record serializes");
             let key = carried.customer_id.to_string();
-            self.inner
-                .producer
-                .send(Topic::Authorizations.name(), key.as_bytes(), &payload, &[])
-                .await
-                .map_err(|e| AuthorizeError::Publish(e.to_string()))?;
-        }
+            async move {
+                self.inner
+                    .producer
+                    .send(Topic::Authorizations.name(), key.as_bytes(), &payload, &[])
+                    .await
+            }
+        });
+        futures::future::try_join_all(sends)
+            .await
+            .map_err(|e| AuthorizeError::Publish(e.to_string()))?;
         Ok(recs.len())
     }
 }

@@ -107,9 +107,15 @@ async fn import_one(
         .bind(ev.version)
         .execute(&mut *conn)
         .await?;
-    let p = placement::lock(conn, c).await?;
-    if created {
-        return Ok(placement::set_for_move(conn, &p, CustomerState::Importing, None).await?);
+    match placed {
+        // The row the creation made, locked once and marked importing.
+        None => {
+            let p = placement::lock(conn, c).await?;
+            Ok(placement::set_for_move(conn, &p, CustomerState::Importing, None).await?)
+        }
+        Some(p) => Ok(Placement {
+            version: ev.version,
+            ..p
+        }),
     }
-    Ok(p)
 }
