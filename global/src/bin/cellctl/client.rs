@@ -4,6 +4,32 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
+/// A non-2xx answer: its status and the problem document it carried.
+#[derive(Debug)]
+pub struct ApiProblem {
+    pub status: reqwest::StatusCode,
+    pub body: Value,
+}
+
+impl std::fmt::Display for ApiProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let title = self.body["title"].as_str().unwrap_or("");
+        match self.body["detail"].as_str() {
+            Some(detail) if !detail.is_empty() => write!(f, "{}: {title}: {detail}", self.status),
+            _ => write!(f, "{}: {title}", self.status),
+        }
+    }
+}
+
+impl std::error::Error for ApiProblem {}
+
+impl ApiProblem {
+    /// The status of the problem behind an error, if the API answered one.
+    pub fn status_of(e: &anyhow::Error) -> Option<reqwest::StatusCode> {
+        e.downcast_ref::<ApiProblem>().map(|p| p.status)
+    }
+}
+
 pub struct Client {
     pub http: reqwest::Client,
     pub global: String,
@@ -43,11 +69,7 @@ impl Client {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let detail = body["detail"].as_str().unwrap_or("");
-            anyhow::bail!(
-                "{status}: {} {detail}",
-                body["title"].as_str().unwrap_or("")
-            );
+            return Err(ApiProblem { status, body }.into());
         }
         Ok(body)
     }

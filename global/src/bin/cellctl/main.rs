@@ -4,7 +4,9 @@
 
 mod cells;
 mod client;
+mod moves;
 mod partners;
+mod progress;
 mod shards;
 
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 use cells::{ConsumersCmd, DeadLettersCmd};
 use client::{print, Client};
+use moves::{MoveArgs, MovesCmd};
 use partners::PartnersCmd;
 use shards::ShardsCmd;
 
@@ -25,7 +28,12 @@ use shards::ShardsCmd;
         cellctl partners add --name network --scope authorizations --scope events\n  \
         cellctl partners list\n  \
         cellctl partners rotate PARTNER_ID   # a new key; the previous one works until the next rotation\n  \
-        cellctl partners revoke PARTNER_ID   # every key of the partner stops working"
+        cellctl partners revoke PARTNER_ID   # every key of the partner stops working\n\n\
+        Customers move between shards online (copied while they transact, frozen for a blink, verified):\n  \
+        cellctl move CUSTOMER_ID --to shard-2          # follows the move to its end (--no-wait returns at once)\n  \
+        cellctl moves list --phase copying\n  \
+        cellctl moves abort MOVE_ID --reason \"...\"     # before the flip; after it, move the customer back\n  \
+        cellctl moves complete MOVE_ID                 # purge the source's copy of a completed move"
 )]
 struct Cli {
     /// Base URL of global's ops API (its own port, not the public one).
@@ -79,6 +87,11 @@ enum Command {
     /// Partners: who may send events and authorizations, with their keys.
     #[command(subcommand)]
     Partners(PartnersCmd),
+    /// Moves a customer to another shard (online; exits non-zero if it aborts).
+    Move(MoveArgs),
+    /// Customer moves: list, show, abort, complete.
+    #[command(subcommand)]
+    Moves(MovesCmd),
 }
 
 #[derive(Subcommand)]
@@ -86,7 +99,8 @@ enum CustomersCmd {
     Show { id: String },
 }
 
-/// Runs one command; `Ok(false)` when it ran but found something unhealthy.
+/// Runs one command; `Ok(false)` when it ran but found something unhealthy
+/// (or a move aborted).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let c = Client {
         http: reqwest::Client::builder()
@@ -105,6 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::DeadLetters(cmd) => cells::dead_letters(&c, cmd).await?,
         Command::Consumers(cmd) => cells::consumers(&c, cmd).await?,
         Command::Partners(cmd) => partners::partners(&c, cmd).await?,
+        Command::Move(args) => return moves::move_customer(&c, args).await,
+        Command::Moves(cmd) => moves::moves(&c, cmd).await?,
     }
     Ok(true)
 }
