@@ -7,6 +7,7 @@ mod client;
 mod moves;
 mod partners;
 mod progress;
+mod rebalance;
 mod shards;
 
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ use cells::{ConsumersCmd, DeadLettersCmd};
 use client::{print, Client};
 use moves::{MoveArgs, MovesCmd};
 use partners::PartnersCmd;
+use rebalance::RebalanceArgs;
 use shards::ShardsCmd;
 
 #[derive(Parser)]
@@ -33,7 +35,10 @@ use shards::ShardsCmd;
         cellctl move CUSTOMER_ID --to shard-2          # follows the move to its end (--no-wait returns at once)\n  \
         cellctl moves list --phase copying\n  \
         cellctl moves abort MOVE_ID --reason \"...\"     # before the flip; after it, move the customer back\n  \
-        cellctl moves complete MOVE_ID                 # purge the source's copy of a completed move"
+        cellctl moves complete MOVE_ID                 # purge the source's copy of a completed move\n  \
+        cellctl rebalance --from shard-1 --to shard-3 --count 100 --dry-run   # the plan first\n  \
+        cellctl rebalance --from shard-1 --to shard-3 --count 100 --max-parallel 4\n  \
+        (Ctrl-C pauses a rebalance: in-flight moves finish; rerun the same command to resume)"
 )]
 struct Cli {
     /// Base URL of global's ops API (its own port, not the public one).
@@ -92,6 +97,8 @@ enum Command {
     /// Customer moves: list, show, abort, complete.
     #[command(subcommand)]
     Moves(MovesCmd),
+    /// Moves N customers of one shard to another, K at a time (Ctrl-C pauses).
+    Rebalance(RebalanceArgs),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Partners(cmd) => partners::partners(&c, cmd).await?,
         Command::Move(args) => return moves::move_customer(&c, args).await,
         Command::Moves(cmd) => moves::moves(&c, cmd).await?,
+        Command::Rebalance(args) => return rebalance::rebalance(&c, args).await,
     }
     Ok(true)
 }

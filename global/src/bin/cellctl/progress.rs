@@ -1,6 +1,7 @@
-//! Progress display for `move`: a spinner on stderr, hidden for `--json`
-//! or when stderr is not a terminal, and the small formatting helpers its
-//! summary uses; and Ctrl-C, which stops the wait instead of the process.
+//! Progress display shared by `move` and `rebalance`: bars and spinners on
+//! stderr, hidden for `--json` or when stderr is not a terminal, and the
+//! small formatting helpers their summaries use; and Ctrl-C, which a
+//! waiting command turns into a pause instead of an end.
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -44,6 +45,19 @@ pub fn spinner(json: bool) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// A bar over a rebalance's moves (done of total; the message says what is
+/// in flight, what aborted and the rate).
+pub fn bar(total: u64, json: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total), target(json));
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} moves · {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=>-"),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
     pb
 }
 
