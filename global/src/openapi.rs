@@ -84,7 +84,15 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
             },
             "/ops/v1/shards/{id}/drain": {"post": op("Stop placing customers on a shard", None, ("200", "draining", json_), &["401", "404", "422"], Caller::Admin)},
             "/ops/v1/customers/{customer_id}": {"get": op("Show a customer's placement and identifiers", None, ("200", "customer", json_), &["401", "404", "422"], Caller::Admin)},
-            "/ops/v1/customers/{customer_id}/placement": {"put": op("Directory flip: point a customer at a shard under the next epoch", Some("Placement"), ("200", "placement", json_), &["401", "404", "422"], Caller::Admin)},
+            "/ops/v1/shards/{id}/customers": {"get": op("A shard's active customers, oldest first (?limit=N, 1 to 100000; what a rebalance picks from)", None, ("200", "shard, count and customer ids", json_), &["401", "404", "422"], Caller::Admin)},
+            "/ops/v1/customers/{customer_id}/placement": {"put": op("Repair a directory entry: point a customer at a shard under the next epoch, moving no data (refused unless force is true; POST /ops/v1/moves moves a customer)", Some("Placement"), ("200", "placement", json_), &["401", "404", "409", "422"], Caller::Admin)},
+            "/ops/v1/moves": {
+                "get": op("List moves, newest first (?phase=, ?customer_id=, ?limit= 1 to 1000)", None, ("200", "count and _embedded.moves", json_), &["401", "422"], Caller::Admin),
+                "post": op("Plan a customer's move to another shard; global's mover drives it (online copy, a short freeze, verified, flipped)", Some("NewMove"), ("202", "the planned move", json_), &["401", "404", "409", "415", "422"], Caller::Admin)
+            },
+            "/ops/v1/moves/{id}": {"get": op("Show a move: its phase, progress, freeze and timings", None, ("200", "move", json_), &["401", "404", "422"], Caller::Admin)},
+            "/ops/v1/moves/{id}/abort": {"post": op("Roll a move back (before its flip only; after it, move the customer back)", Some("MoveAbort"), ("202", "the move, aborting", json_), &["401", "404", "409", "422"], Caller::Admin)},
+            "/ops/v1/moves/{id}/complete": {"post": op("Purge the source shard's copy of a completed move (a moved-out marker stays)", None, ("200", "the move, source copy purged", json_), &["401", "404", "409", "422", "502", "503"], Caller::Admin)},
             "/ops/v1/partners": {
                 "get": op("List partners (never their keys)", None, ("200", "partners", json_), &["401"], Caller::Admin),
                 "post": op("Register a partner; its key is answered once", Some("NewPartner"), ("201", "partner with its key", json_), &["401", "409", "422"], Caller::Admin)
@@ -143,7 +151,12 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
                 "NewShard": {"type": "object", "required": ["id", "public_url", "internal_url", "broker_bootstrap", "capacity"], "properties": {
                     "id": {"type": "string", "pattern": "^shard-[1-9][0-9]*$"}, "public_url": {"type": "string"},
                     "internal_url": {"type": "string"}, "broker_bootstrap": {"type": "string"}, "capacity": {"type": "integer", "minimum": 1}}},
-                "Placement": {"type": "object", "required": ["shard"], "properties": {"shard": {"type": "string"}}}
+                "Placement": {"type": "object", "required": ["shard"], "properties": {"shard": {"type": "string"},
+                    "force": {"type": "boolean", "default": false, "description": "required: a placement change moves no data"}}},
+                "NewMove": {"type": "object", "required": ["customer_id", "to"], "additionalProperties": false, "properties": {
+                    "customer_id": {"type": "string", "format": "uuid"}, "to": {"type": "string", "pattern": "^shard-[1-9][0-9]*$"}}},
+                "MoveAbort": {"type": "object", "additionalProperties": false, "description": "optional: no body, {} or a reason", "properties": {
+                    "reason": {"type": "string", "maxLength": 500}}}
             }
         }
     })

@@ -1,5 +1,7 @@
 //! The `cellctl` binary against a running global tier and a shard's admin API.
 
+use serde_json::{json, Value};
+
 use crate::support::{shard_admin_token, Base, Cell, TestGlobal, ADMIN_TOKEN};
 
 async fn cellctl(g: &TestGlobal, token: &str, args: &[&str]) -> (bool, String, String) {
@@ -164,6 +166,137 @@ async fn cellctl_manages_partners_and_documents_it() {
     assert!(ok);
     assert!(
         help.contains("partners") && help.contains("cellctl partners add"),
+        "{help}"
+    );
+}
+
+/// `cellctl moves`, `rebalance --dry-run` and `move --no-wait` against
+/// fake shards: what they show and plan. (A move that runs to its end needs
+/// real shards: tests/moves.rs.)
+#[tokio::test]
+async fn cellctl_lists_shows_plans_and_starts_moves() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let (one, two) = (Cell::without_broker(1).await, Cell::without_broker(2).await);
+    g.add_shard("shard-1", &one, 50).await;
+    let mut customers = Vec::new();
+    for login in ["mover-a", "mover-b", "mover-c"] {
+        let doc = g.onboard(login).await;
+        customers.push(doc["customer_id"].as_str().unwrap().to_owned());
+    }
+    g.add_shard("shard-2", &two, 50).await;
+
+    let (ok, out, err) = cellctl(&g, ADMIN_TOKEN, &["moves", "list", "--json"]).await;
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).expect("moves list --json is JSON");
+    assert_eq!(list["count"], 0, "{out}");
+    assert_eq!(list["_embedded"]["moves"], json!([]), "{out}");
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (ok, out, err) = cellctl(&g, ADMIN_TOKEN, &["moves", "show", &unknown]).await;
+    assert!(!ok, "an unknown move is an error: {out}");
+    assert!(
+        err.contains("404") && err.contains(&format!("move {unknown}")),
+        "{err}"
+    );
+
+    let args = [
+        "rebalance",
+        "--from",
+        "shard-1",
+        "--to",
+        "shard-2",
+        "--count",
+        "2",
+        "--dry-run",
+    ];
+    let (ok, out, err) = cellctl(&g, ADMIN_TOKEN, &[&args[..], &["--json"]].concat()).await;
+    assert!(ok, "{err}");
+    let plan: Value = serde_json::from_str(&out).expect("rebalance --json is one JSON document");
+    assert_eq!(plan["dry_run"], true, "{out}");
+    assert_eq!(
+        plan["plan"],
+        json!(customers[..2]),
+        "the oldest first: {out}"
+    );
+    let (ok, out, _) = cellctl(&g, ADMIN_TOKEN, &args).await;
+    assert!(
+        ok && out.contains("dry run") && out.contains(&customers[1]),
+        "{out}"
+    );
+    let r = g.admin(reqwest::Method::GET, "/ops/v1/moves", None).await;
+    let moves: Value = r.json().await.unwrap();
+    assert_eq!(moves["count"], 0, "a dry run moves nobody: {moves}");
+
+    let (ok, out, err) = cellctl(
+        &g,
+        ADMIN_TOKEN,
+        &[
+            "move",
+            &customers[2],
+            "--to",
+            "shard-2",
+            "--no-wait",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let mv: Value = serde_json::from_str(&out).expect("move --json is JSON");
+    assert_eq!(mv["phase"], "planned", "{out}");
+    assert_eq!(
+        (&mv["customer_id"], &mv["from"], &mv["to"]),
+        (&json!(customers[2]), &json!("shard-1"), &json!("shard-2")),
+        "{out}"
+    );
+    let id = mv["id"].as_str().unwrap();
+    assert_eq!(mv["_links"]["self"]["href"], format!("/ops/v1/moves/{id}"));
+
+    let (ok, out, err) = cellctl(&g, ADMIN_TOKEN, &["moves", "show", id, "--json"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["id"], id);
+    let customer = ["--customer", &customers[2]];
+    let (ok, out, _) = cellctl(
+        &g,
+        ADMIN_TOKEN,
+        &[&["moves", "list", "--json"][..], &customer].concat(),
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["count"],
+        1,
+        "{out}"
+    );
+    let (ok, _, err) = cellctl(
+        &g,
+        ADMIN_TOKEN,
+        &["move", &customers[2], "--to", "shard-2", "--no-wait"],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("409"),
+        "one open move per customer: {err}"
+    );
+
+    let (ok, _, err) = cellctl(&g, ADMIN_TOKEN, &["moves", "complete", id]).await;
+    assert!(
+        !ok && err.contains("409"),
+        "only a completed move completes: {err}"
+    );
+    let abort = ["moves", "abort", id, "--reason", "operator test", "--json"];
+    let (ok, out, err) = cellctl(&g, ADMIN_TOKEN, &abort).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["id"],
+        id,
+        "{out}"
+    );
+
+    let (ok, help, _) = cellctl(&g, ADMIN_TOKEN, &["--help"]).await;
+    assert!(ok);
+    assert!(
+        help.contains("cellctl move CUSTOMER_ID --to") && help.contains("cellctl rebalance --from"),
         "{help}"
     );
 }

@@ -41,6 +41,11 @@ async fn serves_health_readiness_metrics_openapi_and_jwks() {
         "/v1/login",
         "/v1/customers",
         "/ops/v1/shards",
+        "/ops/v1/shards/{id}/customers",
+        "/ops/v1/moves",
+        "/ops/v1/moves/{id}",
+        "/ops/v1/moves/{id}/abort",
+        "/ops/v1/moves/{id}/complete",
     ] {
         assert!(
             doc["paths"][path].is_object(),
