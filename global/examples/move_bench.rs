@@ -17,7 +17,6 @@
 //! 100), `REBALANCE` (1000), `PARALLEL` (16).
 
 #[path = "../tests/processes/mod.rs"]
-#[allow(dead_code)]
 mod processes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,7 +66,11 @@ async fn customers_on_shard1(c: &Cluster, tag: &str, n: usize) -> Vec<(Customer,
             .buffer_unordered(4)
             .collect()
             .await;
-        for who in signed.into_iter().flatten().filter(|w| w.shard == "shard-1") {
+        for who in signed
+            .into_iter()
+            .flatten()
+            .filter(|w| w.shard == "shard-1")
+        {
             if out.len() < n {
                 let (_, pan) = c.issue_card(&who).await;
                 out.push((who, pan));
@@ -80,7 +83,12 @@ async fn customers_on_shard1(c: &Cluster, tag: &str, n: usize) -> Vec<(Customer,
 
 /// Fixed-rate traffic to `targets` until `stop`: a deposit or an
 /// authorization each tick; answers each request's latency in ms.
-async fn traffic(c: Arc<Cluster>, targets: Vec<(Customer, String)>, rate: usize, stop: Arc<AtomicBool>) -> Vec<f64> {
+async fn traffic(
+    c: Arc<Cluster>,
+    targets: Vec<(Customer, String)>,
+    rate: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<f64> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let mut tasks = Vec::new();
     let mut i = 0usize;
@@ -91,8 +99,9 @@ async fn traffic(c: Arc<Cluster>, targets: Vec<(Customer, String)>, rate: usize,
         let n = i;
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            if n % 2 == 0 {
-                c.deposit(&format!("bench-{n}"), &who.account_number, 10).await;
+            if n.is_multiple_of(2) {
+                c.deposit(&format!("bench-{n}"), &who.account_number, 10)
+                    .await;
             } else {
                 c.try_authorize(&pan, 1, &format!("bench-{n}")).await;
             }
@@ -110,7 +119,8 @@ async fn traffic(c: Arc<Cluster>, targets: Vec<(Customer, String)>, rate: usize,
 /// Moves `who` to `to` and waits: the finished move.
 async fn move_one(c: &Cluster, who: &str, to: &str) -> Value {
     let mv = c.start_move(who, to).await;
-    c.finished_move(mv["id"].as_str().unwrap(), Duration::from_secs(300)).await
+    c.finished_move(mv["id"].as_str().unwrap(), Duration::from_secs(300))
+        .await
 }
 
 /// Part 1: the baseline load, then the same load while the targets move.
@@ -122,7 +132,10 @@ async fn under_load(c: Arc<Cluster>, moving: usize, rate: usize) {
     let run = tokio::spawn(traffic(c.clone(), targets.clone(), rate, stop.clone()));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
-    println!("baseline ({rate}/s for {secs} s, nothing moving): {}", summary(run.await.unwrap()));
+    println!(
+        "baseline ({rate}/s for {secs} s, nothing moving): {}",
+        summary(run.await.unwrap())
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let run = tokio::spawn(traffic(c.clone(), targets.clone(), rate, stop.clone()));
@@ -134,12 +147,18 @@ async fn under_load(c: Arc<Cluster>, moving: usize, rate: usize) {
         assert_eq!(done["phase"], "completed", "{done}");
         freezes.push(done["freeze_ms"].as_f64().unwrap());
         for (k, v) in done["timings"].as_object().unwrap() {
-            steps.entry(k.clone()).or_default().push(v.as_f64().unwrap_or(0.0));
+            steps
+                .entry(k.clone())
+                .or_default()
+                .push(v.as_f64().unwrap_or(0.0));
         }
     }
     stop.store(true, Ordering::Relaxed);
     let moved_in = started.elapsed();
-    println!("while moving ({moving} customers one after another in {moved_in:.1?}): {}", summary(run.await.unwrap()));
+    println!(
+        "while moving ({moving} customers one after another in {moved_in:.1?}): {}",
+        summary(run.await.unwrap())
+    );
     println!("freeze per move: {}", summary(freezes));
     for (k, v) in steps {
         println!("  step {k}: {}", summary(v));
@@ -148,17 +167,25 @@ async fn under_load(c: Arc<Cluster>, moving: usize, rate: usize) {
 
 /// Part 2: one customer with `entries` deposits (one entry each), moved.
 async fn one_big_customer(c: &Cluster, entries: usize) {
-    let (who, _) = customers_on_shard1(c, &format!("big{entries}"), 1).await.remove(0);
+    let (who, _) = customers_on_shard1(c, &format!("big{entries}"), 1)
+        .await
+        .remove(0);
     let key = c.partner_key.clone();
     for chunk in 0..entries.div_ceil(500) {
         let events: Vec<Value> = (0..500.min(entries - chunk * 500))
-            .map(|i| json!({"event_id": format!("big-{chunk}-{i}"), "type": "deposit",
+            .map(|i| {
+                json!({"event_id": format!("big-{chunk}-{i}"), "type": "deposit",
                 "account_number": who.account_number, "amount": 1, "currency": "BRL",
-                "occurred_at": "2026-11-28T12:00:00Z"}))
+                "occurred_at": "2026-11-28T12:00:00Z"})
+            })
             .collect();
         let url = format!("{}/v1/events/batch", c.global_url);
-        let (status, body) = processes::cluster::send(c.http.post(url).json(&json!({"events": events})), &key).await;
-        assert!(status == 202 || status == 200 || status == 207, "{status} {body}");
+        let (status, body) =
+            processes::cluster::send(c.http.post(url).json(&json!({"events": events})), &key).await;
+        assert!(
+            status == 202 || status == 200 || status == 207,
+            "{status} {body}"
+        );
     }
     c.quiet().await;
     let t = Instant::now();
@@ -185,7 +212,10 @@ async fn rebalance(c: &Cluster, n: usize, parallel: usize) {
         .await;
     let elapsed = t.elapsed();
     let completed = done.iter().filter(|d| d["phase"] == "completed").count();
-    let freezes: Vec<f64> = done.iter().filter_map(|d| d["freeze_ms"].as_f64()).collect();
+    let freezes: Vec<f64> = done
+        .iter()
+        .filter_map(|d| d["freeze_ms"].as_f64())
+        .collect();
     println!(
         "rebalance: {completed}/{n} customers moved in {elapsed:.1?} ({:.1} moves/s, {parallel} in flight); freeze {}",
         n as f64 / elapsed.as_secs_f64(),

@@ -386,6 +386,40 @@ async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothin
     )
     .await;
     assert_eq!(status, 200, "{list}");
+
+    // The operator completes the move: the old cell's copy is purged, a
+    // moved-out marker stays and still sends the old link to the new cell.
+    let complete = done["_links"]["complete"]["href"].as_str().unwrap();
+    let (status, purged) = c.ops_post(complete, json!({})).await;
+    assert_eq!(
+        (status, &purged["source_copy"]),
+        (200, &json!("purged")),
+        "{purged}"
+    );
+    let src = &c.cell("shard-1").db;
+    for table in [
+        "customers",
+        "accounts",
+        "cards",
+        "book_accounts",
+        "events",
+        "postings",
+    ] {
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {table} WHERE customer_id = $1::uuid"
+        ))
+        .bind(&a.who.id)
+        .fetch_one(src)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table} still holds the moved customer");
+    }
+    let old = old_login["_links"]["accounts"]["href"].as_str().unwrap();
+    let (status, problem) = send(c.http.get(old), token).await;
+    assert_eq!(status, 409, "{problem}");
+    let link = problem["_links"]["customer"]["href"].as_str().unwrap();
+    assert!(link.starts_with(&c.cell("shard-2").url), "{link}");
+    trial_balances_are_zero(&c).await;
 }
 
 /// Global's mover is SIGKILLed in each phase of a move (before the
@@ -493,6 +527,12 @@ async fn a_source_or_target_killed_mid_move_ends_cleanly() {
     }
 }
 
+async fn move_one_and_wait(c: &Cluster, customer: &str, to: &str) -> Value {
+    let mv = c.start_move(customer, to).await;
+    c.finished_move(mv["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await
+}
+
 /// The customer's change counter in a cell (0 if it has no events there).
 async fn version(db: &PgPool, customer: &str) -> i64 {
     sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE customer_id = $1::uuid")
@@ -595,6 +635,27 @@ async fn stragglers_reaching_the_old_cell_are_forwarded_and_applied_once() {
     assert!(
         dead(src, &a.id).await.is_empty() && dead(dst, &a.id).await.is_empty(),
         "nothing left dead"
+    );
+    trial_balances_are_zero(&c).await;
+
+    // And back: a reverse move to the old cell at the next epoch, which
+    // applies only what happened since (the rest it has, by version).
+    assert_eq!(c.deposit("after-move", &a.account_number, 17).await, 202);
+    c.quiet().await;
+    let back = move_one_and_wait(&c, &a.id, "shard-1").await;
+    assert_eq!(back["phase"], "completed", "{back}");
+    let (_, placed) = c.ops_get(&format!("/ops/v1/customers/{}", a.id)).await;
+    assert_eq!(
+        (&placed["shard"], &placed["epoch"]),
+        (&json!("shard-1"), &json!(3)),
+        "{placed}"
+    );
+    assert_eq!(checking(src, &a.account_number).await, BASE + 11 + 13 + 17);
+    assert_eq!(c.deposit("after-return", &a.account_number, 19).await, 202);
+    c.quiet().await;
+    assert_eq!(
+        checking(src, &a.account_number).await,
+        BASE + 11 + 13 + 17 + 19
     );
     trial_balances_are_zero(&c).await;
 }

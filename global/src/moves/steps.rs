@@ -190,7 +190,12 @@ async fn import(
             events,
         };
         let t = ctx.settings().call_timeout();
-        match ctx.state.cell_client.call::<_, Imported>(target, &path, &batch, t).await {
+        match ctx
+            .state
+            .cell_client
+            .call::<_, Imported>(target, &path, &batch, t)
+            .await
+        {
             Ok(done) => last = Some(done),
             Err(crate::cell_client::CellError::TooLarge { .. }) if n > 1 => {
                 let mut first = batch.events;

@@ -98,7 +98,10 @@ pub fn global_bin() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => {
             let exe = std::env::current_exe().expect("the running executable");
-            let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+            let profile_dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .expect("target/<profile>");
             profile_dir.join("cellbank-global")
         }
     }

@@ -30,7 +30,13 @@ pub async fn import(
     claim(&mut tx, move_id, b.customer_id, Role::Target, b.attempt).await?;
     let mut placed = begin(&mut tx, b.customer_id).await?;
     let mut applied = 0;
-    let mut version = placed.map_or(0, |p| p.version);
+    // What this cell holds of the customer's history (not its counter, which
+    // a duplicate delivered here may have moved past its last event).
+    let mut version: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE customer_id = $1")
+            .bind(b.customer_id.as_uuid())
+            .fetch_one(&mut *tx)
+            .await?;
     for ev in &b.events {
         if ev.version <= version {
             continue;
@@ -52,7 +58,14 @@ pub async fn import(
 /// coming back after moving out. A customer this cell owns is refused.
 async fn begin(conn: &mut PgConnection, c: CustomerId) -> Result<Option<Placement>, ApiError> {
     match placement::lock(conn, c).await {
-        Err(Refused::UnknownCustomer(_)) => Ok(None),
+        Err(Refused::UnknownCustomer(_)) => {
+            // Coming back after its copy here was purged: the marker goes.
+            sqlx::query("DELETE FROM moved_out_customers WHERE customer_id = $1")
+                .bind(c.as_uuid())
+                .execute(&mut *conn)
+                .await?;
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
         Ok(p) => match p.state {
             CustomerState::Importing => Ok(Some(p)),

@@ -77,23 +77,7 @@ pub async fn purge(
         }
         let deleted = delete_batch(&mut tx, c).await?;
         if deleted == 0 {
-            if keep_marker {
-                sqlx::query(
-                    "INSERT INTO moved_out_customers (customer_id, move_id, epoch, moved_to)
-                     SELECT $1, $2, $3, moved_to FROM customers WHERE customer_id = $1
-                     ON CONFLICT (customer_id) DO UPDATE
-                         SET move_id = $2, epoch = $3, moved_to = EXCLUDED.moved_to, purged_at = now()",
-                )
-                .bind(c.as_uuid())
-                .bind(move_id)
-                .bind(p.epoch.0)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("DELETE FROM customers WHERE customer_id = $1")
-                .bind(c.as_uuid())
-                .execute(&mut *tx)
-                .await?;
+            forget_customer(&mut tx, c, move_id, p.epoch.0, keep_marker).await?;
             tx.commit().await?;
             break;
         }
@@ -102,6 +86,35 @@ pub async fn purge(
     }
     tracing::info!(rows, "customer's copy purged");
     Ok(Json(Purged { rows }))
+}
+
+/// Deletes the customer's row once its data is gone, keeping a moved-out
+/// marker (the source's copy) that the app's old links are answered from.
+async fn forget_customer(
+    conn: &mut sqlx::PgConnection,
+    c: CustomerId,
+    move_id: Uuid,
+    epoch: i64,
+    keep_marker: bool,
+) -> Result<(), sqlx::Error> {
+    if keep_marker {
+        sqlx::query(
+            "INSERT INTO moved_out_customers (customer_id, move_id, epoch, moved_to)
+             SELECT $1, $2, $3, moved_to FROM customers WHERE customer_id = $1
+             ON CONFLICT (customer_id) DO UPDATE
+                 SET move_id = $2, epoch = $3, moved_to = EXCLUDED.moved_to, purged_at = now()",
+        )
+        .bind(c.as_uuid())
+        .bind(move_id)
+        .bind(epoch)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DELETE FROM customers WHERE customer_id = $1")
+        .bind(c.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Deletes one batch from the first table that still has rows.
