@@ -66,6 +66,9 @@ pub struct MoveSettings {
     /// are further behind than this (records): a lagging source makes a
     /// long freeze.
     pub max_source_lag: u64,
+    /// The source keeps a moved customer's copy this long after the move
+    /// completed (an operator may purge it sooner), then purges it.
+    pub source_retention_secs: u64,
     /// A pause before every step of a move, 0 in production: tests use it
     /// to stop a mover in a chosen phase (and within the cutover's steps).
     pub step_delay_ms: u64,
@@ -84,6 +87,7 @@ impl Default for MoveSettings {
             call_timeout_ms: 10_000,
             step_delay_ms: 0,
             max_source_lag: 10_000,
+            source_retention_secs: 7 * 24 * 3600,
         }
     }
 }

@@ -116,6 +116,7 @@ fn link(doc: &Value, rel: &str) -> anyhow::Result<String> {
 
 /// A customer the demo onboarded, with the card issued to them.
 struct DemoCustomer {
+    id: String,
     login: String,
     shard: String,
     account: String,
@@ -153,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     println!("== cellbank demo (run {run}) against {}", cli.global);
 
-    let mut customers = Vec::new();
+    let mut customers: Vec<DemoCustomer> = Vec::new();
     for i in 0..cli.customers {
         customers.push(onboard(&demo, &run, i).await?);
     }
@@ -162,6 +163,10 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, customer) in customers.iter().enumerate() {
         log_in_and_check(&demo, i, customer, deadline).await?;
+    }
+    if let Some(first) = customers.first_mut() {
+        move_customer(&demo, first).await?;
+        log_in_and_check(&demo, 0, first, Instant::now() + Duration::from_secs(30)).await?;
     }
     print_summary(&demo, &customers).await?;
     println!("\npurchases: {approved} approved, {declined} declined (over the limit)");
@@ -208,6 +213,7 @@ async fn onboard(demo: &Demo, run: &str, i: usize) -> anyhow::Result<DemoCustome
     let pan = card["pan"].as_str().context("pan")?.to_owned();
     let limit = card["credit_limit"].as_i64().context("credit_limit")?;
     let customer = DemoCustomer {
+        id: id.to_owned(),
         login,
         shard,
         account,
@@ -359,7 +365,69 @@ async fn log_in_and_check(
     Ok(())
 }
 
-/// Phase 5: per-shard summary, straight from each cell's admin API.
+/// Phase 5: the first customer moves to another shard while the platform
+/// serves (`POST /ops/v1/moves`, followed to its end); logging in again then
+/// leads the app to the new shard, with the same money.
+async fn move_customer(demo: &Demo, c: &mut DemoCustomer) -> anyhow::Result<()> {
+    let ops = demo.ops.trim_end_matches('/').to_owned();
+    let shards = demo
+        .admin_get(&format!("{ops}/ops/v1/shards"), &demo.admin, "list shards")
+        .await?;
+    let Some(to) = shards["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|s| {
+            let id = s["id"].as_str()?;
+            (id != c.shard && s["state"] == "active").then(|| id.to_owned())
+        })
+    else {
+        println!(
+            "
+(one active shard only: no move)"
+        );
+        return Ok(());
+    };
+    let req = demo
+        .http
+        .post(format!("{ops}/ops/v1/moves"))
+        .bearer_auth(&demo.admin)
+        .json(&json!({"customer_id": c.id, "to": to}));
+    let mv = demo.call(req, "plan a move").await?;
+    let url = format!(
+        "{ops}/ops/v1/moves/{}",
+        mv["id"].as_str().context("move id")?
+    );
+    let started = Instant::now();
+    let done = loop {
+        let m = demo.admin_get(&url, &demo.admin, "follow the move").await?;
+        if m["phase"] == "completed"
+            || m["phase"] == "aborted"
+            || started.elapsed() > Duration::from_secs(60)
+        {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    anyhow::ensure!(
+        done["phase"] == "completed",
+        "the move did not complete: {done}"
+    );
+    println!(
+        "
+moved {} from {} to {} online: {} events copied, traffic held {:.0} ms, {:.1} s in all",
+        c.login,
+        c.shard,
+        to,
+        done["copied_events"],
+        done["freeze_ms"].as_f64().unwrap_or(f64::NAN),
+        started.elapsed().as_secs_f64()
+    );
+    c.shard = to;
+    Ok(())
+}
+
+/// Phase 6: per-shard summary, straight from each cell's admin API.
 async fn print_summary(demo: &Demo, customers: &[DemoCustomer]) -> anyhow::Result<()> {
     let shards = demo
         .admin_get(

@@ -38,6 +38,9 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         if tick.is_multiple_of(20) {
             forward_stragglers(&ctx).await;
         }
+        if tick.is_multiple_of(1200) {
+            purge_expired_copies(&ctx).await;
+        }
     }
 }
 
@@ -72,6 +75,7 @@ async fn drive(ctx: &Ctx, mut mv: Move, stop: &CancellationToken) {
     let mut retries = 0;
     tracing::info!(phase = mv.phase.as_str(), from = %mv.from, to = %mv.to, "driving a move");
     while !stop.is_cancelled() {
+        ctx.pause().await;
         mv = match repo::renew(pool, &mv, ttl).await {
             Ok(m) => m,
             Err(MoveError::Superseded(_)) => return,
@@ -90,7 +94,6 @@ async fn drive(ctx: &Ctx, mut mv: Move, stop: &CancellationToken) {
             );
             return;
         }
-        ctx.pause().await;
         let (id, attempt) = (mv.id, mv.attempt);
         let outcome = tokio::select! {
             r = step(ctx, &mut mv) => r,
@@ -151,6 +154,18 @@ async fn step(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
             steps::abort(ctx, mv, &why).await
         }
         Phase::Completed | Phase::Aborted => Ok(()),
+    }
+}
+
+/// Purges the source copies kept longer than `moves.source_retention_secs`
+/// (an operator may purge sooner: `POST /ops/v1/moves/{id}/complete`).
+async fn purge_expired_copies(ctx: &Ctx) {
+    let retention = Duration::from_secs(ctx.state.settings.moves.source_retention_secs);
+    let expired = repo::expired_source_copies(ctx.state.directory.pool(), retention).await;
+    for mv in expired.unwrap_or_default() {
+        if let Err(e) = steps::purge_source(&ctx.state, &mv).await {
+            tracing::warn!(move_id = %mv.id, error = %e, "purging an expired source copy failed");
+        }
     }
 }
 

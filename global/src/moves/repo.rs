@@ -302,3 +302,24 @@ pub async fn record_copy(pool: &PgPool, mv: &Move) -> Result<(), MoveError> {
     }
     Ok(())
 }
+
+/// Completed moves whose source copy is older than `retention` and still
+/// kept, each its customer's latest move (a customer that moved back lives
+/// on that source again).
+pub async fn expired_source_copies(
+    pool: &PgPool,
+    retention: Duration,
+) -> Result<Vec<Move>, DirectoryError> {
+    let rows: Vec<MoveRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM moves m
+         WHERE phase = 'completed' AND source_copy = 'kept'
+           AND finished_at < now() - $1 * interval '1 second'
+           AND NOT EXISTS (SELECT 1 FROM moves l WHERE l.customer_id = m.customer_id
+                           AND l.created_at > m.created_at)
+         ORDER BY finished_at LIMIT 50"
+    ))
+    .bind(retention.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Move::try_from).collect()
+}

@@ -451,3 +451,28 @@ pub async fn abort(ctx: &Ctx, mv: &Move, reason: &str) -> Result<(), MoveError> 
     let _: serde_json::Value = ctx.post(&target, &path, &call).await?;
     repo::set_phase(pool, mv, Phase::Aborted, None).await
 }
+
+/// Purges the source's copy of a completed move (the cell keeps a moved-out
+/// marker) and records it. The cell refuses if the customer lives there again
+/// (moved back since).
+pub async fn purge_source(state: &AppState, mv: &Move) -> Result<(), crate::error::ApiError> {
+    let source = state.directory.shard(&mv.from).await?;
+    let call = MoveCall {
+        customer_id: mv.customer_id,
+        attempt: mv.attempt,
+        epoch: None,
+        moved_to: None,
+    };
+    let path = format!("/internal/v1/moves/{}/purge", mv.id);
+    let _: serde_json::Value = state
+        .cell_client
+        .call(&source, &path, &call, Duration::from_secs(60))
+        .await?;
+    sqlx::query("UPDATE moves SET source_copy = 'purged', updated_at = now() WHERE id = $1")
+        .bind(mv.id)
+        .execute(state.directory.pool())
+        .await
+        .map_err(crate::directory::DirectoryError::from)?;
+    tracing::info!(move_id = %mv.id, shard_id = %mv.from, "the source's copy of a moved customer was purged");
+    Ok(())
+}

@@ -3,8 +3,6 @@
 //! rolls one back before its flip, and `complete` purges the source's copy
 //! of a completed move (a moved-out marker stays there).
 
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -14,7 +12,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use cellbank_shared::contract::moves::MoveCall;
 use cellbank_shared::ids::{CustomerId, ShardId};
 use cellbank_shared::problem::{ApiJson, Problem};
 
@@ -179,23 +176,7 @@ async fn complete(
         .into());
     }
     if mv.source_copy == "kept" {
-        let source = state.directory.shard(&mv.from).await?;
-        let call = MoveCall {
-            customer_id: mv.customer_id,
-            attempt: mv.attempt,
-            epoch: None,
-            moved_to: None,
-        };
-        let path = format!("/internal/v1/moves/{}/purge", mv.id);
-        let _: Value = state
-            .cell_client
-            .call(&source, &path, &call, Duration::from_secs(60))
-            .await?;
-        sqlx::query("UPDATE moves SET source_copy = 'purged', updated_at = now() WHERE id = $1")
-            .bind(mv.id)
-            .execute(pool)
-            .await
-            .map_err(crate::directory::DirectoryError::from)?;
+        crate::moves::steps::purge_source(&state, &mv).await?;
     }
     Ok(Json(view(&repo::get(pool, mv.id).await?)))
 }
