@@ -340,6 +340,11 @@ async fn customer_is_whole(
     );
 }
 
+/// One platform at a time: each test runs seven processes and four brokers
+/// on two cores, and a freeze measured against another test's load says
+/// little.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A platform of two cells, a credit limit of `LIMIT`, and `n` customers
 /// on shard-1 with a card and `BASE` deposited before anything moves.
 async fn platform(n: usize, global_env: &[(&str, &str)]) -> (Arc<Cluster>, Vec<Target>) {
@@ -381,6 +386,7 @@ const BASE: i64 = 3_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothing() {
     cellbank_shared::telemetry::init_for_tests();
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (c, targets) = platform(2, &[]).await;
     let (a, b) = (targets[0].clone(), targets[1].clone());
     let pan = a.pan.clone().unwrap();
@@ -505,6 +511,7 @@ async fn a_customer_moves_online_while_traffic_flows_and_loses_or_doubles_nothin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mover_killed_in_any_phase_is_resumed_and_the_move_completes() {
     cellbank_shared::telemetry::init_for_tests();
+    let _serial = ONE_AT_A_TIME.lock().await;
     let env = [
         ("CELLBANK__MOVES__STEP_DELAY_MS", "600"),
         ("CELLBANK__MOVES__LEASE_TTL_MS", "1500"),
@@ -566,6 +573,7 @@ async fn a_mover_killed_in_any_phase_is_resumed_and_the_move_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_or_target_killed_mid_move_ends_cleanly() {
     cellbank_shared::telemetry::init_for_tests();
+    let _serial = ONE_AT_A_TIME.lock().await;
     let env = [("CELLBANK__MOVES__STEP_DELAY_MS", "600")];
     let (c, targets) = platform(2, &env).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -660,6 +668,7 @@ async fn straggle(c: &Cluster, cell: &str, who: &Customer, event_id: &str, amoun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stragglers_reaching_the_old_cell_are_forwarded_and_applied_once() {
     cellbank_shared::telemetry::init_for_tests();
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (c, targets) = platform(1, &[("CELLBANK__MOVES__STEP_DELAY_MS", "700")]).await;
     let a = targets[0].who.clone();
     let (src, dst) = (&c.cell("shard-1").db, &c.cell("shard-2").db);
@@ -751,6 +760,7 @@ async fn stragglers_reaching_the_old_cell_are_forwarded_and_applied_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_move_rolls_back_and_leaves_nothing_behind() {
     cellbank_shared::telemetry::init_for_tests();
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (c, targets) = platform(1, &[("CELLBANK__MOVES__STEP_DELAY_MS", "500")]).await;
     let a = targets[0].who.clone();
     let mv = c.start_move(&a.id, "shard-2").await;

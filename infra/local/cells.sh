@@ -229,6 +229,7 @@ up() {
       CELLBANK__SERVER__PORT="$port" \
       CELLBANK__DATABASE__URL="$PG/cellbank_shard_$i" \
       CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$broker" \
+      CELLBANK__KAFKA__FETCH_WAIT_MS=20 \
       "$bin/cellbank-shard"
     wait_ready "http://127.0.0.1:$port"
     # Read the whole list first: `grep -q` closing the pipe early would break cellctl.

@@ -20,7 +20,7 @@ struct TrialBalance {
 
 async fn summary(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (customers, events, auths, dead): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM events WHERE source = 'inbound'),
+        "SELECT (SELECT count(*) FROM customers WHERE state = 'active'), (SELECT count(*) FROM events WHERE source = 'inbound'),
                 (SELECT count(*) FROM events WHERE source = 'authorization'),
                 (SELECT count(*) FROM dead_letters)",
     )

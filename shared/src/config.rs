@@ -273,10 +273,11 @@ pub struct KafkaSettings {
     pub sasl_username: String,
     pub sasl_password: Secret,
     /// Longest a consumer's fetch waits for new records (librdkafka
-    /// `fetch.wait.max.ms`). A broker that does not answer a waiting fetch
-    /// when records arrive (tansu) makes this the delay of a record on an
-    /// idle partition: lower it where that delay matters (a move's cutover
-    /// waits for its fence marker), at the cost of more fetch requests.
+    /// `fetch.wait.max.ms`, 500 as librdkafka's default). A broker that does
+    /// not answer a waiting fetch when records arrive (tansu) makes this the
+    /// delay of a record on an idle partition: the local cells lower it (a
+    /// move's cutover waits for its fence marker), at the cost of more fetch
+    /// requests. A Kafka broker answers at once: leave it there.
     pub fetch_wait_ms: u32,
 }
 
@@ -292,7 +293,7 @@ impl Default for KafkaSettings {
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
             sasl_password: Secret::default(),
-            fetch_wait_ms: 100,
+            fetch_wait_ms: 500,
         }
     }
 }

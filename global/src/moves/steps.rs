@@ -134,6 +134,12 @@ pub async fn preflight(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
 pub async fn copy(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
     let s = ctx.settings();
     let started = Instant::now();
+    if mv.rounds == 0 && mv.copied_version == 0 {
+        // A customer coming back holds its history up to some version on the
+        // target already: the copy starts there (an empty import says where).
+        let target = ctx.shard(&mv.to).await?;
+        mv.copied_version = import(ctx, mv, &target, Vec::new()).await?.version;
+    }
     while (mv.rounds as u32) < s.max_rounds {
         let copied = copy_pass(ctx, mv).await?;
         mv.rounds += 1;
