@@ -811,3 +811,65 @@ async fn an_aborted_move_rolls_back_and_leaves_nothing_behind() {
     );
     trial_balances_are_zero(&c).await;
 }
+
+/// An operator aborts a move inside its freeze, after the source's fence
+/// refused a straggler: the flip does not happen, the customer is active on
+/// its source again, and the refused event comes back to it, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_inside_the_freeze_returns_refused_events_to_the_source() {
+    cellbank_shared::telemetry::init_for_tests();
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (c, targets) = platform(1, &[("CELLBANK__MOVES__STEP_DELAY_MS", "1500")]).await;
+    let a = targets[0].who.clone();
+    let (src, dst) = (&c.cell("shard-1").db, &c.cell("shard-2").db);
+    let mv = c.start_move(&a.id, "shard-2").await;
+    let id = mv["id"].as_str().unwrap();
+    c.move_reaches(id, &["cutover"], Duration::from_secs(30))
+        .await;
+    let fenced = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT inbound_fenced FROM customers WHERE customer_id = $1::uuid",
+        )
+        .bind(&a.id)
+        .fetch_one(src)
+        .await
+        .unwrap()
+    };
+    cellbank_shared::testkit::eventually(
+        Duration::from_secs(20),
+        "the fence marker was read",
+        fenced,
+    )
+    .await;
+    straggle(&c, "shard-1", &a, "refused-by-the-fence", 11).await;
+    let refused = || async { dead(src, &a.id).await.contains("refused-by-the-fence") };
+    cellbank_shared::testkit::eventually(Duration::from_secs(20), "the fence refused it", refused)
+        .await;
+    let (status, _) = c
+        .ops_post(
+            &format!("/ops/v1/moves/{id}/abort"),
+            json!({"reason": "inside the freeze"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let done = c.finished_move(id, Duration::from_secs(30)).await;
+    assert_eq!(done["phase"], "aborted", "{done}");
+    assert!(done["flipped_at"].is_null(), "{done}");
+    let (_, placed) = c.ops_get(&format!("/ops/v1/customers/{}", a.id)).await;
+    assert_eq!(
+        (&placed["shard"], &placed["state"], &placed["epoch"]),
+        (&json!("shard-1"), &json!("active"), &json!(1))
+    );
+    let back = || async { applied(src, &a.id).await.contains("refused-by-the-fence") };
+    cellbank_shared::testkit::eventually(
+        Duration::from_secs(30),
+        "the refused event came back",
+        back,
+    )
+    .await;
+    c.quiet().await;
+    assert_eq!(checking(src, &a.account_number).await, BASE + 11);
+    assert_eq!(version(dst, &a.id).await, 0, "the target's copy is purged");
+    assert!(dead(src, &a.id).await.is_empty(), "nothing left dead");
+    trial_balances_are_zero(&c).await;
+}

@@ -200,7 +200,9 @@ async fn forward_one(
 ) -> anyhow::Result<()> {
     ctx.state.directory.forget_customer(s.customer_id).await;
     let owner = ctx.state.directory.placement(s.customer_id).await?;
-    if owner.shard_id == from.id || owner.state == "frozen" {
+    // The owner may be this cell again (a move aborted after its fence
+    // refused the event); never while a move's cutover holds the customer.
+    if owner.state == "frozen" {
         return Ok(());
     }
     let mut env: Envelope = serde_json::from_value(s.envelope)?;

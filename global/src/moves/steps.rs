@@ -348,6 +348,34 @@ async fn verify(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
 /// no-op; anything else means the placement moved under the move.
 async fn flip(ctx: &Ctx, mv: &mut Move, started: Instant) -> Result<(), MoveError> {
     let mut tx = ctx.state.directory.pool().begin().await?;
+    mv.took("frozen_to_flip_ms", started);
+    // The move's row first: an operator's abort that committed before this
+    // (it takes the same row) wins, and one after it is refused.
+    let n = sqlx::query(
+        "UPDATE moves SET phase = 'flipped', flipped_at = now(), updated_at = now(),
+             copied_version = $3, copied_events = $4, timings = $5
+         WHERE id = $1 AND attempt = $2 AND phase = 'cutover' AND abort_requested IS NULL",
+    )
+    .bind(mv.id)
+    .bind(mv.attempt)
+    .bind(mv.copied_version)
+    .bind(mv.copied_events)
+    .bind(sqlx::types::Json(&mv.timings))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        drop(tx);
+        let now = repo::get(ctx.state.directory.pool(), mv.id)
+            .await
+            .map_err(|e| MoveError::Retry(e.to_string()))?;
+        return Err(match now.abort_requested {
+            Some(why) if now.attempt == mv.attempt => {
+                MoveError::Abort(format!("aborted by an operator: {why}"))
+            }
+            _ => MoveError::Superseded(mv.id),
+        });
+    }
     let flipped = sqlx::query(
         "UPDATE customers SET shard_id = $3, epoch = epoch + 1, updated_at = now()
          WHERE customer_id = $1 AND shard_id = $2 AND epoch = $4 AND state = 'frozen'",
@@ -364,33 +392,22 @@ async fn flip(ctx: &Ctx, mv: &mut Move, started: Instant) -> Result<(), MoveErro
             "the customer's placement changed during the cutover".into(),
         ));
     }
+    move_count(&mut tx, mv).await?;
+    tx.commit().await?;
+    mv.phase = Phase::Flipped;
+    Ok(())
+}
+
+/// The shards' customer counts follow the flip.
+async fn move_count(conn: &mut sqlx::PgConnection, mv: &Move) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE shards SET customers = CASE WHEN id = $1 THEN GREATEST(customers - 1, 0)
          ELSE customers + 1 END, updated_at = now() WHERE id IN ($1, $2)",
     )
     .bind(mv.from.as_str())
     .bind(mv.to.as_str())
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    mv.took("frozen_to_flip_ms", started);
-    let n = sqlx::query(
-        "UPDATE moves SET phase = 'flipped', flipped_at = now(), updated_at = now(),
-             copied_version = $3, copied_events = $4, timings = $5
-         WHERE id = $1 AND attempt = $2 AND phase = 'cutover'",
-    )
-    .bind(mv.id)
-    .bind(mv.attempt)
-    .bind(mv.copied_version)
-    .bind(mv.copied_events)
-    .bind(sqlx::types::Json(&mv.timings))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(MoveError::Superseded(mv.id));
-    }
-    tx.commit().await?;
-    mv.phase = Phase::Flipped;
     Ok(())
 }
 

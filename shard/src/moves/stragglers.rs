@@ -1,7 +1,8 @@
 //! Stragglers: inbound events dead-lettered here for a customer this cell
 //! no longer owns (a router replica that missed a move's hold, a stale
-//! cache, a partner's retry), and the customer's own dead letters left
-//! behind by a move. Global lists them, forwards each to the owner with its
+//! cache, a partner's retry), the customer's own dead letters left behind by
+//! a move, and events a move's fence refused before the move was aborted
+//! (the customer is writable here again: they come back here). Global lists them, forwards each to the owner with its
 //! event id (so it applies there once) and marks it forwarded here: it then
 //! counts at the owner, not here (accepted = applied + dead-lettered).
 
@@ -36,7 +37,10 @@ pub async fn list(
          LEFT JOIN customers c ON c.customer_id = d.customer_id
          WHERE d.status = 'dead' AND d.source_topic = $1 AND d.customer_id IS NOT NULL
            AND (c.customer_id IS NULL OR c.state = 'moved_out'
-                OR (c.state = 'fenced' AND c.inbound_fenced))
+                OR (c.state = 'fenced' AND c.inbound_fenced)
+                -- refused by the fence of a move that was then aborted:
+                -- the customer is writable here again
+                OR (c.state = 'active' AND d.error LIKE '%is fenced here%'))
          ORDER BY d.id LIMIT $2",
     )
     .bind(Topic::Inbound.name())
