@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Local cells on one machine: Postgres (one database per cell), one tansu
-# broker per cell, the global tier and N shards, each on its own port.
+# Local cells on one machine: one Postgres server per cell (its own data
+# directory and port, made and started here with the installed server
+# binaries, so one cell's database can be stopped, paused or killed alone, as
+# each cell has its own RDS in production), one tansu broker per cell, the
+# global tier and N shards, each on its own port.
 #
 #   infra/local/cells.sh up [N]     start global + N shards (default 2); idempotent
 #   infra/local/cells.sh demo [N]   up, then run the demo against it
@@ -16,6 +19,8 @@
 #
 # Global serves its public API on CELLBANK_GLOBAL_PORT (8080), shard-i on
 # 8080+i, and the ops API on CELLBANK_OPS_PORT (default 8080+10, loopback only).
+# Global's Postgres listens on CELLBANK_PG_BASE (15432), shard-i's on 15432+i;
+# their data directories are .local/pg/<cell>.
 #
 # Brokers store to sqlite (durable across a kill -9) unless
 # CELLBANK_BROKER_STORAGE=memory: tansu 0.6's sqlite engine panics in its
@@ -33,7 +38,8 @@ N="${2:-${CELLBANK_SHARDS:-2}}"
 GLOBAL_PORT="${CELLBANK_GLOBAL_PORT:-8080}"
 OPS_PORT="${CELLBANK_OPS_PORT:-$((GLOBAL_PORT + 10))}"
 BROKER_BASE="${CELLBANK_BROKER_BASE:-19092}"
-PG="postgres://postgres:postgres@127.0.0.1:5432"
+PG_BASE="${CELLBANK_PG_BASE:-15432}"
+PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
   sqlite) STORAGE="sqlite://tansu.db" ;;
   memory) STORAGE="memory://tansu/" ;;
@@ -145,10 +151,55 @@ ensure_partner() {
   log "registered partner $name (scopes events, authorizations); its key is PARTNER_KEY in .local/secrets.env"
 }
 
-create_db() {
-  PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -tAc \
-    "select 1 from pg_database where datname = '$1'" | grep -q 1 \
-    || PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc "create database \"$1\""
+# The cell's Postgres port and URL (of its own server).
+pg_port() { # index: 0 global, i shard-i
+  echo $((PG_BASE + $1))
+}
+pg_url() { # index database
+  echo "postgres://postgres:postgres@127.0.0.1:$(pg_port "$1")/$2"
+}
+
+# Runs a Postgres server binary as the postgres user (initdb and the server
+# refuse to run as root).
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Makes (once) and starts the cell's own Postgres server.
+start_pg() { # cell index
+  local dir="$STATE/pg/$1" port; port="$(pg_port "$2")"
+  [ -n "$PG_BIN" ] || { echo "no Postgres server binaries in /usr/lib/postgresql/*/bin" >&2; exit 1; }
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir" && chmod 700 "$dir"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    as_postgres "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
+    log "$1: Postgres data directory made in .local/pg/$1"
+    # A new database starts with an empty broker log (they hold each
+    # other's offsets: authorizer snapshots, the relayed outbox).
+    if running "$STATE/pids/broker-$1"; then
+      echo "$1's broker runs on a log older than its new database: run down, then up" >&2
+      exit 1
+    fi
+    rm -f "$STATE/brokers/$1"/tansu.db*
+  fi
+  if as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then return; fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken by a process this script did not start; stop it first" >&2
+    exit 1
+  fi
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 \
+    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200" \
+    start >/dev/null
+  log "$1: Postgres started on 127.0.0.1:$port"
+}
+
+psql_cell() { # index sql
+  PGPASSWORD=postgres psql -h 127.0.0.1 -p "$(pg_port "$1")" -U postgres -d postgres "${@:2}"
+}
+
+create_db() { # index database
+  psql_cell "$1" -tAc "select 1 from pg_database where datname = '$2'" | grep -q 1 \
+    || psql_cell "$1" -qc "create database \"$2\""
 }
 
 up() {
@@ -164,6 +215,7 @@ up() {
   for i in $(seq 1 "$N"); do cells+=("shard-$i"); done
   local idx=0
   for cell in "${cells[@]}"; do
+    start_pg "$cell" "$idx"
     # A cell's database and its broker's log belong together (authorizer
     # snapshots hold log offsets, the outbox marks what was relayed). A memory
     # broker starts empty, and a switch of storage engine starts from another
@@ -173,14 +225,14 @@ up() {
     [ -f "$marker" ] && before="$(cat "$marker")"
     if ! running "$STATE/pids/broker-$cell" \
       && { [ "$STORAGE" = "memory://tansu/" ] || { [ -n "$before" ] && [ "$before" != "$STORAGE" ]; }; }; then
-      PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc \
+      psql_cell "$idx" -qc \
         "drop database if exists \"cellbank_${cell//-/_}\" with (force)" >/dev/null
       rm -f "$STATE/brokers/$cell"/tansu.db*
       [ -n "$before" ] && [ "$before" != "$STORAGE" ] \
         && log "$cell: broker storage changed ($before -> $STORAGE); database and broker log start empty"
     fi
     echo "$STORAGE" >"$marker"
-    create_db "cellbank_${cell//-/_}"
+    create_db "$idx" "cellbank_${cell//-/_}"
     local port=$((BROKER_BASE + idx)); idx=$((idx + 1))
     if ! running "$STATE/pids/broker-$cell" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "port $port is taken by a process this script did not start; stop it first" >&2
@@ -207,7 +259,7 @@ up() {
     CELLBANK__SERVER__PORT="$GLOBAL_PORT" \
     CELLBANK__OPS__HOST=127.0.0.1 \
     CELLBANK__OPS__PORT="$OPS_PORT" \
-    CELLBANK__DATABASE__URL="$PG/cellbank_global" \
+    CELLBANK__DATABASE__URL="$(pg_url 0 cellbank_global)" \
     CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$BROKER_BASE" \
     CELLBANK__AUTH__ADMIN_TOKEN="$ADMIN_TOKEN" \
     CELLBANK__AUTH__SHARD_TOKENS="$dict" \
@@ -227,7 +279,7 @@ up() {
       CELLBANK__SHARD__PUBLIC_URL="http://127.0.0.1:$port" \
       CELLBANK__GLOBAL__URL="http://127.0.0.1:$GLOBAL_PORT" \
       CELLBANK__SERVER__PORT="$port" \
-      CELLBANK__DATABASE__URL="$PG/cellbank_shard_$i" \
+      CELLBANK__DATABASE__URL="$(pg_url "$i" "cellbank_shard_$i")" \
       CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$broker" \
       CELLBANK__KAFKA__FETCH_WAIT_MS=20 \
       "$bin/cellbank-shard"
@@ -247,10 +299,10 @@ up() {
 
 status() {
   secrets
-  log "global      http://127.0.0.1:$GLOBAL_PORT  (broker 127.0.0.1:$BROKER_BASE, db cellbank_global)"
+  log "global      http://127.0.0.1:$GLOBAL_PORT  (broker 127.0.0.1:$BROKER_BASE, Postgres 127.0.0.1:$(pg_port 0)/cellbank_global)"
   log "ops API     $OPS_URL  (cellctl --ops-url $OPS_URL, or CELLCTL_OPS_URL; admin token ADMIN_TOKEN)"
   for i in $(seq 1 "$N"); do
-    log "shard-$i     http://127.0.0.1:$((GLOBAL_PORT + i))  (broker 127.0.0.1:$((BROKER_BASE + i)), db cellbank_shard_$i)"
+    log "shard-$i     http://127.0.0.1:$((GLOBAL_PORT + i))  (broker 127.0.0.1:$((BROKER_BASE + i)), Postgres 127.0.0.1:$(pg_port "$i")/cellbank_shard_$i)"
   done
   log "logs in .local/logs; tokens in .local/secrets.env (ADMIN_TOKEN: global's ops API;"
   log "  SHARD_<i>_ADMIN_TOKEN: shard-i's admin API, CELLCTL_SHARD_ADMIN_TOKEN; PARTNER_KEY: partner local-demo)"
@@ -275,6 +327,12 @@ down() {
   shopt -s nullglob
   for pidf in "$STATE"/pids/global "$STATE"/pids/shard-* "$STATE"/pids/broker-*; do
     stop "$pidf"
+  done
+  for dir in "$STATE"/pg/*; do
+    if [ -f "$dir/PG_VERSION" ] && as_postgres "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+      as_postgres "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null
+      log "stopped Postgres of $(basename "$dir")"
+    fi
   done
 }
 
