@@ -345,6 +345,27 @@ async fn customer_is_whole(
 /// little.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Once quiet, after the load on `targets`: repeats got their first
+/// answers, the apps never failed, the trial balances are zero, and every
+/// target is whole.
+async fn everyone_is_whole(c: &Cluster, seen: &Seen, targets: &[Target]) {
+    c.quiet().await;
+    assert!(
+        seen.repeats_differing.is_empty(),
+        "repeats answered differently: {:?}",
+        seen.repeats_differing
+    );
+    assert!(
+        seen.app_failures.is_empty(),
+        "the app failed: {:?}",
+        seen.app_failures
+    );
+    trial_balances_are_zero(c).await;
+    for t in targets {
+        customer_is_whole(c, seen, &t.who, BASE, LIMIT, &[]).await;
+    }
+}
+
 /// A platform of two cells, a credit limit of `LIMIT`, and `n` customers
 /// on shard-1 with a card and `BASE` deposited before anything moves.
 async fn platform(n: usize, global_env: &[(&str, &str)]) -> (Arc<Cluster>, Vec<Target>) {
@@ -550,21 +571,7 @@ async fn a_mover_killed_in_any_phase_is_resumed_and_the_move_completes() {
     }
     stop.store(true, Ordering::Relaxed);
     let seen = traffic.await.unwrap();
-    c.quiet().await;
-    assert!(
-        seen.repeats_differing.is_empty(),
-        "repeats answered differently: {:?}",
-        seen.repeats_differing
-    );
-    assert!(
-        seen.app_failures.is_empty(),
-        "the app failed: {:?}",
-        seen.app_failures
-    );
-    trial_balances_are_zero(&c).await;
-    for t in &targets {
-        customer_is_whole(&c, &seen, &t.who, BASE, LIMIT, &[]).await;
-    }
+    everyone_is_whole(&c, &seen, &targets).await;
 }
 
 /// The source cell is SIGKILLed during a copy, the target cell inside a
@@ -603,21 +610,7 @@ async fn a_source_or_target_killed_mid_move_ends_cleanly() {
     }
     stop.store(true, Ordering::Relaxed);
     let seen = traffic.await.unwrap();
-    c.quiet().await;
-    assert!(
-        seen.repeats_differing.is_empty(),
-        "repeats answered differently: {:?}",
-        seen.repeats_differing
-    );
-    assert!(
-        seen.app_failures.is_empty(),
-        "the app failed: {:?}",
-        seen.app_failures
-    );
-    trial_balances_are_zero(&c).await;
-    for t in &targets {
-        customer_is_whole(&c, &seen, &t.who, BASE, LIMIT, &[]).await;
-    }
+    everyone_is_whole(&c, &seen, &targets).await;
 }
 
 async fn move_one_and_wait(c: &Cluster, customer: &str, to: &str) -> Value {

@@ -154,6 +154,11 @@ pub enum MoveError {
     /// Worth retrying: a shard or the directory did not answer.
     #[error("{0}")]
     Retry(String),
+    /// A cell refused the step for what the customer is there (a 409 to
+    /// this attempt): retried like any failure, except where the step says
+    /// the move cannot go on (the fence).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<sqlx::Error> for MoveError {
@@ -166,12 +171,13 @@ impl From<crate::cell_client::CellError> for MoveError {
     fn from(e: crate::cell_client::CellError) -> Self {
         use crate::cell_client::CellError;
         match e {
-            // A cell refusing a step of an older attempt: a newer mover acts.
+            // A 409 naming an older attempt means a newer mover acts: that
+            // one is only worth retrying (the lease check then stops this one).
             CellError::Rejected {
-                status: 409, body, ..
-            } if body.contains("superseded") => {
-                MoveError::Retry(format!("a newer attempt acts on this move: {body}"))
-            }
+                status: 409,
+                ref body,
+                ..
+            } if !body.contains("superseded") => MoveError::Refused(e.to_string()),
             other => MoveError::Retry(other.to_string()),
         }
     }

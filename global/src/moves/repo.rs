@@ -255,6 +255,15 @@ pub async fn release(pool: &PgPool, mv: &Move) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// A write conditioned on the mover's attempt changed nothing: a newer
+/// attempt holds the move.
+fn held(rows: u64, mv: &Move) -> Result<(), MoveError> {
+    if rows == 0 {
+        return Err(MoveError::Superseded(mv.id));
+    }
+    Ok(())
+}
+
 /// Moves the state machine on, as this attempt.
 pub async fn set_phase(
     pool: &PgPool,
@@ -274,10 +283,7 @@ pub async fn set_phase(
     .execute(pool)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Err(MoveError::Superseded(mv.id));
-    }
-    Ok(())
+    held(n, mv)
 }
 
 /// Records the copy's progress (a resumed move copies on from here) and
@@ -297,10 +303,7 @@ pub async fn record_copy(pool: &PgPool, mv: &Move) -> Result<(), MoveError> {
     .execute(pool)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Err(MoveError::Superseded(mv.id));
-    }
-    Ok(())
+    held(n, mv)
 }
 
 /// Completed moves whose source copy is older than `retention` and still

@@ -77,13 +77,28 @@ impl Ctx {
     /// Sets the customer's directory state if it is still where the move
     /// found it; answers whether it was.
     async fn directory_state(&self, mv: &Move, from: &[&str], to: &str) -> Result<bool, MoveError> {
+        self.directory_state_at(mv, &mv.from, mv.from_epoch, from, to)
+            .await
+    }
+
+    /// Sets the customer's directory state if it is on `shard` at `epoch`
+    /// in one of the `from` states, and announces the change; answers
+    /// whether it was.
+    async fn directory_state_at(
+        &self,
+        mv: &Move,
+        shard: &cellbank_shared::ids::ShardId,
+        epoch: i64,
+        from: &[&str],
+        to: &str,
+    ) -> Result<bool, MoveError> {
         let n = sqlx::query(
             "UPDATE customers SET state = $4, updated_at = now()
              WHERE customer_id = $1 AND shard_id = $2 AND epoch = $3 AND state = ANY($5)",
         )
         .bind(mv.customer_id.as_uuid())
-        .bind(mv.from.as_str())
-        .bind(mv.from_epoch)
+        .bind(shard.as_str())
+        .bind(epoch)
         .bind(to)
         .bind(from)
         .execute(self.state.directory.pool())
@@ -274,9 +289,7 @@ async fn freeze(ctx: &Ctx, mv: &Move) -> Result<(), MoveError> {
 /// go on (a 409 of another attempt is a retry).
 fn abort_on_conflict(e: MoveError) -> MoveError {
     match e {
-        MoveError::Retry(m) if m.contains("answered 409") && !m.contains("newer attempt") => {
-            MoveError::Abort(m)
-        }
+        MoveError::Refused(m) => MoveError::Abort(m),
         other => other,
     }
 }
@@ -422,23 +435,10 @@ pub async fn finish(ctx: &Ctx, mv: &mut Move) -> Result<(), MoveError> {
         .post(&target, &path, &ctx.call(mv, Some(new_epoch)))
         .await?;
     mv.took("activate_ms", t);
-    let released = sqlx::query(
-        "UPDATE customers SET state = 'active', updated_at = now()
-         WHERE customer_id = $1 AND shard_id = $2 AND epoch = $3 AND state = 'frozen'",
-    )
-    .bind(mv.customer_id.as_uuid())
-    .bind(mv.to.as_str())
-    .bind(new_epoch)
-    .execute(ctx.state.directory.pool())
-    .await?
-    .rows_affected();
-    ctx.state
-        .feed
-        .announce(Change::Customer {
-            customer_id: mv.customer_id,
-        })
-        .await;
-    if released == 1 {
+    let released = ctx
+        .directory_state_at(mv, &mv.to, new_epoch, &["frozen"], "active")
+        .await?;
+    if released {
         sqlx::query(
             "UPDATE moves SET freeze_ms = extract(epoch FROM (now() - frozen_at)) * 1000,
                  timings = $3

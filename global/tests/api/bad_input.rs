@@ -297,3 +297,99 @@ async fn bad_input_gets_problems_naming_the_field() {
     let r = g.get("/v1/nothing-here").await.unwrap();
     expect_problem(r, 404, None, "unknown route").await;
 }
+
+/// The moves API: bad ids, unknown customers and shards, a move to where
+/// the customer already lives, a second open move, bad filters and abort
+/// bodies each get a problem naming the field or the conflict; nothing is
+/// planned by a refused request.
+#[tokio::test]
+async fn the_moves_api_refuses_bad_requests_with_problems() {
+    let base = Base::new().await;
+    let g = TestGlobal::spawn(base.settings()).await;
+    let one = Cell::without_broker(1).await;
+    g.add_shard("shard-1", &one, 10).await;
+    let customer = g.onboard("mover").await["customer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let plan = |body: Value| g.admin(Method::POST, "/ops/v1/moves", Some(body));
+    let cases: Vec<(Value, u16, Option<&str>, &str)> = vec![
+        (
+            json!({"customer_id": "nope", "to": "shard-1"}),
+            422,
+            Some("customer_id"),
+            "not a uuid",
+        ),
+        (
+            json!({"customer_id": customer, "to": "Shard 9!"}),
+            422,
+            Some("to"),
+            "not a shard id",
+        ),
+        (json!({"customer_id": customer}), 422, None, "no target"),
+        (
+            json!({"customer_id": uuid::Uuid::nil(), "to": "shard-1"}),
+            404,
+            None,
+            "unknown customer",
+        ),
+        (
+            json!({"customer_id": customer, "to": "shard-9"}),
+            404,
+            None,
+            "unknown shard",
+        ),
+        (
+            json!({"customer_id": customer, "to": "shard-1"}),
+            409,
+            None,
+            "already lives there",
+        ),
+    ];
+    for (body, status, field, case) in cases {
+        expect_problem(plan(body).await, status, field, case).await;
+    }
+    for (path, field) in [
+        ("/ops/v1/moves/not-a-uuid", "id"),
+        ("/ops/v1/moves?phase=bogus", "phase"),
+        ("/ops/v1/moves?limit=0", "limit"),
+        ("/ops/v1/moves?customer_id=x", "customer_id"),
+    ] {
+        expect_problem(
+            g.admin(Method::GET, path, None).await,
+            422,
+            Some(field),
+            path,
+        )
+        .await;
+    }
+    let unknown = format!("/ops/v1/moves/{}", uuid::Uuid::nil());
+    expect_problem(
+        g.admin(Method::GET, &unknown, None).await,
+        404,
+        None,
+        "unknown move",
+    )
+    .await;
+    let abort = format!("{unknown}/abort");
+    let r = g
+        .http
+        .post(format!("{}{abort}", g.ops_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("4111111111111111")
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("4111111111111111"),
+        "the body is not echoed: {text}"
+    );
+    let listed: Value = g
+        .admin(Method::GET, "/ops/v1/moves", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["count"], 0, "nothing planned: {listed}");
+}

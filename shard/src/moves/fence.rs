@@ -148,6 +148,29 @@ async fn tell_authorizer(
     Ok(())
 }
 
+/// The source leaves this move's fence for `to` (active again on an abort,
+/// moved out after the flip); repeating it once there is a no-op.
+async fn leave_fence(
+    tx: &mut PgConnection,
+    move_id: Uuid,
+    call: &MoveCall,
+    to: CustomerState,
+) -> Result<Placement, ApiError> {
+    let c = call.customer_id;
+    claim(tx, move_id, c, Role::Source, call.attempt).await?;
+    let p = placement::lock(tx, c).await?;
+    if p.state == to {
+        return Ok(p);
+    }
+    if p.state == CustomerState::Fenced && fence_move(tx, c).await? == Some(move_id) {
+        return Ok(placement::set_for_move(tx, &p, to, None).await?);
+    }
+    Err(ApiError::Conflict(format!(
+        "customer {c} is {} here, not fenced by this move: it cannot become {to}",
+        p.state
+    )))
+}
+
 /// `POST /internal/v1/moves/{id}/unfence` (source, an abort before the
 /// flip): the customer is active here again at the same epoch.
 #[tracing::instrument(skip_all, fields(move_id = %move_id, customer_id = %call.customer_id))]
@@ -158,19 +181,7 @@ pub async fn unfence(
 ) -> Result<Json<Placement>, ApiError> {
     let c = call.customer_id;
     let mut tx = s.pool.begin().await?;
-    claim(&mut tx, move_id, c, Role::Source, call.attempt).await?;
-    let p = placement::lock(&mut tx, c).await?;
-    let placed = match p.state {
-        CustomerState::Active => p,
-        CustomerState::Fenced if fence_move(&mut tx, c).await? == Some(move_id) => {
-            placement::set_for_move(&mut tx, &p, CustomerState::Active, None).await?
-        }
-        state => {
-            return Err(ApiError::Conflict(format!(
-                "customer {c} is {state} here: this move's fence cannot be released"
-            )))
-        }
-    };
+    let placed = leave_fence(&mut tx, move_id, &call, CustomerState::Active).await?;
     tx.commit().await?;
     tell_authorizer(&s, c, "released", placed.epoch).await?;
     Ok(Json(placed))
@@ -187,19 +198,7 @@ pub async fn moved_out(
 ) -> Result<Json<Placement>, ApiError> {
     let c = call.customer_id;
     let mut tx = s.pool.begin().await?;
-    claim(&mut tx, move_id, c, Role::Source, call.attempt).await?;
-    let p = placement::lock(&mut tx, c).await?;
-    let placed = match p.state {
-        CustomerState::MovedOut => p,
-        CustomerState::Fenced if fence_move(&mut tx, c).await? == Some(move_id) => {
-            placement::set_for_move(&mut tx, &p, CustomerState::MovedOut, None).await?
-        }
-        state => {
-            return Err(ApiError::Conflict(format!(
-                "customer {c} is {state} here, not fenced by this move"
-            )))
-        }
-    };
+    let placed = leave_fence(&mut tx, move_id, &call, CustomerState::MovedOut).await?;
     sqlx::query("UPDATE customers SET moved_to = $2 WHERE customer_id = $1")
         .bind(c.as_uuid())
         .bind(&call.moved_to)
