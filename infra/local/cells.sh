@@ -11,7 +11,8 @@
 #   infra/local/cells.sh down       stop everything this script started
 #
 # State (logs, pids, broker data, generated secrets) lives in .local/ at the
-# repository root. Secrets are generated once and never printed; they are in
+# repository root (CELLBANK_STATE moves it, for a second set of cells on other
+# ports beside the first). Secrets are generated once and never printed; they are in
 # .local/secrets.env: global's ADMIN_TOKEN (the ops API), each shard's own
 # SHARD_<i>_INTERNAL_TOKEN and SHARD_<i>_ADMIN_TOKEN, and PARTNER_KEY, the key
 # of the partner local-demo (scopes events and authorizations) that `up`
@@ -22,6 +23,9 @@
 # Global's Postgres listens on CELLBANK_PG_BASE (15432), shard-i's on 15432+i;
 # their data directories are .local/pg/<cell>.
 #
+# CELLBANK_PROFILE=debug runs the debug binaries (CI, which has built them
+# for its tests) instead of building the release ones.
+#
 # Brokers store to sqlite (durable across a kill -9) unless
 # CELLBANK_BROKER_STORAGE=memory: tansu 0.6's sqlite engine panics in its
 # idempotent-producer check under heavy concurrent load (seen with the load
@@ -31,7 +35,7 @@
 # the databases and the broker logs (they hold each other's offsets).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-STATE="$ROOT/.local"
+STATE="${CELLBANK_STATE:-$ROOT/.local}"
 export PATH="$HOME/.cargo/bin:$PATH"
 cmd="${1:-up}"
 N="${2:-${CELLBANK_SHARDS:-2}}"
@@ -39,6 +43,13 @@ GLOBAL_PORT="${CELLBANK_GLOBAL_PORT:-8080}"
 OPS_PORT="${CELLBANK_OPS_PORT:-$((GLOBAL_PORT + 10))}"
 BROKER_BASE="${CELLBANK_BROKER_BASE:-19092}"
 PG_BASE="${CELLBANK_PG_BASE:-15432}"
+PROFILE="${CELLBANK_PROFILE:-release}"
+case "$PROFILE" in
+  release) BUILD_FLAGS=(--release) ;;
+  debug) BUILD_FLAGS=() ;;
+  *) echo "CELLBANK_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
   sqlite) STORAGE="sqlite://tansu.db" ;;
@@ -121,7 +132,7 @@ shard_tokens_dict() {
   printf '{%s}' "$out"
 }
 
-cellctl() { CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$ROOT/target/release/cellctl" --ops-url "$OPS_URL" "$@"; }
+cellctl() { CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" "$BIN/cellctl" --ops-url "$OPS_URL" "$@"; }
 
 # Does PARTNER_KEY still open global's partner API? A well-formed event for an
 # account that does not exist: 401/403 means the key is unknown or revoked (a
@@ -206,9 +217,9 @@ up() {
   bash "$ROOT/.ci/install"
   secrets
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/brokers"
-  log "building the release binaries"
-  (cd "$ROOT" && cargo build --release --locked -q --bin cellbank-global --bin cellbank-shard --bin cellctl --bin cellbank-demo)
-  local bin="$ROOT/target/release"
+  log "building the $PROFILE binaries"
+  (cd "$ROOT" && cargo build "${BUILD_FLAGS[@]}" --locked -q --bin cellbank-global --bin cellbank-shard --bin cellctl --bin cellbank-demo)
+  local bin="$BIN"
 
   # One database and one broker per cell.
   local cells=(global)
@@ -307,7 +318,7 @@ status() {
   log "logs in .local/logs; tokens in .local/secrets.env (ADMIN_TOKEN: global's ops API;"
   log "  SHARD_<i>_ADMIN_TOKEN: shard-i's admin API, CELLCTL_SHARD_ADMIN_TOKEN; PARTNER_KEY: partner local-demo)"
   log "stop with: infra/local/cells.sh down"
-  if [ -x "$ROOT/target/release/cellctl" ]; then
+  if [ -x "$BIN/cellctl" ]; then
     cellctl health || true
   fi
 }
@@ -351,7 +362,7 @@ case "$cmd" in
     done
     CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" CELLBANK_OPS_URL="$OPS_URL" CELLBANK_PARTNER_KEY="$PARTNER_KEY" \
       CELLBANK_SHARD_ADMIN_TOKENS="$shard_admins" \
-      "$ROOT/target/release/cellbank-demo" --global "http://127.0.0.1:$GLOBAL_PORT"
+      "$BIN/cellbank-demo" --global "http://127.0.0.1:$GLOBAL_PORT"
     log "the cells keep running; stop them with: infra/local/cells.sh down"
     ;;
   status) status ;;
