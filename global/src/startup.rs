@@ -80,6 +80,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         crate::metrics::register();
         cellbank_shared::kafka::security::install(settings.kafka.security());
+        cellbank_shared::kafka::producer::install_idempotence(settings.kafka.idempotence);
         let directory = open_directory(&settings).await?;
         let producer = Producer::new(&settings.kafka.bootstrap, settings.kafka.produce_timeout())
             .context("create the global broker producer")?;

@@ -23,22 +23,35 @@
 # Global's Postgres listens on CELLBANK_PG_BASE (15432), shard-i's on 15432+i;
 # their data directories are .local/pg/<cell>.
 #
+# CELLBANK_GLOBAL_REPLICAS=R runs R global replicas (default 1) on the same
+# database and broker: replica r >= 2 serves on GLOBAL_PORT+20+r, its ops API
+# on OPS_PORT+20+r. CELLBANK_CELL_PROXY=1 puts each shard cell behind its own
+# network link, a netproxy process (pid file netproxy-shard-i): the shard's
+# URLs and its broker are reached on port+100 through it, so stopping that
+# process cuts the cell off (the chaos run's network fault).
+#
 # CELLBANK_PROFILE=debug runs the debug binaries (CI, which has built them
 # for its tests) instead of building the release ones.
 #
 # Brokers store to sqlite (durable across a kill -9) unless
-# CELLBANK_BROKER_STORAGE=memory: tansu 0.6's sqlite engine panics in its
-# idempotent-producer check under heavy concurrent load (seen with the load
-# harness), after which the broker answers every request with an error.
-# Memory brokers start empty, so with them each cell's database is recreated
-# whenever its broker is (re)started; switching storage engines recreates both
-# the databases and the broker logs (they hold each other's offsets).
+# CELLBANK_BROKER_STORAGE=memory. tansu 0.6's sqlite engine panics in its
+# idempotent-producer check (lite.rs:503) when a producer or the broker
+# restarts, after which the broker answers every request with an error; so
+# against sqlite the services' producers are not idempotent
+# (kafka.idempotence=false: one request in flight per broker, and a retried
+# record may land twice, which every consumer already absorbs). The chaos run
+# (load-tests/chaos.sh) kills and pauses these brokers under load; see
+# RELIABILITY.md. Memory brokers start empty, so with them each cell's
+# database is recreated whenever its broker is (re)started; switching storage
+# engines recreates both the databases and the broker logs (they hold each
+# other's offsets).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 STATE="${CELLBANK_STATE:-$ROOT/.local}"
 export PATH="$HOME/.cargo/bin:$PATH"
 cmd="${1:-up}"
-N="${2:-${CELLBANK_SHARDS:-2}}"
+N="${CELLBANK_SHARDS:-2}"
+[[ "${2:-}" =~ ^[0-9]+$ ]] && N="$2"
 GLOBAL_PORT="${CELLBANK_GLOBAL_PORT:-8080}"
 OPS_PORT="${CELLBANK_OPS_PORT:-$((GLOBAL_PORT + 10))}"
 BROKER_BASE="${CELLBANK_BROKER_BASE:-19092}"
@@ -52,8 +65,8 @@ esac
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
 case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
-  sqlite) STORAGE="sqlite://tansu.db" ;;
-  memory) STORAGE="memory://tansu/" ;;
+  sqlite) STORAGE="sqlite://tansu.db"; IDEMPOTENCE=false ;;
+  memory) STORAGE="memory://tansu/"; IDEMPOTENCE=true ;;
   *) echo "CELLBANK_BROKER_STORAGE must be sqlite or memory" >&2; exit 2 ;;
 esac
 
@@ -64,15 +77,28 @@ if [ "$OPS_PORT" -gt "$GLOBAL_PORT" ] && [ "$((GLOBAL_PORT + N))" -ge "$OPS_PORT
   exit 2
 fi
 OPS_URL="http://127.0.0.1:$OPS_PORT"
+REPLICAS="${CELLBANK_GLOBAL_REPLICAS:-1}"
+PROXY="${CELLBANK_CELL_PROXY:-0}"
+# The port the rest of the world uses for a cell's port: through its link.
+via() { if [ "$PROXY" = 1 ]; then echo $(($1 + 100)); else echo "$1"; fi; }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_bg() { # name pidfile logfile workdir -- cmd...
   local name="$1" pidf="$2" logf="$3" dir="$4"; shift 5
   if running "$pidf"; then log "$name already running (pid $(cat "$pidf"))"; return; fi
+  # The launcher, kept in .local/run/<pidfile name>.sh, starts the service
+  # again exactly as now: `cells.sh start <name>` (the chaos run's restarts).
   # nohup execs the command itself, so $! is the service's own pid (setsid
   # would fork when run under job control, and `down` would miss the child).
-  (cd "$dir" && exec nohup "$@" >>"$logf" 2>&1 </dev/null & echo $! >"$pidf")
+  local launcher; launcher="$STATE/run/$(basename "$pidf").sh"
+  mkdir -p "$STATE/run"
+  (umask 077; {
+    echo '#!/usr/bin/env bash'
+    printf 'cd %q && exec nohup' "$dir"; printf ' %q' "$@"
+    printf ' >>%q 2>&1 </dev/null & echo $! >%q\n' "$logf" "$pidf"
+  } >"$launcher")
+  bash "$launcher"
   log "$name started (pid $(cat "$pidf"), log ${logf#$ROOT/})"
 }
 
@@ -198,9 +224,16 @@ start_pg() { # cell index
     echo "port $port is taken by a process this script did not start; stop it first" >&2
     exit 1
   fi
-  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 30 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200" \
-    start >/dev/null
+  mkdir -p "$STATE/run"
+  (umask 077; {
+    echo '#!/usr/bin/env bash'
+    printf 'cd / && '
+    [ "$(id -u)" = 0 ] && printf 'runuser -u postgres -- '
+    printf '%q ' "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c max_connections=200" start
+    echo '>/dev/null'
+  } >"$STATE/run/pg-$1.sh")
+  bash "$STATE/run/pg-$1.sh"
   log "$1: Postgres started on 127.0.0.1:$port"
 }
 
@@ -213,12 +246,36 @@ create_db() { # index database
     || psql_cell "$1" -qc "create database \"$2\""
 }
 
+# Global replica R (1 is the first, on GLOBAL_PORT and OPS_PORT).
+start_global() { # replica shard-tokens-dict
+  local r="$1" name=global port="$GLOBAL_PORT" ops="$OPS_PORT"
+  if [ "$r" -gt 1 ]; then name="global-$r"; port=$((GLOBAL_PORT + 20 + r)); ops=$((OPS_PORT + 20 + r)); fi
+  start_bg "$name :$port (ops :$ops)" "$STATE/pids/$name" "$STATE/logs/$name.log" "$ROOT" -- \
+    env CELLBANK__TELEMETRY__FORMAT=json \
+    CELLBANK__SERVER__PORT="$port" \
+    CELLBANK__OPS__HOST=127.0.0.1 \
+    CELLBANK__OPS__PORT="$ops" \
+    CELLBANK__DATABASE__URL="$(pg_url 0 cellbank_global)" \
+    CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$BROKER_BASE" \
+    CELLBANK__KAFKA__IDEMPOTENCE="$IDEMPOTENCE" \
+    CELLBANK__AUTH__ADMIN_TOKEN="$ADMIN_TOKEN" \
+    CELLBANK__AUTH__SHARD_TOKENS="$2" \
+    CELLBANK__AUTH__SIGNING_KEY="$SIGNING_KEY" \
+    CELLBANK__AUTH__PAN_HMAC_KEY="$PAN_HMAC_KEY" \
+    "$BIN/cellbank-global"
+  wait_ready "http://127.0.0.1:$port"
+  wait_port "$ops"
+}
+
 up() {
   bash "$ROOT/.ci/install"
   secrets
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/brokers"
   log "building the $PROFILE binaries"
   (cd "$ROOT" && cargo build "${BUILD_FLAGS[@]}" --locked -q --bin cellbank-global --bin cellbank-shard --bin cellctl --bin cellbank-demo)
+  if [ "$PROXY" = 1 ]; then
+    (cd "$ROOT" && cargo build "${BUILD_FLAGS[@]}" --locked -q -p cellbank-bench --bin netproxy)
+  fi
   local bin="$BIN"
 
   # One database and one broker per cell.
@@ -249,9 +306,16 @@ up() {
       echo "port $port is taken by a process this script did not start; stop it first" >&2
       exit 1
     fi
+    local advertised="$port"
+    if [ "$cell" != global ] && [ "$PROXY" = 1 ]; then
+      advertised="$(via "$port")"
+      local shard_port=$((GLOBAL_PORT + idx - 1))
+      start_bg "network link of $cell" "$STATE/pids/netproxy-$cell" "$STATE/logs/netproxy-$cell.log" "$ROOT" -- \
+        "$BIN/netproxy" "127.0.0.1:$(via "$shard_port")=127.0.0.1:$shard_port" "127.0.0.1:$advertised=127.0.0.1:$port"
+    fi
     start_bg "broker $cell :$port" "$STATE/pids/broker-$cell" "$STATE/logs/broker-$cell.log" \
       "$STATE/brokers/$cell" -- tansu broker \
-      --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$advertised" \
       --storage-engine "$STORAGE"
     wait_port "$port"
     running "$STATE/pids/broker-$cell" || { echo "broker $cell exited; see .local/logs/broker-$cell.log" >&2; exit 1; }
@@ -260,47 +324,40 @@ up() {
   # Global holds one internal token per shard. A global started before a shard
   # had one (up 2, then up 3) lacks it: restart it with all of them.
   local dict; dict="$(shard_tokens_dict)"
-  if running "$STATE/pids/global" && [ "$(cat "$STATE/global.shard-tokens" 2>/dev/null)" != "$dict" ]; then
-    log "global runs without the tokens of every shard; restarting it"
-    stop "$STATE/pids/global"
+  if [ "$(cat "$STATE/global.shard-tokens" 2>/dev/null)" != "$dict" ]; then
+    for pidf in "$STATE"/pids/global "$STATE"/pids/global-*; do
+      running "$pidf" || continue
+      log "$(basename "$pidf") runs without the tokens of every shard; restarting it"
+      stop "$pidf"
+    done
   fi
   (umask 077; printf '%s' "$dict" >"$STATE/global.shard-tokens")
-  start_bg "global :$GLOBAL_PORT (ops :$OPS_PORT)" "$STATE/pids/global" "$STATE/logs/global.log" "$ROOT" -- \
-    env CELLBANK__TELEMETRY__FORMAT=json \
-    CELLBANK__SERVER__PORT="$GLOBAL_PORT" \
-    CELLBANK__OPS__HOST=127.0.0.1 \
-    CELLBANK__OPS__PORT="$OPS_PORT" \
-    CELLBANK__DATABASE__URL="$(pg_url 0 cellbank_global)" \
-    CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$BROKER_BASE" \
-    CELLBANK__AUTH__ADMIN_TOKEN="$ADMIN_TOKEN" \
-    CELLBANK__AUTH__SHARD_TOKENS="$dict" \
-    CELLBANK__AUTH__SIGNING_KEY="$SIGNING_KEY" \
-    CELLBANK__AUTH__PAN_HMAC_KEY="$PAN_HMAC_KEY" \
-    "$bin/cellbank-global"
-  wait_ready "http://127.0.0.1:$GLOBAL_PORT"
-  wait_port "$OPS_PORT"
+  local r
+  for r in $(seq 1 "$REPLICAS"); do start_global "$r" "$dict"; done
 
   for i in $(seq 1 "$N"); do
     local port=$((GLOBAL_PORT + i)) broker=$((BROKER_BASE + i))
+    local reach; reach="$(via "$port")"
     start_bg "shard-$i :$port" "$STATE/pids/shard-$i" "$STATE/logs/shard-$i.log" "$ROOT" -- \
       env CELLBANK__TELEMETRY__FORMAT=json \
       CELLBANK__AUTH__ADMIN_TOKEN="$(shard_secret "$i" ADMIN)" \
       CELLBANK__AUTH__INTERNAL_TOKEN="$(shard_secret "$i" INTERNAL)" \
       CELLBANK__SHARD__ID="shard-$i" \
-      CELLBANK__SHARD__PUBLIC_URL="http://127.0.0.1:$port" \
+      CELLBANK__SHARD__PUBLIC_URL="http://127.0.0.1:$reach" \
       CELLBANK__GLOBAL__URL="http://127.0.0.1:$GLOBAL_PORT" \
       CELLBANK__SERVER__PORT="$port" \
       CELLBANK__DATABASE__URL="$(pg_url "$i" "cellbank_shard_$i")" \
       CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$broker" \
       CELLBANK__KAFKA__FETCH_WAIT_MS=20 \
+      CELLBANK__KAFKA__IDEMPOTENCE="$IDEMPOTENCE" \
       "$bin/cellbank-shard"
     wait_ready "http://127.0.0.1:$port"
     # Read the whole list first: `grep -q` closing the pipe early would break cellctl.
     local registered
     registered=$(cellctl shards list)
     if ! grep -qw "shard-$i" <<<"$registered"; then
-      cellctl shards add --id "shard-$i" --public-url "http://127.0.0.1:$port" \
-        --internal-url "http://127.0.0.1:$port" --broker "127.0.0.1:$broker" --capacity 100000 >/dev/null
+      cellctl shards add --id "shard-$i" --public-url "http://127.0.0.1:$reach" \
+        --internal-url "http://127.0.0.1:$reach" --broker "127.0.0.1:$(via "$broker")" --capacity 100000 >/dev/null
       log "registered shard-$i with global"
     fi
   done
@@ -336,7 +393,7 @@ stop() { # pidfile
 
 down() {
   shopt -s nullglob
-  for pidf in "$STATE"/pids/global "$STATE"/pids/shard-* "$STATE"/pids/broker-*; do
+  for pidf in "$STATE"/pids/global "$STATE"/pids/global-* "$STATE"/pids/shard-* "$STATE"/pids/broker-* "$STATE"/pids/netproxy-*; do
     stop "$pidf"
   done
   for dir in "$STATE"/pg/*; do
@@ -367,5 +424,12 @@ case "$cmd" in
     ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: $0 up|demo|status|down [N]" >&2; exit 2 ;;
+  start)
+    # Starts one stopped service again as `up` started it (global, global-R,
+    # shard-i, broker-<cell>, netproxy-<cell>, pg-<cell>).
+    launcher="$STATE/run/${2:?usage: $0 start NAME}.sh"
+    [ -f "$launcher" ] || { echo "no launcher for $2 in $STATE/run; run up first" >&2; exit 2; }
+    bash "$launcher"
+    ;;
+  *) echo "usage: $0 up|demo|status|down [N] | start NAME" >&2; exit 2 ;;
 esac

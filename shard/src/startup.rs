@@ -115,6 +115,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         metrics::init();
         cellbank_shared::kafka::security::install(settings.kafka.security());
+        cellbank_shared::kafka::producer::install_idempotence(settings.kafka.idempotence);
         let addr: SocketAddr = format!("{}:{}", settings.server.host, settings.server.port)
             .parse()
             .context("server address")?;

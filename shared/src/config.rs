@@ -279,6 +279,14 @@ pub struct KafkaSettings {
     /// move's cutover waits for its fence marker), at the cost of more fetch
     /// requests. A Kafka broker answers at once: leave it there.
     pub fetch_wait_ms: u32,
+    /// Idempotent producers (`enable.idempotence`, true). Off, a producer
+    /// keeps one request in flight per broker (so a retry cannot reorder a
+    /// partition) and a retry may write a record twice, which every consumer
+    /// of the platform already tolerates (Kafka is at-least-once to them).
+    /// The local cells turn it off: tansu 0.6's sqlite engine panics in its
+    /// idempotent-producer check after a producer or the broker restarts
+    /// (lite.rs:503, see RELIABILITY.md). Leave it on against Kafka.
+    pub idempotence: bool,
 }
 
 impl Default for KafkaSettings {
@@ -294,6 +302,7 @@ impl Default for KafkaSettings {
             sasl_username: String::new(),
             sasl_password: Secret::default(),
             fetch_wait_ms: 500,
+            idempotence: true,
         }
     }
 }

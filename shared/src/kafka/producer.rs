@@ -1,6 +1,8 @@
 //! The idempotent producer (acks=all): a send returns only once the broker
 //! acknowledged the write, and carries the current W3C trace context.
+//! Idempotence can be turned off for brokers that fail it ([`install_idempotence`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -32,6 +34,14 @@ impl ProduceError {
     }
 }
 
+static IDEMPOTENCE: AtomicBool = AtomicBool::new(true);
+
+/// Whether the producers created from now on are idempotent (the binaries
+/// install `kafka.idempotence` at startup; true until then).
+pub fn install_idempotence(on: bool) {
+    IDEMPOTENCE.store(on, Ordering::Relaxed);
+}
+
 /// A cheap-to-clone handle on one broker's idempotent producer.
 #[derive(Clone)]
 pub struct Producer {
@@ -57,8 +67,16 @@ impl Producer {
         timeout: Duration,
         linger_ms: u32,
     ) -> Result<Self, KafkaError> {
-        let inner: FutureProducer = super::client_config(bootstrap)
-            .set("enable.idempotence", "true")
+        let mut config = super::client_config(bootstrap);
+        if IDEMPOTENCE.load(Ordering::Relaxed) {
+            config.set("enable.idempotence", "true");
+        } else {
+            // Retries stay in order with one request in flight per broker.
+            config
+                .set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1");
+        }
+        let inner: FutureProducer = config
             .set("acks", "all")
             .set("linger.ms", linger_ms.to_string())
             .set("message.timeout.ms", timeout.as_millis().to_string())
