@@ -69,6 +69,9 @@ case "${CELLBANK_BROKER_STORAGE:-sqlite}" in
   memory) STORAGE="memory://tansu/"; IDEMPOTENCE=true ;;
   *) echo "CELLBANK_BROKER_STORAGE must be sqlite or memory" >&2; exit 2 ;;
 esac
+# CELLBANK_PRODUCER_IDEMPOTENCE=true forces idempotent producers (to see the
+# sqlite engine's failure for oneself: load-tests/chaos.sh --kinds kill_shard).
+IDEMPOTENCE="${CELLBANK_PRODUCER_IDEMPOTENCE:-$IDEMPOTENCE}"
 
 log() { printf '[cells] %s\n' "$*"; }
 

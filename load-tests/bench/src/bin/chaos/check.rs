@@ -98,6 +98,27 @@ async fn read_cell(pool: &PgPool) -> anyhow::Result<CellRows> {
     {
         posted.insert(r.get::<String, _>(0), r.get::<Option<i64>, _>(1).unwrap_or(0));
     }
+    let (purchases, cards) = read_cards(pool).await?;
+    let (trial, books_off, account_balance) = read_books(pool).await?;
+    Ok(CellRows {
+        applied,
+        dead,
+        posted,
+        purchases,
+        cards,
+        trial,
+        books_off,
+        account_balance,
+    })
+}
+
+/// Purchases by card and reference, and each card's limit and held sum.
+type Cards = (
+    HashMap<(Uuid, String), (Option<Uuid>, Option<i64>)>,
+    Vec<(Uuid, i64, i64)>,
+);
+
+async fn read_cards(pool: &PgPool) -> anyhow::Result<Cards> {
     let mut purchases = HashMap::new();
     for r in sqlx::query("SELECT card_id, network_reference, authorization_id, authorized_amount FROM card_purchases")
         .fetch_all(pool)
@@ -111,6 +132,13 @@ async fn read_cell(pool: &PgPool) -> anyhow::Result<CellRows> {
     )
     .fetch_all(pool)
     .await?;
+    Ok((purchases, cards))
+}
+
+/// The trial balance, books off their postings, checking balances.
+type Books = (Vec<(String, i64, i64)>, i64, HashMap<Uuid, i64>);
+
+async fn read_books(pool: &PgPool) -> anyhow::Result<Books> {
     let trial = sqlx::query_as::<_, (String, i64, i64)>(
         "SELECT b.currency, COALESCE(sum(b.balance), 0)::bigint,
                 COALESCE((SELECT sum(p.amount) FROM postings p WHERE p.currency = b.currency), 0)::bigint
@@ -134,16 +162,7 @@ async fn read_cell(pool: &PgPool) -> anyhow::Result<CellRows> {
     .await?
     .into_iter()
     .collect();
-    Ok(CellRows {
-        applied,
-        dead,
-        posted,
-        purchases,
-        cards,
-        trial,
-        books_off,
-        account_balance,
-    })
+    Ok((trial, books_off, account_balance))
 }
 
 /// Reads every cell and compares.

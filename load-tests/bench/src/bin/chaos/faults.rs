@@ -87,6 +87,47 @@ impl Processes {
         }
     }
 
+    /// Every service cells.sh started (its launchers' names).
+    pub fn services(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.state.join("run")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = dir
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".sh")
+                    .map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Whether the service's process (a Postgres server's postmaster) lives.
+    pub fn alive(&self, service: &str) -> bool {
+        let file = match service.strip_prefix("pg-") {
+            Some(cell) => self.state.join("pg").join(cell).join("postmaster.pid"),
+            None => self.state.join("pids").join(service),
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+            .is_some_and(|pid| {
+                // A zombie or a dead pid is not alive.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|st| st.get(st.rfind(')')? + 2..).map(|r| !r.starts_with('Z')))
+                    .unwrap_or(false)
+            })
+    }
+
+    /// The launcher name of the process a fault is done to.
+    pub fn service_of(&self, f: &Fault) -> String {
+        self.service(f)
+    }
+
     /// `cells.sh start NAME`.
     pub fn start(&self, service: &str) -> anyhow::Result<()> {
         let out = Command::new("bash")

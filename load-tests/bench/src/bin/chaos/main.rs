@@ -113,13 +113,9 @@ fn kinds(args: &Args) -> anyhow::Result<Vec<Kind>> {
         .collect()
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let secrets = read_env(&args.state.join("secrets.env"))?;
-    let seed: SeedFile = serde_json::from_slice(&std::fs::read(&args.seed_file)?)?;
-    let kinds = kinds(&args)?;
-    let globals = (1..=args.replicas)
+/// Global's replicas, where cells.sh puts them.
+fn global_urls(args: &Args) -> Vec<String> {
+    (1..=args.replicas)
         .map(|r| {
             let port = if r == 1 {
                 args.global_port
@@ -128,9 +124,41 @@ async fn main() -> anyhow::Result<()> {
             };
             format!("http://127.0.0.1:{port}")
         })
-        .collect();
+        .collect()
+}
+
+/// One generator task per kind of request.
+fn start_load(world: &Arc<World>, args: &Args) -> Vec<tokio::task::JoinHandle<()>> {
+    let rates = Rates {
+        events: args.events_per_sec,
+        batches: args.batches_per_sec,
+        batch_size: args.batch_size,
+        authorizations: args.authorizations_per_sec,
+        logins: args.logins_per_sec,
+    };
+    [
+        (Op::Event, rates.events),
+        (Op::Batch, rates.batches),
+        (Op::Authorization, rates.authorizations),
+        (Op::Login, rates.logins),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (op, rate))| {
+        let seed = args.seed.wrapping_mul(31).wrapping_add(i as u64);
+        tokio::spawn(world.clone().drive(op, rate, rates, seed))
+    })
+    .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let secrets = read_env(&args.state.join("secrets.env"))?;
+    let seed: SeedFile = serde_json::from_slice(&std::fs::read(&args.seed_file)?)?;
+    let kinds = kinds(&args)?;
     let world = Arc::new(World::new(
-        globals,
+        global_urls(&args),
         seed.partner_key,
         seed.customers,
         seed.run_id,
@@ -150,37 +178,16 @@ async fn main() -> anyhow::Result<()> {
         args.faults_per_kind,
         world.customers.len()
     );
-    let rates = Rates {
-        events: args.events_per_sec,
-        batches: args.batches_per_sec,
-        batch_size: args.batch_size,
-        authorizations: args.authorizations_per_sec,
-        logins: args.logins_per_sec,
-    };
-    let drivers: Vec<_> = [
-        (Op::Event, rates.events),
-        (Op::Batch, rates.batches),
-        (Op::Authorization, rates.authorizations),
-        (Op::Login, rates.logins),
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, (op, rate))| {
-        tokio::spawn(world.clone().drive(
-            op,
-            rate,
-            rates,
-            args.seed.wrapping_mul(31).wrapping_add(i as u64),
-        ))
-    })
-    .collect();
+    let drivers = start_load(&world, &args);
     tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
     let warmup_ms = world.rec.now_ms();
     let procs = faults::Processes {
         state: args.state.clone(),
         cells_script: args.cells_script.clone(),
     };
-    let outcomes = run::faults(world.clone(), procs, schedule).await;
+    let dog = Arc::new(run::Watchdog::new());
+    let watching = tokio::spawn(dog.clone().watch(procs.clone()));
+    let outcomes = run::faults(world.clone(), procs, schedule, dog.clone()).await;
     tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
     world.stopping.store(true, Ordering::Relaxed);
     for d in drivers {
@@ -192,13 +199,16 @@ async fn main() -> anyhow::Result<()> {
         world.rec.now_ms() / 1000
     );
     let findings = settle(&world, &args, &secrets).await?;
+    dog.done.store(true, Ordering::Relaxed);
+    let _ = watching.await;
     let gave_up = world.rec.gave_up().into_iter().collect();
+    let dropped = world.dropped.load(Ordering::Relaxed);
     let r = report::build(
         args.seed,
         &world.rec.samples(),
         outcomes,
         warmup_ms,
-        (world.dropped.load(Ordering::Relaxed), gave_up),
+        (dropped, gave_up),
         findings,
     );
     write_report(&args, &r)

@@ -62,31 +62,14 @@ pub struct Report {
     pub faulted_cell_during_its_faults: Traffic,
     pub baseline: Traffic,
     pub dropped_ticks: u64,
+    /// Services that exited on their own and were restarted (by service).
+    pub restarts: BTreeMap<String, u32>,
     pub gave_up: BTreeMap<String, u64>,
     pub findings: Findings,
     pub outcomes: Vec<Outcome>,
 }
 
-/// The windows (ms) each cell was under a fault, from injection to recovery.
-fn windows(outcomes: &[Outcome]) -> Vec<(u32, u64, u64)> {
-    outcomes
-        .iter()
-        .filter(|o| o.fault.kind.is_cell())
-        .map(|o| {
-            let end = o.recovered_ms.unwrap_or(o.healed_ms + 120_000);
-            (o.fault.target, o.injected_ms, end)
-        })
-        .collect()
-}
-
-pub fn build(
-    seed: u64,
-    samples: &[Sample],
-    outcomes: Vec<Outcome>,
-    warmup_ms: u64,
-    (dropped_ticks, gave_up): (u64, BTreeMap<String, u64>),
-    findings: Findings,
-) -> Report {
+fn recovery_by_kind(outcomes: &[Outcome]) -> BTreeMap<Kind, Recovery> {
     let mut by_kind = BTreeMap::new();
     for k in Kind::ALL {
         let of: Vec<&Outcome> = outcomes.iter().filter(|o| o.fault.kind == k).collect();
@@ -109,6 +92,30 @@ pub fn build(
             },
         );
     }
+    by_kind
+}
+
+/// The windows (ms) each cell was under a fault, from injection to recovery.
+fn windows(outcomes: &[Outcome]) -> Vec<(u32, u64, u64)> {
+    outcomes
+        .iter()
+        .filter(|o| o.fault.kind.is_cell())
+        .map(|o| {
+            let end = o.recovered_ms.unwrap_or(o.healed_ms + 120_000);
+            (o.fault.target, o.injected_ms, end)
+        })
+        .collect()
+}
+
+pub fn build(
+    seed: u64,
+    samples: &[Sample],
+    outcomes: Vec<Outcome>,
+    warmup_ms: u64,
+    (dropped_ticks, gave_up): (u64, BTreeMap<String, u64>),
+    findings: Findings,
+) -> Report {
+    let by_kind = recovery_by_kind(&outcomes);
     let mut traffic_by = BTreeMap::new();
     for op in [Op::Event, Op::Batch, Op::Authorization, Op::Login] {
         let name = serde_json::to_value(op)
@@ -139,6 +146,7 @@ pub fn build(
         // Before the first fault (its first two seconds left out: connections warm up).
         baseline: traffic(cellular().filter(|s| (2_000..warmup_ms).contains(&u64::from(s.at_ms)))),
         dropped_ticks,
+        restarts: BTreeMap::new(),
         gave_up,
         findings,
         outcomes,
@@ -148,7 +156,22 @@ pub fn build(
 /// The Markdown tables of a report.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
-    let f = &r.findings;
+    recovery_table(&mut s, r);
+    findings_tables(&mut s, &r.findings);
+    traffic_tables(&mut s, r);
+    let _ = writeln!(
+        s,
+        "\nServices that exited on their own and were restarted: {}",
+        if r.restarts.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{:?}", r.restarts)
+        }
+    );
+    s
+}
+
+fn recovery_table(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
         "| Fault | Injected | Recovered | Recovery median | Recovery max |"
@@ -165,6 +188,9 @@ pub fn markdown(r: &Report) -> String {
             v.max_ms
         );
     }
+}
+
+fn findings_tables(s: &mut String, f: &Findings) {
     let _ = writeln!(s, "\n| Events accepted (2xx) | applied | dead-lettered | lost | doubled | applied, not acknowledged |");
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
     let _ = writeln!(
@@ -185,45 +211,42 @@ pub fn markdown(r: &Report) -> String {
         f.books_off_postings,
         f.customers_off_their_events
     );
+}
+
+fn traffic_row(s: &mut String, name: &str, t: &Traffic) {
+    let _ = writeln!(
+        s,
+        "| {name} | {} | {:.2} % | {:.1} ms | {:.1} ms |",
+        t.requests,
+        t.error_rate * 100.0,
+        t.p50_ms,
+        t.p99_ms
+    );
+}
+
+fn traffic_tables(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
         "\n| Requests to the cells | requests | error rate | p50 | p99 |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-    for (name, t) in [
-        ("before the first fault (baseline)", &r.baseline),
-        (
-            "other cells, while one cell was faulted",
-            &r.other_cells_during_cell_faults,
-        ),
-        (
-            "the faulted cell, until it recovered",
-            &r.faulted_cell_during_its_faults,
-        ),
-    ] {
-        let _ = writeln!(
-            s,
-            "| {name} | {} | {:.2} % | {:.1} ms | {:.1} ms |",
-            t.requests,
-            t.error_rate * 100.0,
-            t.p50_ms,
-            t.p99_ms
-        );
-    }
+    traffic_row(s, "before the first fault (baseline)", &r.baseline);
+    traffic_row(
+        s,
+        "other cells, while one cell was faulted",
+        &r.other_cells_during_cell_faults,
+    );
+    traffic_row(
+        s,
+        "the faulted cell, until it recovered",
+        &r.faulted_cell_during_its_faults,
+    );
     let _ = writeln!(
         s,
         "\n| Load, by request | requests | error rate | p50 | p99 |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|");
     for (name, t) in &r.traffic {
-        let _ = writeln!(
-            s,
-            "| {name} | {} | {:.2} % | {:.1} ms | {:.1} ms |",
-            t.requests,
-            t.error_rate * 100.0,
-            t.p50_ms,
-            t.p99_ms
-        );
+        traffic_row(s, name, t);
     }
-    s
 }

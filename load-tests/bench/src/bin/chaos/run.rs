@@ -1,7 +1,8 @@
 //! The fault loop: each scheduled fault after its quiet gap, held, healed,
 //! then probed until the cell (or replica) serves again: the recovery time.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,15 +28,61 @@ impl Outcome {
     }
 }
 
+/// Restarts every service that exited on its own, as Kubernetes restarts a
+/// pod's container: a service may stop itself when a part of it fails (a
+/// shard whose broker did not answer in time). The service a fault holds
+/// down is left alone. Counts the restarts by service.
+pub struct Watchdog {
+    pub held: Mutex<Option<String>>,
+    pub restarts: Mutex<BTreeMap<String, u32>>,
+    /// Set once the checks are done: the watch ends.
+    pub done: std::sync::atomic::AtomicBool,
+}
+
+impl Watchdog {
+    pub fn new() -> Self {
+        Self {
+            held: Mutex::new(None),
+            restarts: Mutex::new(BTreeMap::new()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub async fn watch(self: Arc<Self>, procs: Processes) {
+        while !self.done.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let held = self.held.lock().unwrap().clone();
+            for service in procs.services() {
+                if Some(&service) == held.as_ref() || procs.alive(&service) {
+                    continue;
+                }
+                let p = procs.clone();
+                let s = service.clone();
+                let started = tokio::task::spawn_blocking(move || p.start(&s)).await;
+                if matches!(started, Ok(Ok(()))) {
+                    eprintln!("[chaos] {service} had exited; restarted it");
+                    *self.restarts.lock().unwrap().entry(service).or_default() += 1;
+                }
+            }
+        }
+    }
+}
+
 /// How long a target may take to serve again before the fault counts as
 /// not recovered.
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
 
-pub async fn faults(world: Arc<World>, procs: Processes, schedule: Vec<Fault>) -> Vec<Outcome> {
+pub async fn faults(
+    world: Arc<World>,
+    procs: Processes,
+    schedule: Vec<Fault>,
+    dog: Arc<Watchdog>,
+) -> Vec<Outcome> {
     let mut out = Vec::with_capacity(schedule.len());
     for f in schedule {
         tokio::time::sleep(Duration::from_millis(f.gap_ms)).await;
-        let o = one(&world, &procs, f).await;
+        *dog.held.lock().unwrap() = Some(procs.service_of(&f));
+        let o = one(&world, &procs, f, &dog).await;
         let took = o
             .recovery_ms()
             .map_or("not recovered".to_owned(), |ms| format!("{ms} ms"));
@@ -55,7 +102,7 @@ pub async fn faults(world: Arc<World>, procs: Processes, schedule: Vec<Fault>) -
     out
 }
 
-async fn one(world: &World, procs: &Processes, f: Fault) -> Outcome {
+async fn one(world: &World, procs: &Processes, f: Fault, dog: &Watchdog) -> Outcome {
     let injected_ms = world.rec.now_ms();
     let (p, fault) = (procs.clone(), f.clone());
     let pids = tokio::task::spawn_blocking(move || p.inject(&fault))
@@ -75,6 +122,7 @@ async fn one(world: &World, procs: &Processes, f: Fault) -> Outcome {
         error = Some(format!("inject: {e:#}"));
     }
     let healed_ms = world.rec.now_ms();
+    *dog.held.lock().unwrap() = None;
     let started = Instant::now();
     let mut recovered_ms = None;
     while started.elapsed() < RECOVERY_BOUND {
