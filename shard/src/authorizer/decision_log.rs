@@ -239,6 +239,11 @@ enum Read {
     Other,
     /// Past the end the broker reports.
     Beyond,
+    /// Nothing at or past the offset arrived in time: a slow or unreachable
+    /// broker, which says nothing about the log (found by the chaos run: a
+    /// broker slow after a crash made a start-up call the log swapped, and
+    /// advise deleting the snapshots).
+    TimedOut,
 }
 
 /// Reads the record at `offset`.
@@ -290,7 +295,7 @@ async fn read_at(
                 Some(Err(_)) | None => {}
             }
         }
-        Ok(Read::Beyond)
+        Ok(Read::TimedOut)
     })
     .await
     .context("join fingerprint reader")?
@@ -309,7 +314,8 @@ async fn fingerprint_at(
     for nudged in [false, true] {
         match read_at(bootstrap, topic, partition, offset).await? {
             Read::Found(f) => return Ok(Some(f)),
-            Read::Beyond if !nudged => {
+            // Nothing in time may be tansu's trailing watermark too: nudge first.
+            Read::Beyond | Read::TimedOut if !nudged => {
                 let p = Producer::new(bootstrap, Duration::from_secs(10))?;
                 p.send_to(
                     topic,
@@ -321,6 +327,10 @@ async fn fingerprint_at(
                 .await
                 .context("write a marker to read the log's tail")?;
             }
+            Read::TimedOut => anyhow::bail!(
+                "{topic}/{partition}: record {offset} could not be read within 10 s; \
+                 the broker is slow or unreachable (the log itself is not in question)"
+            ),
             _ => return Ok(None),
         }
     }
