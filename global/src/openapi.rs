@@ -22,6 +22,8 @@ pub fn document() -> Value {
 
 const JSON: &str = "application/json";
 const HAL: &str = "application/hal+json";
+/// What a shard's URLs must look like (absolute, http or https).
+const HTTP_URL: &str = "^https?://[^/]";
 
 fn problem_responses(codes: &[&str]) -> Map<String, Value> {
     codes
@@ -94,6 +96,19 @@ fn param(name: &str, place: &str, required: bool, schema: Value) -> Value {
     json!({"name": name, "in": place, "required": required, "schema": schema})
 }
 
+fn query(name: &str, required: bool, schema: Value) -> Value {
+    param(name, "query", required, schema)
+}
+
+/// `?limit=`, from 1 to `max`.
+fn limit(max: i64) -> Value {
+    query(
+        "limit",
+        false,
+        json!({"type": "integer", "minimum": 1, "maximum": max}),
+    )
+}
+
 fn uuid_in_path(name: &str) -> Value {
     param(
         name,
@@ -148,42 +163,27 @@ fn ops_paths() -> Value {
     let customer = [uuid_in_path("customer_id")];
     let mv = [uuid_in_path("id")];
     let partner = [uuid_in_path("id")];
-    let limit = |max: i64| {
-        param(
-            "limit",
-            "query",
-            false,
-            json!({"type": "integer", "minimum": 1, "maximum": max}),
-        )
-    };
+    let phases = [
+        "planned",
+        "copying",
+        "cutover",
+        "flipped",
+        "completed",
+        "aborting",
+        "aborted",
+    ];
     let moves_query = [
-        param(
-            "phase",
-            "query",
-            false,
-            json!({"type": "string", "enum": ["planned", "copying", "cutover", "flipped", "completed", "aborting", "aborted"]}),
-        ),
-        param(
-            "customer_id",
-            "query",
-            false,
-            json!({"type": "string", "format": "uuid"}),
-        ),
+        query("phase", false, json!({"type": "string", "enum": phases})),
+        query("customer_id", false, uuid()),
         limit(1000),
     ];
     let lookup_query = [
-        param(
+        query(
             "kind",
-            "query",
             true,
             json!({"type": "string", "enum": ["account", "login"]}),
         ),
-        param(
-            "value",
-            "query",
-            true,
-            json!({"type": "string", "minLength": 1}),
-        ),
+        query("value", true, json!({"type": "string", "minLength": 1})),
     ];
     json!({
         "/ops/v1/shards": {
@@ -330,8 +330,8 @@ fn request_schemas() -> Value {
             "network_reference": string()}},
         "Login": object(&[("login", login()), ("password", json!({"type": "string", "minLength": 1, "maxLength": 256}))]),
         "NewShard": {"type": "object", "required": ["id", "public_url", "internal_url", "broker_bootstrap", "capacity"], "properties": {
-            "id": {"type": "string", "pattern": "^shard-[1-9][0-9]*$"}, "public_url": {"type": "string", "pattern": "^https?://[^/]"},
-            "internal_url": {"type": "string", "pattern": "^https?://[^/]"}, "broker_bootstrap": string(), "capacity": {"type": "integer", "minimum": 1}}},
+            "id": {"type": "string", "pattern": "^shard-[1-9][0-9]*$"}, "public_url": {"type": "string", "pattern": HTTP_URL},
+            "internal_url": {"type": "string", "pattern": HTTP_URL}, "broker_bootstrap": string(), "capacity": {"type": "integer", "minimum": 1}}},
         "Placement": {"type": "object", "required": ["shard"], "properties": {"shard": string(),
             "force": {"type": "boolean", "default": false, "description": "required: a placement change moves no data"}}},
         "NewMove": {"type": "object", "required": ["customer_id", "to"], "additionalProperties": false, "properties": {

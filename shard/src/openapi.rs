@@ -80,9 +80,9 @@ fn limit(max: i64) -> Value {
 }
 
 /// A path item whose operations share `params`.
-fn item(params: &[Value], ops: Value) -> Value {
+fn item(params: Vec<Value>, ops: Value) -> Value {
     let mut item = ops;
-    item["parameters"] = Value::Array(params.to_vec());
+    item["parameters"] = Value::Array(params);
     item
 }
 
@@ -102,17 +102,17 @@ fn app_paths() -> Value {
         "201",
     );
     json!({
-        "/v1/customers/{customer_id}": item(&[c.clone()], json!({
+        "/v1/customers/{customer_id}": item(vec![c.clone()], json!({
             "get": op("the customer, with links to accounts, cards and transfers", "customer", "200", HAL, hal("Customer"), None) })),
-        "/v1/customers/{customer_id}/accounts": item(&[c.clone()], json!({
+        "/v1/customers/{customer_id}/accounts": item(vec![c.clone()], json!({
             "get": op("the customer's accounts with balances", "customer", "200", HAL, hal("Accounts"), None) })),
-        "/v1/customers/{customer_id}/accounts/{account_id}": item(&[c.clone(), a.clone(), query("as_of", json!({ "type": "string", "format": "date-time" }))], json!({
+        "/v1/customers/{customer_id}/accounts/{account_id}": item(vec![c.clone(), a.clone(), query("as_of", json!({ "type": "string", "format": "date-time" }))], json!({
             "get": op("one account with its balance (as_of: its balance at a past business time)", "customer", "200", HAL, hal("Account"), None) })),
-        "/v1/customers/{customer_id}/accounts/{account_id}/entries": item(&[c.clone(), a, query("cursor", json!({ "type": "string" })), limit(500)], json!({
+        "/v1/customers/{customer_id}/accounts/{account_id}/entries": item(vec![c.clone(), a, query("cursor", json!({ "type": "string" })), limit(500)], json!({
             "get": op("account entries, newest first, cursor-paginated", "customer", "200", HAL, hal("Entries"), None) })),
-        "/v1/customers/{customer_id}/cards": item(&[c.clone()], json!({
+        "/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({
             "get": op("cards (last four digits), available limit and current bill", "customer", "200", HAL, hal("Cards"), None) })),
-        "/v1/customers/{customer_id}/transfers": item(&[c], json!({
+        "/v1/customers/{customer_id}/transfers": item(vec![c], json!({
             "get": op("transfers between the customer's own accounts", "customer", "200", HAL, hal("Transfers"), None),
             "post": transfer })),
     })
@@ -127,25 +127,25 @@ fn internal_paths() -> Value {
     let step = |summary: &str| op(summary, "internal", "200", JS, object(), Some("MoveCall"));
     json!({
         "/internal/v1/customers": { "post": customer_op("create a customer (contract::CreateCustomer); a repeat answers 200", "201", "CreateCustomer") },
-        "/internal/v1/customers/{customer_id}/cards": item(&[c.clone()], json!({ "post": customer_op("issue a card (contract::IssueCard); a repeat answers 200", "201", "IssueCard") })),
-        "/internal/v1/customers/{customer_id}/placement": item(&[c.clone()], json!({
+        "/internal/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({ "post": customer_op("issue a card (contract::IssueCard); a repeat answers 200", "201", "IssueCard") })),
+        "/internal/v1/customers/{customer_id}/placement": item(vec![c.clone()], json!({
             "put": op("the customer's placement here, explicitly: active→fenced, fenced→active or moved_out at the same epoch, any→active at a higher one; 409 otherwise", "internal", "200", JS, schema("Placement"), Some("PlacementChange")) })),
-        "/internal/v1/customers/{customer_id}/history": item(&[c.clone(), query("after", json!({ "type": "integer", "format": "int64" })), limit(10_000)], json!({
+        "/internal/v1/customers/{customer_id}/history": item(vec![c.clone(), query("after", json!({ "type": "integer", "format": "int64" })), limit(10_000)], json!({
             "get": op("a consistent page of the customer's history after a version (a move's export)", "internal", "200", JS, object(), None) })),
-        "/internal/v1/customers/{customer_id}/digest": item(&[c.clone()], json!({
+        "/internal/v1/customers/{customer_id}/digest": item(vec![c.clone()], json!({
             "get": op("what a move compares between the two cells", "internal", "200", JS, object(), None) })),
-        "/internal/v1/customers/{customer_id}/drain": item(&[c.clone()], json!({
+        "/internal/v1/customers/{customer_id}/drain": item(vec![c.clone()], json!({
             "get": op("whether the source is done with a fenced customer's tail", "internal", "200", JS, object(), None) })),
-        "/internal/v1/moves/{move_id}/import": item(&[m.clone()], json!({
+        "/internal/v1/moves/{move_id}/import": item(vec![m.clone()], json!({
             "post": op("import a page of a customer's history (idempotent)", "internal", "200", JS, object(), Some("ImportBatch")) })),
-        "/internal/v1/moves/{move_id}/fence": item(&[m.clone()], json!({ "post": step("fence the customer for a move") })),
-        "/internal/v1/moves/{move_id}/unfence": item(&[m.clone()], json!({ "post": step("release the fence of an aborted move") })),
-        "/internal/v1/moves/{move_id}/moved-out": item(&[m.clone()], json!({ "post": step("mark the customer moved out (the move flipped)") })),
-        "/internal/v1/moves/{move_id}/activate": item(&[m.clone()], json!({ "post": step("activate an imported customer at the new epoch") })),
-        "/internal/v1/moves/{move_id}/purge": item(&[m], json!({ "post": step("purge a moved-out customer's copy, keeping a marker") })),
-        "/internal/v1/stragglers": item(&[limit(1000)], json!({
+        "/internal/v1/moves/{move_id}/fence": item(vec![m.clone()], json!({ "post": step("fence the customer for a move") })),
+        "/internal/v1/moves/{move_id}/unfence": item(vec![m.clone()], json!({ "post": step("release the fence of an aborted move") })),
+        "/internal/v1/moves/{move_id}/moved-out": item(vec![m.clone()], json!({ "post": step("mark the customer moved out (the move flipped)") })),
+        "/internal/v1/moves/{move_id}/activate": item(vec![m.clone()], json!({ "post": step("activate an imported customer at the new epoch") })),
+        "/internal/v1/moves/{move_id}/purge": item(vec![m], json!({ "post": step("purge a moved-out customer's copy, keeping a marker") })),
+        "/internal/v1/stragglers": item(vec![limit(1000)], json!({
             "get": op("dead inbound letters of customers that left this cell", "internal", "200", JS, json!({ "type": "array", "items": object() }), None) })),
-        "/internal/v1/stragglers/{id}/forwarded": item(&[path("id", json!({ "type": "integer", "format": "int64" }))], json!({
+        "/internal/v1/stragglers/{id}/forwarded": item(vec![path("id", json!({ "type": "integer", "format": "int64" }))], json!({
             "post": op("mark a straggler as forwarded to the customer's owner", "internal", "200", JS, object(), None) })),
         "/internal/v1/lag": { "get": op("the inbound consumer's lag", "internal", "200", JS, object(), None) },
     })
@@ -155,11 +155,11 @@ fn authorizer_paths() -> Value {
     let c = path("customer_id", uuid());
     json!({
         "/internal/v1/authorizations": { "post": op("decide a purchase (contract::AuthorizationRequest); the replica holding the authorizer lease decides, any other forwards to it; 503 while the lease changes hands", "internal", "200", JS, schema("AuthorizationDecision"), Some("AuthorizationRequest")) },
-        "/internal/v1/authorizer/customers/{customer_id}": item(&[c.clone()], json!({
+        "/internal/v1/authorizer/customers/{customer_id}": item(vec![c.clone()], json!({
             "get": op("the deciding replica's view of a customer", "internal", "200", JS, object(), None) })),
-        "/internal/v1/authorizer/customers/{customer_id}/decisions": item(&[c.clone()], json!({
+        "/internal/v1/authorizer/customers/{customer_id}/decisions": item(vec![c.clone()], json!({
             "get": op("the customer's recent decisions (a move carries them over)", "internal", "200", JS, json!({ "type": "array", "items": object() }), None) })),
-        "/internal/v1/authorizer/customers/{customer_id}/placement": item(&[c], json!({
+        "/internal/v1/authorizer/customers/{customer_id}/placement": item(vec![c], json!({
             "post": op("a move's fence, release or activation, as the authorizer keeps it", "internal", "200", JS, object(), Some("AuthorizerPlacement")) })),
         "/internal/v1/authorizer/carried": { "post": op("decisions carried over from a move's source", "internal", "200", JS, object(), Some("CarriedDecisions")) },
     })
@@ -177,15 +177,15 @@ fn admin_paths() -> Value {
         ),
     ];
     json!({
-        "/admin/v1/dead-letters": item(&dead_letters, json!({ "get": admin("dead-lettered messages", schema("Items")) })),
-        "/admin/v1/dead-letters/{id}/republish": item(&[path("id", json!({ "type": "integer", "format": "int64" }))], json!({
+        "/admin/v1/dead-letters": item(dead_letters.to_vec(), json!({ "get": admin("dead-lettered messages", schema("Items")) })),
+        "/admin/v1/dead-letters/{id}/republish": item(vec![path("id", json!({ "type": "integer", "format": "int64" }))], json!({
             "post": admin("republish one dead letter to its source topic (once: 409 if it was)", object()) })),
         "/admin/v1/dead-letters/republish-all": { "post": admin("republish every dead letter not yet republished", object()) },
-        "/admin/v1/cards/{card_id}/block": item(&[card.clone()], json!({ "post": admin("block a card: the authorizer declines it (card_blocked)", object()) })),
-        "/admin/v1/cards/{card_id}/unblock": item(&[card], json!({ "post": admin("unblock a card", object()) })),
+        "/admin/v1/cards/{card_id}/block": item(vec![card.clone()], json!({ "post": admin("block a card: the authorizer declines it (card_blocked)", object()) })),
+        "/admin/v1/cards/{card_id}/unblock": item(vec![card], json!({ "post": admin("unblock a card", object()) })),
         "/admin/v1/summary": { "get": admin("counts and the trial balance per currency", object()) },
         "/admin/v1/consumers": { "get": admin("the cell's consumers and whether an operator holds them", schema("ConsumerHolds")) },
-        "/admin/v1/consumers/{name}/hold": item(&[consumer], json!({
+        "/admin/v1/consumers/{name}/hold": item(vec![consumer], json!({
             "put": admin("hold a consumer: its partitions pause in every replica, the backlog waits in the log", object()),
             "delete": admin("release a held consumer", object()) })),
     })
