@@ -126,8 +126,8 @@ fn internal_paths() -> Value {
     };
     let step = |summary: &str| op(summary, "internal", "200", JS, object(), Some("MoveCall"));
     json!({
-        "/internal/v1/customers": { "post": customer_op("create a customer (contract::CreateCustomer); a repeat answers 200", "201", "CreateCustomer") },
-        "/internal/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({ "post": customer_op("issue a card (contract::IssueCard); a repeat answers 200", "201", "IssueCard") })),
+        "/internal/v1/customers": { "post": customer_op("create a customer (contract::CreateCustomer), idempotent", "201", "CreateCustomer") },
+        "/internal/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({ "post": customer_op("issue a card (contract::IssueCard), idempotent", "201", "IssueCard") })),
         "/internal/v1/customers/{customer_id}/placement": item(vec![c.clone()], json!({
             "put": op("the customer's placement here, explicitly: active→fenced, fenced→active or moved_out at the same epoch, any→active at a higher one; 409 otherwise", "internal", "200", JS, schema("Placement"), Some("PlacementChange")) })),
         "/internal/v1/customers/{customer_id}/history": item(vec![c.clone(), query("after", json!({ "type": "integer", "format": "int64" })), limit(10_000)], json!({
