@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use cellbank_shared::contract::{RoutedEvent, EVENT_TYPES};
+use cellbank_shared::contract::{RoutedEvent, EVENT_TYPES, MAX_FUTURE};
 use cellbank_shared::envelope::Envelope;
 use cellbank_shared::ids::{EventId, ShardId};
 use cellbank_shared::money::{Currency, Money};
@@ -124,9 +124,7 @@ pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inb
         .map_err(|e: cellbank_shared::money::MoneyError| Problem::bad_money(f("currency"), &e))?;
     let amount = amount(&obj, prefix)?;
     Money::positive(amount, currency).map_err(|e| Problem::bad_money(f("amount"), &e))?;
-    let occurred_at = DateTime::parse_from_rfc3339(required(&obj, prefix, "occurred_at")?)
-        .map_err(|_| Problem::invalid(f("occurred_at"), "must be an RFC 3339 timestamp"))?
-        .with_timezone(&Utc);
+    let occurred_at = occurred_at(&obj, prefix)?;
     let account_number = text(&obj, prefix, "account_number")?.map(str::to_owned);
     let pan = text(&obj, prefix, "pan")?;
     let owner = owner(account_number.as_deref(), pan, prefix, hasher)?;
@@ -136,6 +134,7 @@ pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inb
     if let Some(p) = unknown_field(&obj, prefix) {
         return Err(p);
     }
+    type_specific(&obj, prefix, &event_type)?;
     for k in KNOWN {
         obj.remove(*k);
     }
@@ -153,6 +152,44 @@ pub fn parse_event(value: Value, prefix: &str, hasher: &PanHasher) -> Result<Inb
             extra: obj,
         },
     })
+}
+
+/// When it happened: an RFC 3339 time at most [`MAX_FUTURE`] ahead (the
+/// shard would dead-letter a later one).
+fn occurred_at(obj: &Map<String, Value>, prefix: &str) -> Result<DateTime<Utc>, Problem> {
+    let field = format!("{prefix}occurred_at");
+    let at = DateTime::parse_from_rfc3339(required(obj, prefix, "occurred_at")?)
+        .map_err(|_| Problem::invalid(&field, "must be an RFC 3339 timestamp"))?
+        .with_timezone(&Utc);
+    if at > Utc::now() + MAX_FUTURE {
+        return Err(Problem::invalid(
+            field,
+            "must be at most 5 minutes in the future",
+        ));
+    }
+    Ok(at)
+}
+
+/// The type-specific fields, as the shard reads them: a `card_id` is a
+/// uuid, a `network_reference` 1 to 128 characters, and a reversal names
+/// the authorization it reverses. Global refuses what the shard would
+/// dead-letter, so a 202 means the event can be applied.
+fn type_specific(obj: &Map<String, Value>, prefix: &str, event_type: &str) -> Result<(), Problem> {
+    let f = |name: &str| format!("{prefix}{name}");
+    if let Some(id) = text(obj, prefix, "card_id")? {
+        uuid::Uuid::parse_str(id).map_err(|_| Problem::invalid(f("card_id"), "must be a uuid"))?;
+    }
+    match text(obj, prefix, "network_reference")? {
+        Some(r) if r.is_empty() || r.len() > 128 => Err(Problem::invalid(
+            f("network_reference"),
+            "must be 1 to 128 characters",
+        )),
+        None if event_type == "authorization_reversed" => Err(Problem::invalid(
+            f("network_reference"),
+            "is required for authorization_reversed",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An event that is not a JSON object, named by its place in the request.
@@ -355,7 +392,7 @@ async fn route_batch(
 }
 
 /// The `events` array of a batch body, between 1 and [`MAX_BATCH`] long.
-fn batch_events(body: Value) -> Result<Vec<Value>, Problem> {
+pub fn batch_events(body: Value) -> Result<Vec<Value>, Problem> {
     let Value::Object(mut obj) = body else {
         return Err(Problem::invalid(
             "body",
@@ -485,5 +522,59 @@ mod tests {
         assert_eq!(p.errors[0].field, "events[7].amount");
         let p = parse_event(serde_json::json!(3), "events[2].", &hasher()).unwrap_err();
         assert_eq!(p.errors[0].field, "events[2]");
+    }
+
+    /// What the shard would dead-letter is refused here: a 202 promises the
+    /// event can be applied (fuzz/ holds the parser to this against the
+    /// shard's reading of arbitrary payloads).
+    #[test]
+    fn refuses_what_the_shard_would_dead_letter() {
+        let cases = [
+            (
+                serde_json::json!({"card_id": "not-a-uuid"}),
+                "card_id",
+                "deposit",
+            ),
+            (serde_json::json!({"card_id": 7}), "card_id", "deposit"),
+            (
+                serde_json::json!({"network_reference": ""}),
+                "network_reference",
+                "deposit",
+            ),
+            (
+                serde_json::json!({"network_reference": "r".repeat(129)}),
+                "network_reference",
+                "purchase_settled",
+            ),
+            (
+                serde_json::json!({}),
+                "network_reference",
+                "authorization_reversed",
+            ),
+            (
+                serde_json::json!({"occurred_at": "9999-01-01T00:00:00Z"}),
+                "occurred_at",
+                "deposit",
+            ),
+        ];
+        for (patch, field, event_type) in cases {
+            let mut v = base();
+            v.as_object_mut().unwrap().remove("memo");
+            v["type"] = event_type.into();
+            for (k, x) in patch.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let p = parse_event(v, "events[1].", &hasher()).unwrap_err();
+            assert_eq!(p.errors[0].field, format!("events[1].{field}"), "{patch}");
+        }
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("memo");
+        v["type"] = "authorization_reversed".into();
+        v["network_reference"] = "ref-1".into();
+        v["card_id"] = "0190a0b0-0000-7000-8000-000000000001".into();
+        v["occurred_at"] = (Utc::now() + chrono::Duration::minutes(4))
+            .to_rfc3339()
+            .into();
+        assert!(parse_event(v, "", &hasher()).is_ok());
     }
 }

@@ -59,8 +59,13 @@ impl NewCustomer {
     /// Checks the request; returns it normalised, the password aside.
     fn validate(&self) -> Result<Applicant, Problem> {
         let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Problem::invalid("name", "must be 1 to 200 characters"));
+        // A control character (NUL above all, which Postgres text refuses) is
+        // no part of a name.
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(Problem::invalid(
+                "name",
+                "must be 1 to 200 characters, none a control character",
+            ));
         }
         let login = normalise_login(&self.login);
         validate_login(&login)?;
@@ -372,5 +377,26 @@ pub async fn complete_stalled(state: AppState, every: Duration, stop: Cancellati
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A NUL (or any control character) in a name is refused up front:
+    /// Postgres text cannot hold a NUL, and the sign-up would fail later.
+    #[test]
+    fn a_name_with_a_control_character_is_refused() {
+        let mut c = NewCustomer {
+            name: "Ada\u{0}Lovelace".into(),
+            login: "ada@example.com".into(),
+            password: "long enough password".into(),
+            currency: None,
+        };
+        let p = c.validate().err().expect("refused");
+        assert_eq!(p.errors[0].field, "name");
+        c.name = "Ada Lovelace".into();
+        assert!(c.validate().is_ok());
     }
 }

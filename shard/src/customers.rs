@@ -65,8 +65,13 @@ async fn create(
     ApiJson(body): ApiJson<CreateCustomer>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
+    // A control character (NUL above all, which Postgres text refuses) is
+    // no part of a name.
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 200 characters, none a control character",
+        ));
     }
     if body.epoch.0 < 1 {
         return Err(ApiError::invalid("epoch", "must be at least 1"));

@@ -50,8 +50,9 @@ impl ApiError {
 }
 
 /// Postgres failures a handler did not map itself: a duplicate key is a
-/// conflict naming its constraint, a lost race or an unreachable database
-/// asks the caller to retry, anything else is internal.
+/// conflict naming its constraint, a value the database cannot store is the
+/// request's fault, a lost race or an unreachable database asks the caller
+/// to retry, anything else is internal.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match classify(&e) {
@@ -62,6 +63,15 @@ impl From<sqlx::Error> for ApiError {
             PgFailure::Retryable | PgFailure::Unavailable => {
                 tracing::warn!(error = %e, "database busy or unreachable");
                 ApiError::Unavailable("the cell's database is busy; retry".into())
+            }
+            // 22xxx: a value no column can hold (a NUL in text, a number out
+            // of range) came from the request: the caller's to fix.
+            PgFailure::DataException => {
+                tracing::warn!(error = %e, "the database refused a value");
+                ApiError::invalid(
+                    "body",
+                    "holds a value the cell cannot store (a NUL character, or a number out of range)",
+                )
             }
             _ => ApiError::Internal(anyhow::Error::new(e).context("database")),
         }

@@ -1,8 +1,12 @@
-//! The shard's hand-written OpenAPI 3 document (`GET /openapi.json`).
+//! The shard's hand-written OpenAPI 3 document (`GET /openapi.json`): every
+//! route of the app API (customer token), the internal API global calls
+//! (this shard's internal token) and the admin API (its admin token), with
+//! parameters, bodies and answers (load-tests/schemathesis.sh holds the
+//! service to it).
 
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::state::AppState;
 
@@ -10,67 +14,348 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(|| async { Json(document()) }))
 }
 
-fn op(summary: &str, security: &str, ok: &str, media: &str) -> Value {
-    json!({
+const HAL: &str = "application/hal+json";
+const JS: &str = "application/json";
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// An operation: a success of `media` shaped by `body_schema`, any 4xx as
+/// a problem, and 503 (past the deadline, or the authorizer's lease
+/// changing hands) as a problem too. `request` names its body's schema.
+fn op(
+    summary: &str,
+    security: &str,
+    ok: &str,
+    media: &str,
+    body_schema: Value,
+    request: Option<&str>,
+) -> Value {
+    let problem = json!({ "description": "problem", "content": { "application/problem+json": { "schema": schema("Problem") } } });
+    let mut o = json!({
         "summary": summary,
         "security": [{ security: [] }],
         "responses": {
-            ok: { "description": "success", "content": { media: {} } },
-            "4XX": { "description": "problem", "content": { "application/problem+json": {} } }
+            ok: { "description": "success", "content": { media: { "schema": body_schema } } },
+            "4XX": problem.clone(),
+            "503": problem
         }
+    });
+    if let Some(name) = request {
+        o["requestBody"] =
+            json!({ "required": true, "content": { JS: { "schema": schema(name) } } });
+    }
+    o
+}
+
+/// A success that answers 200 when the same request was already done.
+fn repeatable(mut op: Value, ok: &str) -> Value {
+    let again = op["responses"][ok].clone();
+    op["responses"]["200"] = again;
+    op
+}
+
+fn path(name: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": schema })
+}
+
+fn query(name: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema })
+}
+
+fn uuid() -> Value {
+    json!({ "type": "string", "format": "uuid" })
+}
+
+fn object() -> Value {
+    json!({ "type": "object" })
+}
+
+fn limit(max: i64) -> Value {
+    query(
+        "limit",
+        json!({ "type": "integer", "minimum": 1, "maximum": max }),
+    )
+}
+
+/// A path item whose operations share `params`.
+fn item(params: Vec<Value>, ops: Value) -> Value {
+    let mut item = ops;
+    item["parameters"] = Value::Array(params);
+    item
+}
+
+fn app_paths() -> Value {
+    let c = path("customer_id", uuid());
+    let a = path("account_id", uuid());
+    let hal = |name: &str| schema(name);
+    let transfer = repeatable(
+        op(
+            "transfer between own accounts (a repeated transfer_id answers 200)",
+            "customer",
+            "201",
+            HAL,
+            hal("Transfer"),
+            Some("NewTransfer"),
+        ),
+        "201",
+    );
+    json!({
+        "/v1/customers/{customer_id}": item(vec![c.clone()], json!({
+            "get": op("the customer, with links to accounts, cards and transfers", "customer", "200", HAL, hal("Customer"), None) })),
+        "/v1/customers/{customer_id}/accounts": item(vec![c.clone()], json!({
+            "get": op("the customer's accounts with balances", "customer", "200", HAL, hal("Accounts"), None) })),
+        "/v1/customers/{customer_id}/accounts/{account_id}": item(vec![c.clone(), a.clone(), query("as_of", json!({ "type": "string", "format": "date-time" }))], json!({
+            "get": op("one account with its balance (as_of: its balance at a past business time)", "customer", "200", HAL, hal("Account"), None) })),
+        "/v1/customers/{customer_id}/accounts/{account_id}/entries": item(vec![c.clone(), a, query("cursor", json!({ "type": "string" })), limit(500)], json!({
+            "get": op("account entries, newest first, cursor-paginated", "customer", "200", HAL, hal("Entries"), None) })),
+        "/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({
+            "get": op("cards (last four digits), available limit and current bill", "customer", "200", HAL, hal("Cards"), None) })),
+        "/v1/customers/{customer_id}/transfers": item(vec![c], json!({
+            "get": op("transfers between the customer's own accounts", "customer", "200", HAL, hal("Transfers"), None),
+            "post": transfer })),
     })
 }
 
-fn customer_param() -> Value {
-    json!([{ "name": "customer_id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }])
+fn internal_paths() -> Value {
+    let c = path("customer_id", uuid());
+    let m = path("move_id", uuid());
+    let customer_op = |summary: &str, ok: &str, request: &str| {
+        repeatable(op(summary, "internal", ok, JS, object(), Some(request)), ok)
+    };
+    let step = |summary: &str| op(summary, "internal", "200", JS, object(), Some("MoveCall"));
+    json!({
+        "/internal/v1/customers": { "post": customer_op("create a customer (contract::CreateCustomer), idempotent", "201", "CreateCustomer") },
+        "/internal/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({ "post": customer_op("issue a card (contract::IssueCard), idempotent", "201", "IssueCard") })),
+        "/internal/v1/customers/{customer_id}/placement": item(vec![c.clone()], json!({
+            "put": op("the customer's placement here, explicitly: active→fenced, fenced→active or moved_out at the same epoch, any→active at a higher one; 409 otherwise", "internal", "200", JS, schema("Placement"), Some("PlacementChange")) })),
+        "/internal/v1/customers/{customer_id}/history": item(vec![c.clone(), query("after", json!({ "type": "integer", "format": "int64" })), limit(10_000)], json!({
+            "get": op("a consistent page of the customer's history after a version (a move's export)", "internal", "200", JS, object(), None) })),
+        "/internal/v1/customers/{customer_id}/digest": item(vec![c.clone()], json!({
+            "get": op("what a move compares between the two cells", "internal", "200", JS, object(), None) })),
+        "/internal/v1/customers/{customer_id}/drain": item(vec![c.clone()], json!({
+            "get": op("whether the source is done with a fenced customer's tail", "internal", "200", JS, object(), None) })),
+        "/internal/v1/moves/{move_id}/import": item(vec![m.clone()], json!({
+            "post": op("import a page of a customer's history (idempotent)", "internal", "200", JS, object(), Some("ImportBatch")) })),
+        "/internal/v1/moves/{move_id}/fence": item(vec![m.clone()], json!({ "post": step("fence the customer for a move") })),
+        "/internal/v1/moves/{move_id}/unfence": item(vec![m.clone()], json!({ "post": step("release the fence of an aborted move") })),
+        "/internal/v1/moves/{move_id}/moved-out": item(vec![m.clone()], json!({ "post": step("mark the customer moved out (the move flipped)") })),
+        "/internal/v1/moves/{move_id}/activate": item(vec![m.clone()], json!({ "post": step("activate an imported customer at the new epoch") })),
+        "/internal/v1/moves/{move_id}/purge": item(vec![m], json!({ "post": step("purge a moved-out customer's copy, keeping a marker") })),
+        "/internal/v1/stragglers": item(vec![limit(1000)], json!({
+            "get": op("dead inbound letters of customers that left this cell", "internal", "200", JS, json!({ "type": "array", "items": object() }), None) })),
+        "/internal/v1/stragglers/{id}/forwarded": item(vec![path("id", json!({ "type": "integer", "format": "int64" }))], json!({
+            "post": op("mark a straggler as forwarded to the customer's owner", "internal", "200", JS, object(), None) })),
+        "/internal/v1/lag": { "get": op("the inbound consumer's lag", "internal", "200", JS, object(), None) },
+    })
+}
+
+fn authorizer_paths() -> Value {
+    let c = path("customer_id", uuid());
+    json!({
+        "/internal/v1/authorizations": { "post": op("decide a purchase (contract::AuthorizationRequest); the replica holding the authorizer lease decides, any other forwards to it; 503 while the lease changes hands", "internal", "200", JS, schema("AuthorizationDecision"), Some("AuthorizationRequest")) },
+        "/internal/v1/authorizer/customers/{customer_id}": item(vec![c.clone()], json!({
+            "get": op("the deciding replica's view of a customer", "internal", "200", JS, object(), None) })),
+        "/internal/v1/authorizer/customers/{customer_id}/decisions": item(vec![c.clone()], json!({
+            "get": op("the customer's recent decisions (a move carries them over)", "internal", "200", JS, json!({ "type": "array", "items": object() }), None) })),
+        "/internal/v1/authorizer/customers/{customer_id}/placement": item(vec![c], json!({
+            "post": op("a move's fence, release or activation, as the authorizer keeps it", "internal", "200", JS, object(), Some("AuthorizerPlacement")) })),
+        "/internal/v1/authorizer/carried": { "post": op("decisions carried over from a move's source", "internal", "200", JS, object(), Some("CarriedDecisions")) },
+    })
+}
+
+fn admin_paths() -> Value {
+    let card = path("card_id", uuid());
+    let consumer = path("name", json!({ "type": "string" }));
+    let admin = |summary: &str, body: Value| op(summary, "admin", "200", JS, body, None);
+    let dead_letters = [
+        limit(1000),
+        query(
+            "status",
+            json!({ "type": "string", "enum": ["dead", "republished", "forwarded"] }),
+        ),
+    ];
+    json!({
+        "/admin/v1/dead-letters": item(dead_letters.to_vec(), json!({ "get": admin("dead-lettered messages", schema("Items")) })),
+        "/admin/v1/dead-letters/{id}/republish": item(vec![path("id", json!({ "type": "integer", "format": "int64" }))], json!({
+            "post": admin("republish one dead letter to its source topic (once: 409 if it was)", object()) })),
+        "/admin/v1/dead-letters/republish-all": { "post": admin("republish every dead letter not yet republished", object()) },
+        "/admin/v1/cards/{card_id}/block": item(vec![card.clone()], json!({ "post": admin("block a card: the authorizer declines it (card_blocked)", object()) })),
+        "/admin/v1/cards/{card_id}/unblock": item(vec![card], json!({ "post": admin("unblock a card", object()) })),
+        "/admin/v1/summary": { "get": admin("counts and the trial balance per currency", object()) },
+        "/admin/v1/consumers": { "get": admin("the cell's consumers and whether an operator holds them", schema("ConsumerHolds")) },
+        "/admin/v1/consumers/{name}/hold": item(vec![consumer], json!({
+            "put": admin("hold a consumer: its partitions pause in every replica, the backlog waits in the log", object()),
+            "delete": admin("release a held consumer", object()) })),
+    })
+}
+
+fn probe_paths() -> Value {
+    let ready = |d: &str| json!({ "description": d, "content": { JS: { "schema": object() } } });
+    json!({
+        "/healthz": { "get": { "summary": "liveness", "responses": { "200": ready("alive") } } },
+        "/readyz": { "get": { "summary": "readiness: postgres, broker, authorizer replayed", "responses": { "200": ready("ready"), "503": ready("not ready: the checks say why (a report, not a problem)") } } },
+        "/metrics": { "get": { "summary": "prometheus metrics", "responses": { "200": { "description": "text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
+        "/openapi.json": { "get": { "summary": "this document", "responses": { "200": ready("the document") } } },
+    })
+}
+
+fn merged(parts: Vec<Value>) -> Value {
+    let mut all = Map::new();
+    for part in parts {
+        if let Value::Object(m) = part {
+            all.extend(m);
+        }
+    }
+    Value::Object(all)
 }
 
 /// The document.
 pub fn document() -> Value {
-    let hal = "application/hal+json";
-    let js = "application/json";
     json!({
         "openapi": "3.0.3",
         "info": { "title": "Cellbank shard", "version": env!("CARGO_PKG_VERSION") },
-        "components": { "securitySchemes": {
-            "customer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (EdDSA) issued by global login" },
-            "internal": { "type": "http", "scheme": "bearer" },
-            "admin": { "type": "http", "scheme": "bearer" }
-        }},
-        "paths": {
-            "/v1/customers/{customer_id}": { "parameters": customer_param(),
-                "get": op("the customer, with links to accounts, cards and transfers", "customer", "200", hal) },
-            "/v1/customers/{customer_id}/accounts": { "parameters": customer_param(),
-                "get": op("the customer's accounts with balances", "customer", "200", hal) },
-            "/v1/customers/{customer_id}/accounts/{account_id}": { "parameters": customer_param(),
-                "get": op("one account with its balance (as_of=RFC3339 for a past business time)", "customer", "200", hal) },
-            "/v1/customers/{customer_id}/accounts/{account_id}/entries": { "parameters": customer_param(),
-                "get": op("account entries, newest first, cursor-paginated (cursor, limit)", "customer", "200", hal) },
-            "/v1/customers/{customer_id}/cards": { "parameters": customer_param(),
-                "get": op("cards (last four digits), available limit and current bill", "customer", "200", hal) },
-            "/v1/customers/{customer_id}/transfers": { "parameters": customer_param(),
-                "get": op("transfers between the customer's own accounts", "customer", "200", hal),
-                "post": op("transfer between own accounts: {transfer_id?, from_account_id, to_account_id, amount, currency, description?}", "customer", "201", hal) },
-            "/internal/v1/customers": { "post": op("create a customer (contract::CreateCustomer), idempotent", "internal", "201", js) },
-            "/internal/v1/customers/{customer_id}/cards": { "parameters": customer_param(),
-                "post": op("issue a card (contract::IssueCard)", "internal", "201", js) },
-            "/internal/v1/customers/{customer_id}/placement": { "parameters": customer_param(),
-                "put": op("the customer's placement here, explicitly: {state: active|fenced|moved_out, epoch}; active→fenced, fenced→active or moved_out at the same epoch, any→active at a higher one; 409 otherwise", "internal", "200", js) },
-            "/internal/v1/authorizations": { "post": op("decide a purchase (contract::AuthorizationRequest); the replica holding the authorizer lease decides, any other forwards to it; 503 while the lease changes hands", "internal", "200", js) },
-            "/admin/v1/dead-letters": { "get": op("dead-lettered messages (limit)", "admin", "200", js) },
-            "/admin/v1/dead-letters/{id}/republish": { "post": op("republish one dead letter to its source topic (once: 409 if it was)", "admin", "200", js) },
-            "/admin/v1/dead-letters/republish-all": { "post": op("republish every dead letter not yet republished", "admin", "200", js) },
-            "/admin/v1/cards/{card_id}/block": { "post": op("block a card: the authorizer declines it (card_blocked)", "admin", "200", js) },
-            "/admin/v1/cards/{card_id}/unblock": { "post": op("unblock a card", "admin", "200", js) },
-            "/admin/v1/summary": { "get": op("counts and the trial balance per currency", "admin", "200", js) },
-            "/admin/v1/consumers": { "get": op("the cell's consumers and whether an operator holds them", "admin", "200", js) },
-            "/admin/v1/consumers/{name}/hold": {
-                "put": op("hold a consumer: its partitions pause in every replica, the backlog waits in the log", "admin", "200", js),
-                "delete": op("release a held consumer", "admin", "200", js)
+        "components": {
+            "securitySchemes": {
+                "customer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT (EdDSA) issued by global login" },
+                "internal": { "type": "http", "scheme": "bearer" },
+                "admin": { "type": "http", "scheme": "bearer" }
             },
-            "/healthz": { "get": { "summary": "liveness", "responses": { "200": { "description": "alive" } } } },
-            "/readyz": { "get": { "summary": "readiness: postgres, broker, authorizer replayed", "responses": { "200": { "description": "ready" }, "503": { "description": "not ready" } } } },
-            "/metrics": { "get": { "summary": "prometheus metrics", "responses": { "200": { "description": "text format" } } } }
-        }
+            "schemas": merged(vec![request_schemas(), answer_schemas()])
+        },
+        "paths": merged(vec![app_paths(), internal_paths(), authorizer_paths(), admin_paths(), probe_paths()])
     })
+}
+
+/// An object with these required properties.
+fn fields(props: &[(&str, Value)]) -> Value {
+    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    let properties: Map<String, Value> = props
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+
+fn integer() -> Value {
+    json!({ "type": "integer", "format": "int64" })
+}
+
+/// An identifier from elsewhere: 1 to 128 characters.
+fn short() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 128 })
+}
+
+/// A HAL collection: `_embedded.<rel>` holds the items.
+fn collection(rel: &str, item: Value) -> Value {
+    let embedded = fields(&[(rel, json!({ "type": "array", "items": item }))]);
+    fields(&[("_embedded", embedded), ("_links", schema("Links"))])
+}
+
+fn request_schemas() -> Value {
+    let merchant = fields(&[("name", string()), ("mcc", string()), ("country", string())]);
+    let history_event = fields(&[
+        ("event_id", string()),
+        ("namespace", string()),
+        ("epoch", integer()),
+        ("version", integer()),
+        ("payload", object()),
+    ]);
+    json!({
+        "Problem": { "type": "object", "required": ["type", "title", "status"], "properties": {
+            "type": string(), "title": string(), "status": integer(), "detail": string(),
+            "errors": { "type": "array", "items": fields(&[("field", string()), ("reason", string())]) },
+            "_links": schema("Links") } },
+        "Links": { "type": "object", "additionalProperties": fields(&[("href", string())]) },
+        "Currency": { "type": "string", "enum": ["BRL", "USD", "EUR", "MXN", "COP"] },
+        "NewTransfer": { "type": "object", "required": ["from_account_id", "to_account_id", "amount", "currency"], "properties": {
+            "transfer_id": uuid(), "from_account_id": uuid(), "to_account_id": uuid(),
+            "amount": { "type": "integer", "minimum": 1, "description": "minor units" },
+            "currency": schema("Currency"), "description": { "type": "string", "maxLength": 140 } } },
+        "CreateCustomer": fields(&[("customer_id", uuid()), ("name", json!({ "type": "string", "minLength": 1, "maxLength": 200 })), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
+        "IssueCard": fields(&[("card_id", uuid()), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("pan_hash", short()), ("last4", json!({ "type": "string", "pattern": "^[0-9]{4}$" })),
+            ("credit_limit", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
+        "PlacementChange": fields(&[("state", json!({ "type": "string", "enum": ["active", "fenced", "moved_out", "importing"] })), ("epoch", json!({ "type": "integer", "format": "int64", "minimum": 1 }))]),
+        "AuthorizationRequest": fields(&[("customer_id", uuid()), ("epoch", integer()), ("pan_hash", short()), ("amount", json!({ "type": "integer", "minimum": 1 })),
+            ("currency", schema("Currency")), ("merchant", merchant), ("network_reference", short())]),
+        "MoveCall": { "type": "object", "required": ["customer_id", "attempt"], "properties": {
+            "customer_id": uuid(), "attempt": integer(), "epoch": { "type": "integer", "nullable": true }, "moved_to": string() } },
+        "ImportBatch": fields(&[("customer_id", uuid()), ("attempt", integer()), ("events", json!({ "type": "array", "items": history_event }))]),
+        "AuthorizerPlacement": fields(&[("state", json!({ "type": "string", "enum": ["fenced", "released", "active"] })), ("epoch", integer())]),
+        "CarriedDecisions": { "type": "array", "items": object() },
+    })
+}
+
+fn answer_schemas() -> Value {
+    let links = ("_links", schema("Links"));
+    let time = json!({ "type": "string", "format": "date-time" });
+    json!({
+        "Customer": fields(&[("customer_id", uuid()), ("name", string()), ("epoch", integer()), ("currency", schema("Currency")), links.clone()]),
+        "Account": fields(&[("account_id", uuid()), ("kind", string()), ("number", string()), ("currency", schema("Currency")), ("balance", integer()), links.clone()]),
+        "Accounts": collection("accounts", schema("Account")),
+        "Entries": collection("entries", object()),
+        "Cards": collection("cards", object()),
+        "Transfer": fields(&[("transfer_id", uuid()), ("from_account_id", uuid()), ("to_account_id", uuid()), ("amount", integer()),
+            ("currency", schema("Currency")), ("description", string()), ("created_at", time), links]),
+        "Transfers": collection("transfers", schema("Transfer")),
+        "Placement": fields(&[("customer_id", uuid()), ("state", string()), ("epoch", integer()), ("version", integer())]),
+        "AuthorizationDecision": fields(&[("decision", json!({ "type": "string", "enum": ["approved", "declined"] })), ("reason", string()), ("authorization_id", uuid())]),
+        "Items": fields(&[("items", json!({ "type": "array", "items": object() }))]),
+        "ConsumerHolds": { "type": "array", "items": fields(&[("name", string()), ("held", json!({ "type": "boolean" }))]) },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route the shard serves is documented, with its path
+    /// parameters, a success schema and its problems (4xx and 503).
+    #[test]
+    fn every_operation_is_complete() {
+        let doc = document();
+        let paths = doc["paths"].as_object().unwrap();
+        for path in [
+            "/internal/v1/moves/{move_id}/import",
+            "/internal/v1/authorizer/carried",
+            "/internal/v1/stragglers/{id}/forwarded",
+            "/internal/v1/lag",
+            "/admin/v1/consumers/{name}/hold",
+        ] {
+            assert!(paths.contains_key(path), "{path} is not documented");
+        }
+        for (path, item) in paths {
+            let declared: Vec<&str> = item["parameters"]
+                .as_array()
+                .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                .unwrap_or_default();
+            for name in path.split('{').skip(1).filter_map(|s| s.split('}').next()) {
+                assert!(declared.contains(&name), "{path}: {name} is not declared");
+            }
+            for (method, op) in item.as_object().unwrap() {
+                if method == "parameters" || !op["security"].is_array() {
+                    continue;
+                }
+                let responses = op["responses"].as_object().unwrap();
+                assert!(responses.contains_key("4XX") && responses.contains_key("503"));
+                let ok = responses.keys().find(|c| c.starts_with('2')).unwrap();
+                assert!(responses[ok]["content"].is_object(), "{method} {path}");
+            }
+        }
+    }
+
+    /// The consumers list is an array of holds, as the handler answers.
+    #[test]
+    fn consumers_are_an_array() {
+        let doc = document();
+        assert_eq!(
+            doc["components"]["schemas"]["ConsumerHolds"]["type"],
+            "array"
+        );
+    }
 }

@@ -24,6 +24,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "credit_limit_changed",
 ];
 
+/// How far ahead of its acceptance an event may be dated: global refuses a
+/// later one, a shard dead-letters it.
+pub const MAX_FUTURE: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Envelope `payload` of a routed event: the external fields with the PAN
 /// replaced by its keyed hash and last four digits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

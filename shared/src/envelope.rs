@@ -100,4 +100,16 @@ mod tests {
         assert!(Envelope::decode(b"{}").is_err());
         assert_eq!(e.headers().len(), 5);
     }
+
+    /// Found by fuzz/ (target envelope): the default float parser read
+    /// this payload number one ulp off what it re-encodes to, so every
+    /// hop changed the envelope. Decoding is now correctly rounded.
+    #[test]
+    fn a_payload_float_survives_every_hop() {
+        let bytes = br#"{"event_id":"e-3","customer_id":"0190a0b0-0000-7000-8000-000000000001","epoch":1,"type":"late_fee","occurred_at":"2026-11-28T12:00:00Z","accepted_at":"2026-11-28T12:00:00Z","correlation_id":"c","payload":{"amount":1,"currency":"USD","epoch":92233720.6854575807}}"#;
+        let once = Envelope::decode(bytes).unwrap();
+        let twice = Envelope::decode(&once.encode()).unwrap();
+        assert_eq!(twice, once);
+        assert_eq!(twice.encode(), once.encode());
+    }
 }

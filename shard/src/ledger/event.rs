@@ -1,11 +1,11 @@
 //! Business events as the ledger applies them: parsed and validated from
 //! inbound envelopes (or built by the cell itself), targets not yet resolved.
 
-use cellbank_shared::contract::{RoutedEvent, EVENT_TYPES};
+use cellbank_shared::contract::{RoutedEvent, EVENT_TYPES, MAX_FUTURE};
 use cellbank_shared::envelope::Envelope;
 use cellbank_shared::ids::{CustomerId, Epoch};
 use cellbank_shared::money::{Currency, Money};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Why an event cannot be applied; it is dead-lettered with this message.
@@ -109,9 +109,6 @@ pub struct LedgerEvent {
     pub body: Body,
 }
 
-/// How far in the future of its acceptance an event may be dated.
-const MAX_FUTURE: Duration = Duration::minutes(5);
-
 impl LedgerEvent {
     /// Validates an inbound envelope (its payload is a [`RoutedEvent`]).
     /// Where this event's id is unique (with its customer): a partner's ids
@@ -128,7 +125,9 @@ impl LedgerEvent {
         if !EVENT_TYPES.contains(&env.event_type.as_str()) {
             return Err(InvalidEvent::UnknownType(env.event_type.clone()));
         }
-        if env.occurred_at > env.accepted_at + MAX_FUTURE {
+        // Past the end of time there is no future: nothing is later.
+        let latest = env.accepted_at.checked_add_signed(MAX_FUTURE);
+        if latest.is_some_and(|latest| env.occurred_at > latest) {
             return Err(InvalidEvent::Rule(
                 "occurred_at is in the future of accepted_at".into(),
             ));
@@ -265,5 +264,21 @@ mod tests {
         assert!(matches!(bad, Err(InvalidEvent::Payload(_))));
         let unknown = LedgerEvent::from_envelope(&env("teleport", serde_json::json!({})));
         assert!(matches!(unknown, Err(InvalidEvent::UnknownType(_))));
+    }
+
+    /// An envelope accepted at the end of time (chrono's last instant) is
+    /// judged, not a panic of the consumer: nothing lies past it.
+    #[test]
+    fn an_acceptance_at_the_end_of_time_does_not_overflow() {
+        let payload = serde_json::json!({"amount": 1, "currency": "BRL"});
+        let mut e = env("deposit", payload);
+        e.accepted_at = DateTime::<Utc>::MAX_UTC;
+        assert!(LedgerEvent::from_envelope(&e).is_ok());
+        e.accepted_at = Utc::now();
+        e.occurred_at = DateTime::<Utc>::MAX_UTC;
+        assert!(matches!(
+            LedgerEvent::from_envelope(&e),
+            Err(InvalidEvent::Rule(_))
+        ));
     }
 }

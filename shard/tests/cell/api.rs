@@ -322,6 +322,17 @@ async fn internal_api_is_authenticated_validated_and_idempotent() {
     assert_eq!(r.status(), 422);
     let p: Value = r.json().await.unwrap();
     assert_eq!(p["errors"][0]["field"], "name");
+    // Found by schemathesis: a NUL in a name was a 500 (Postgres text
+    // refuses it).
+    let r = app
+        .client
+        .post(&url)
+        .bearer_auth(INTERNAL)
+        .json(&json!({"customer_id": CustomerId::new(), "name": "a\u{0}b", "epoch": 1, "currency": "BRL"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
     let r = app
         .client
         .post(&url)
