@@ -100,13 +100,13 @@ pub fn stand_in(shard: &str, reason: &str) {
 static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "global_requests_refused_total",
-        "Requests global refused to protect others: a partner over its rate, a login burst, load shed",
+        "Requests global refused to protect others: a partner over its rate, a login burst",
         &["reason"]
     )
     .expect("register global_requests_refused_total")
 });
 
-/// A request refused to protect the others (`login_busy`, `load_shed`, ...).
+/// A request refused to protect the others (`login_busy`, `partner_rate`, ...).
 pub fn refused(reason: &str) {
     REFUSED.with_label_values(&[reason]).inc();
 }

@@ -224,9 +224,6 @@ pub struct RoutingSettings {
     pub produce_linger_ms: u32,
     /// Directory lookups one batch runs at once.
     pub batch_lookup_concurrency: usize,
-    /// Requests global serves at once; more are shed with 503 before they
-    /// cost memory.
-    pub max_in_flight: usize,
     /// A sign-up still pending after this long was interrupted (a shard
     /// timeout, a stopped replica): the platform completes or undoes it.
     /// Longer than any sign-up's own shard deadline (5 s).
@@ -241,7 +238,6 @@ impl Default for RoutingSettings {
             produce_timeout_ms: 5000,
             produce_linger_ms: 1,
             batch_lookup_concurrency: 32,
-            max_in_flight: 2048,
             sign_up_stalled_after_secs: 30,
         }
     }
@@ -423,7 +419,6 @@ impl Settings {
             "routing.batch_lookup_concurrency",
             self.routing.batch_lookup_concurrency as u64,
         )?;
-        require_positive("routing.max_in_flight", self.routing.max_in_flight as u64)?;
         require_positive(
             "routing.sign_up_stalled_after_secs",
             self.routing.sign_up_stalled_after_secs,

@@ -10,13 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::error_handling::HandleErrorLayer;
 use axum::middleware::from_extractor_with_state;
-use axum::response::IntoResponse as _;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
 
 use cellbank_shared::access::Admin;
 use cellbank_shared::kafka::{Producer, Runner, Topic};
@@ -42,7 +39,7 @@ pub struct Application {
 }
 
 /// Every public route of the global tier, in one table, behind load
-/// shedding: past `routing.max_in_flight` requests at once, 503 at once.
+/// shedding: past `server.max_in_flight` requests at once, 503 at once.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(crate::health::router())
@@ -53,15 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::authorizations::router())
         .merge(crate::login::router())
         .with_state(state.clone());
-    let shed = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            crate::metrics::refused("load_shed");
-            cellbank_shared::problem::Problem::unavailable("global is at capacity; retry", 1)
-                .into_response()
-        }))
-        .load_shed()
-        .concurrency_limit(state.settings.routing.max_in_flight);
-    cellbank_shared::http::with_standard_layers(api, &state.settings.server).layer(shed)
+    cellbank_shared::http::with_standard_layers(api, &state.settings.server)
 }
 
 /// The ops API, on its own listener: admin token on every route, and the

@@ -130,6 +130,10 @@ pub struct ServerSettings {
     pub port: u16,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
+    /// Requests served at once across every route; past it a request is
+    /// answered 503 with `Retry-After` at once instead of queueing (its
+    /// memory and its wait stay bounded under overload).
+    pub max_in_flight: usize,
 }
 
 impl Default for ServerSettings {
@@ -139,6 +143,7 @@ impl Default for ServerSettings {
             port: 8080,
             request_timeout_ms: 10_000,
             body_limit_bytes: 1024 * 1024,
+            max_in_flight: 1024,
         }
     }
 }
@@ -164,6 +169,12 @@ impl Validate for ServerSettings {
             return Err(ConfigError::invalid(
                 "server.body_limit_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_in_flight",
+                "must be positive",
             ));
         }
         Ok(())

@@ -25,11 +25,29 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps `router` in the standard layers: request id, trace span (with the
 /// matched path, the request id and the caller's W3C trace context), every
-/// error answered as problem+json, timeout, metrics and body limit. Also adds
-/// a problem+json fallback for unknown routes.
+/// error answered as problem+json, timeout, metrics, body limit and load
+/// shedding past `max_in_flight` requests at once. Also adds a problem+json
+/// fallback for unknown routes.
 pub fn with_standard_layers(router: Router, settings: &ServerSettings) -> Router {
+    // Past `max_in_flight` requests at once, a request is answered at once
+    // with 503 and `Retry-After: 1` rather than queued: under overload the
+    // admitted requests keep their latency and memory stays bounded. One
+    // count for every route: `Router::layer` clones the layer per route, and
+    // only the global limit shares its semaphore between clones.
+    let shed = ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            |_: tower::BoxError| async {
+                crate::metrics::shed();
+                crate::problem::Problem::unavailable("at capacity; retry", 1).into_response()
+            },
+        ))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            settings.max_in_flight,
+        ));
     router
         .fallback(|| async { crate::problem::Problem::not_found("no such route") })
+        .layer(shed)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(
             ServiceBuilder::new()

@@ -38,6 +38,19 @@ static HTTP_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("register http_request_duration_seconds")
 });
 
+static HTTP_SHED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "http_requests_shed_total",
+        "Requests answered 503 at once because server.max_in_flight were in flight"
+    )
+    .expect("register http_requests_shed_total")
+});
+
+/// A request shed: `server.max_in_flight` requests were already in flight.
+pub fn shed() {
+    HTTP_SHED.inc();
+}
+
 /// Middleware counting requests and their latency by matched route.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let route = req

@@ -220,3 +220,55 @@ async fn cors_only_when_origins_are_configured() {
     );
     assert!(with_cors(app(), &["https://app.example/x".to_owned()]).is_err());
 }
+
+/// Past `max_in_flight` requests at once, across routes, a request is shed
+/// at once with 503, `Retry-After` and a problem (over a real socket); once
+/// the held ones finish, requests are served again.
+#[tokio::test]
+async fn requests_past_the_in_flight_bound_are_shed_at_once_on_every_route() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let hold = |gate: std::sync::Arc<tokio::sync::Semaphore>| {
+        get(move || async move {
+            let _ = gate.acquire().await;
+            "held"
+        })
+    };
+    let router = Router::new()
+        .route("/hold-a", hold(gate.clone()))
+        .route("/hold-b", hold(gate.clone()))
+        .route("/quick", get(|| async { "quick" }));
+    let settings = ServerSettings {
+        max_in_flight: 2,
+        ..ServerSettings::default()
+    };
+    let app = with_standard_layers(router, &settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let held: Vec<_> = ["/hold-a", "/hold-b"]
+        .into_iter()
+        .map(|p| tokio::spawn(client.get(format!("{base}{p}")).send()))
+        .collect();
+    // both held requests are in flight once a third one is refused
+    let mut shed = None;
+    for _ in 0..100 {
+        let r = client.get(format!("{base}/quick")).send().await.unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shed = shed.expect("a third request at once is shed");
+    assert_eq!(shed.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(shed.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    let doc: serde_json::Value = shed.json().await.unwrap();
+    assert_eq!(doc["status"], 503);
+    gate.add_permits(2);
+    for h in held {
+        assert_eq!(h.await.unwrap().unwrap().text().await.unwrap(), "held");
+    }
+    let r = client.get(format!("{base}/quick")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "quick");
+}
