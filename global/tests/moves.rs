@@ -75,7 +75,11 @@ async fn load(c: Arc<Cluster>, targets: Vec<Target>, stop: Arc<AtomicBool>) -> S
     seen
 }
 
-/// The app of each customer, reading its accounts every 20 ms until `stop`.
+/// The app of each customer, reading its accounts every 20 ms until `stop`;
+/// then each app reads until it succeeds once more (at most 30 s), so an
+/// app whose session a late move ended has logged in again and read from
+/// its new cell whatever the machine's speed (a debug build's password
+/// hashing on a loaded machine takes seconds).
 async fn app_loop(c: Arc<Cluster>, who: Vec<Customer>, stop: Arc<AtomicBool>) -> Seen {
     let mut seen = Seen::default();
     let mut sessions: Vec<Option<Value>> = vec![None; who.len()];
@@ -85,13 +89,27 @@ async fn app_loop(c: Arc<Cluster>, who: Vec<Customer>, stop: Arc<AtomicBool>) ->
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    for (w, session) in who.iter().zip(sessions.iter_mut()) {
+        for _ in 0..300 {
+            if app_read(&c, &mut seen, w, session).await == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     seen
 }
 
 /// The app reads its accounts by following its login's link, as an app
 /// that only follows links does: a `login-required` problem sends it to log
 /// in again (at the `login` link) and it goes on from the new links.
-async fn app_read(c: &Cluster, seen: &mut Seen, who: &Customer, session: &mut Option<Value>) {
+/// Returns the read's status (0: not sent, global is down).
+async fn app_read(
+    c: &Cluster,
+    seen: &mut Seen,
+    who: &Customer,
+    session: &mut Option<Value>,
+) -> u16 {
     if session.is_none() {
         let (status, doc) = send(
             c.http
@@ -101,7 +119,7 @@ async fn app_read(c: &Cluster, seen: &mut Seen, who: &Customer, session: &mut Op
         )
         .await;
         if status != 200 {
-            return; // global is down (a test killed it): the app retries later
+            return 0; // global is down (a test killed it): the app retries later
         }
         seen.app_relogins += 1;
         *session = Some(doc);
@@ -119,6 +137,7 @@ async fn app_read(c: &Cluster, seen: &mut Seen, who: &Customer, session: &mut Op
         0 | 503 => {}
         _ => seen.app_failures.push(format!("{status} {body}")),
     }
+    status
 }
 
 /// Answers of calls whose outcome is unknown (global was killed before it
