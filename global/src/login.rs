@@ -78,6 +78,14 @@ async fn login(
     state.login_guard.succeeded(attempt);
 
     let placement = state.directory.placement(customer_id).await?;
+    if placement.state == "pending" {
+        // The sign-up is not complete: its shard may not hold the customer
+        // yet, so no token and no links to it. The platform completes (or
+        // undoes) the sign-up on its own; the app retries.
+        return Err(
+            Problem::unavailable("the sign-up is still being completed; retry shortly", 1).into(),
+        );
+    }
     let span = tracing::Span::current();
     span.record("customer_id", tracing::field::display(&customer_id));
     span.record("shard_id", tracing::field::display(&placement.shard_id));
