@@ -10,6 +10,7 @@
 #   bash load-tests/chaos.sh --seed 42       another schedule; the same seed replays it
 #   bash load-tests/chaos.sh --long          100 faults of each kind (the figures in RELIABILITY.md)
 #   bash load-tests/chaos.sh --faults-per-kind 10 --kinds kill_broker,pause_postgres
+#   bash load-tests/chaos.sh --overload      no faults: capacity measured, then 10x it for 60 s
 #
 # Extra arguments go to the driver (load-tests/bench/src/bin/chaos). The
 # cells run from .local/chaos on their own ports (18080.., brokers 18300..,
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --short) per_kind=3; shift ;;
     --faults-per-kind) per_kind="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --overload) per_kind=0; extra+=(--overload-secs "${CHAOS_OVERLOAD_SECS:-60}"); shift ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -38,6 +40,10 @@ export CELLBANK_OPS_PORT=$((CELLBANK_GLOBAL_PORT + 10))
 export CELLBANK_BROKER_BASE="${CELLBANK_CHAOS_BROKER_BASE:-18300}"
 export CELLBANK_PG_BASE="${CELLBANK_CHAOS_PG_BASE:-18500}"
 export CELLBANK_GLOBAL_REPLICAS=2 CELLBANK_CELL_PROXY=1
+# tansu answers a waiting fetch only when its wait ends, so every consumer
+# polls each broker every fetch wait; at the demo's 20 ms two idle cell
+# brokers take 1.6 of this machine's 2 cores (100 ms: 0.54; RELIABILITY.md).
+export CELLBANK_FETCH_WAIT_MS="${CELLBANK_FETCH_WAIT_MS:-100}"
 PROFILE="${CELLBANK_PROFILE:-release}"
 CELLS="$ROOT/infra/local/cells.sh"
 credit_limit=50000

@@ -351,7 +351,7 @@ up() {
       CELLBANK__SERVER__PORT="$port" \
       CELLBANK__DATABASE__URL="$(pg_url "$i" "cellbank_shard_$i")" \
       CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$broker" \
-      CELLBANK__KAFKA__FETCH_WAIT_MS=20 \
+      CELLBANK__KAFKA__FETCH_WAIT_MS="${CELLBANK_FETCH_WAIT_MS:-20}" \
       CELLBANK__KAFKA__IDEMPOTENCE="$IDEMPOTENCE" \
       "$bin/cellbank-shard"
     wait_ready "http://127.0.0.1:$port"
