@@ -130,10 +130,14 @@ pub struct ServerSettings {
     pub port: u16,
     pub request_timeout_ms: u64,
     pub body_limit_bytes: usize,
-    /// Requests served at once across every route; past it a request is
-    /// answered 503 with `Retry-After` at once instead of queueing (its
-    /// memory and its wait stay bounded under overload).
+    /// Requests served at once across every route, at most; past the
+    /// admission limit a request is answered 503 with `Retry-After` at once
+    /// instead of queueing (its memory and its wait stay bounded).
     pub max_in_flight: usize,
+    /// An answer slower than this is taken for queueing: the admission
+    /// limit shrinks (by a tenth, at most every 100 ms) and grows back with
+    /// fast answers.
+    pub shed_when_slower_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -144,6 +148,7 @@ impl Default for ServerSettings {
             request_timeout_ms: 10_000,
             body_limit_bytes: 1024 * 1024,
             max_in_flight: 1024,
+            shed_when_slower_ms: 1000,
         }
     }
 }
@@ -151,6 +156,10 @@ impl Default for ServerSettings {
 impl ServerSettings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn shed_when_slower(&self) -> Duration {
+        Duration::from_millis(self.shed_when_slower_ms)
     }
 }
 
@@ -169,6 +178,12 @@ impl Validate for ServerSettings {
             return Err(ConfigError::invalid(
                 "server.body_limit_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.shed_when_slower_ms == 0 {
+            return Err(ConfigError::invalid(
+                "server.shed_when_slower_ms",
+                "must be positive",
             ));
         }
         if self.max_in_flight == 0 {

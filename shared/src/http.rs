@@ -2,8 +2,11 @@
 //! problem, a deadline, request ids, traces), CORS, health and readiness
 //! responses, and graceful shutdown.
 
+mod admission;
 mod cors;
 mod problems;
+
+pub use admission::Admission;
 
 pub use cors::{cors_layer, parse_origin, with_cors, InvalidOrigin};
 pub use problems::{problem_for, NotAProblem};
@@ -29,25 +32,16 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// shedding past `max_in_flight` requests at once. Also adds a problem+json
 /// fallback for unknown routes.
 pub fn with_standard_layers(router: Router, settings: &ServerSettings) -> Router {
-    // Past `max_in_flight` requests at once, a request is answered at once
-    // with 503 and `Retry-After: 1` rather than queued: under overload the
-    // admitted requests keep their latency and memory stays bounded. One
-    // count for every route: `Router::layer` clones the layer per route, and
-    // only the global limit shares its semaphore between clones.
-    let shed = ServiceBuilder::new()
-        .layer(axum::error_handling::HandleErrorLayer::new(
-            |_: tower::BoxError| async {
-                crate::metrics::shed();
-                crate::problem::Problem::unavailable("at capacity; retry", 1).into_response()
-            },
-        ))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            settings.max_in_flight,
-        ));
+    // Load shedding: past the admission limit (at most `max_in_flight`,
+    // lower while answers are slow), 503 and `Retry-After: 1` at once. One
+    // state for every route of this listener.
+    let admission = Admission::new(settings.max_in_flight, settings.shed_when_slower());
     router
         .fallback(|| async { crate::problem::Problem::not_found("no such route") })
-        .layer(shed)
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(
             ServiceBuilder::new()
