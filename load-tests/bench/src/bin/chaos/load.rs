@@ -157,7 +157,7 @@ impl World {
         Err(last)
     }
 
-    fn deposit(&self, id: &str, c: &Customer, amount: i64) -> Value {
+    pub fn deposit(&self, id: &str, c: &Customer, amount: i64) -> Value {
         json!({
             "event_id": id, "type": "deposit", "account_number": c.account_number,
             "amount": amount, "currency": "BRL", "occurred_at": chrono::Utc::now().to_rfc3339(),

@@ -8,6 +8,7 @@
 mod check;
 mod faults;
 mod load;
+mod overload;
 mod plan;
 mod record;
 mod report;
@@ -73,6 +74,12 @@ struct Args {
     /// How long the checks wait for the cells to catch up once the load stops.
     #[arg(long, default_value_t = 180)]
     quiesce_secs: u64,
+    /// Seconds of overload (0: none): the capacity measured, then
+    /// `overload_factor` times it offered, before the faults.
+    #[arg(long, default_value_t = 0)]
+    overload_secs: u64,
+    #[arg(long, default_value_t = 10.0)]
+    overload_factor: f64,
     #[arg(long)]
     out: PathBuf,
 }
@@ -180,6 +187,19 @@ async fn main() -> anyhow::Result<()> {
     );
     let drivers = start_load(&world, &args);
     tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
+    let overload = if args.overload_secs > 0 {
+        Some(
+            overload::run(
+                world.clone(),
+                args.state.clone(),
+                args.overload_factor,
+                args.overload_secs,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
     let warmup_ms = world.rec.now_ms();
     let procs = faults::Processes {
         state: args.state.clone(),
@@ -203,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = watching.await;
     let gave_up = world.rec.gave_up().into_iter().collect();
     let dropped = world.dropped.load(Ordering::Relaxed);
-    let r = report::build(
+    let mut r = report::build(
         args.seed,
         &world.rec.samples(),
         outcomes,
@@ -211,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
         (dropped, gave_up),
         findings,
     );
+    r.overload = overload;
     write_report(&args, &r)
 }
 
@@ -272,7 +293,10 @@ async fn settle(
 fn write_report(args: &Args, r: &report::Report) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("report.json"), serde_json::to_vec_pretty(r)?)?;
-    let md = report::markdown(r);
+    let mut md = report::markdown(r);
+    if let Some(o) = &r.overload {
+        md.push_str(&overload::markdown(o));
+    }
     std::fs::write(args.out.join("report.md"), &md)?;
     println!("{md}");
     let unrecovered = r

@@ -67,6 +67,8 @@ pub struct Report {
     pub gave_up: BTreeMap<String, u64>,
     pub findings: Findings,
     pub outcomes: Vec<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload: Option<crate::overload::Overload>,
 }
 
 fn recovery_by_kind(outcomes: &[Outcome]) -> BTreeMap<Kind, Recovery> {
@@ -150,6 +152,7 @@ pub fn build(
         gave_up,
         findings,
         outcomes,
+        overload: None,
     }
 }
 
