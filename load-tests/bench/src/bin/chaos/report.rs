@@ -59,6 +59,8 @@ pub struct Report {
     pub traffic: BTreeMap<String, Traffic>,
     /// Requests to the other cells while one cell was down, and outside any fault.
     pub other_cells_during_cell_faults: Traffic,
+    /// Those requests' failures, by kind of request.
+    pub other_cells_errors_by_op: BTreeMap<String, u64>,
     pub faulted_cell_during_its_faults: Traffic,
     pub baseline: Traffic,
     pub dropped_ticks: u64,
@@ -128,11 +130,30 @@ pub fn build(
         traffic_by.insert(name, traffic(samples.iter().filter(|s| s.op == op)));
     }
     let w = windows(&outcomes);
+    // A request counts for a fault only if it was sent and answered while
+    // the fault lasted: one sent just before the next fault, answered (or
+    // timed out) during it, is that fault's doing, not this one's.
     let in_window = |s: &Sample| {
+        let (sent, done) = (
+            u64::from(s.at_ms),
+            u64::from(s.at_ms) + u64::from(s.latency_us) / 1000,
+        );
         w.iter()
-            .find(|(_, a, b)| (*a..=*b).contains(&u64::from(s.at_ms)))
+            .find(|(_, a, b)| (*a..=*b).contains(&sent) && done <= *b)
             .map(|x| x.0)
     };
+    let mut other_cells_errors_by_op = BTreeMap::new();
+    for s in samples
+        .iter()
+        .filter(|s| s.cell != 0 && !s.ok && in_window(s).is_some_and(|c| c != s.cell))
+    {
+        let op = serde_json::to_value(s.op)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *other_cells_errors_by_op.entry(op).or_insert(0u64) += 1;
+    }
     let cellular = || samples.iter().filter(|s| s.cell != 0);
     Report {
         seed,
@@ -142,6 +163,7 @@ pub fn build(
         other_cells_during_cell_faults: traffic(
             cellular().filter(|s| in_window(s).is_some_and(|c| c != s.cell)),
         ),
+        other_cells_errors_by_op,
         faulted_cell_during_its_faults: traffic(
             cellular().filter(|s| in_window(s) == Some(s.cell)),
         ),
@@ -243,6 +265,11 @@ fn traffic_tables(s: &mut String, r: &Report) {
         s,
         "the faulted cell, until it recovered",
         &r.faulted_cell_during_its_faults,
+    );
+    let _ = writeln!(
+        s,
+        "\nFailures of requests to the other cells while one cell was faulted, by request: {:?}",
+        r.other_cells_errors_by_op
     );
     let _ = writeln!(
         s,
