@@ -187,19 +187,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let drivers = start_load(&world, &args);
     tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
-    let overload = if args.overload_secs > 0 {
-        Some(
-            overload::run(
-                world.clone(),
-                args.state.clone(),
-                args.overload_factor,
-                args.overload_secs,
-            )
-            .await,
-        )
-    } else {
-        None
-    };
+    let overload = maybe_overload(&world, &args).await;
     let warmup_ms = world.rec.now_ms();
     let procs = faults::Processes {
         state: args.state.clone(),
@@ -209,15 +197,7 @@ async fn main() -> anyhow::Result<()> {
     let watching = tokio::spawn(dog.clone().watch(procs.clone()));
     let outcomes = run::faults(world.clone(), procs, schedule, dog.clone()).await;
     tokio::time::sleep(Duration::from_secs(args.warmup_secs)).await;
-    world.stopping.store(true, Ordering::Relaxed);
-    for d in drivers {
-        let _ = d.await;
-    }
-    world.drain().await;
-    eprintln!(
-        "[chaos] load stopped at {} s; waiting for the cells to catch up",
-        world.rec.now_ms() / 1000
-    );
+    stop_load(&world, drivers).await;
     let findings = settle(&world, &args, &secrets).await?;
     dog.done.store(true, Ordering::Relaxed);
     let _ = watching.await;
@@ -233,6 +213,33 @@ async fn main() -> anyhow::Result<()> {
     );
     r.overload = overload;
     write_report(&args, &r)
+}
+
+/// Stops the generators and waits for every request in flight.
+async fn stop_load(world: &World, drivers: Vec<tokio::task::JoinHandle<()>>) {
+    world.stopping.store(true, Ordering::Relaxed);
+    for d in drivers {
+        let _ = d.await;
+    }
+    world.drain().await;
+    eprintln!(
+        "[chaos] load stopped at {} s; waiting for the cells to catch up",
+        world.rec.now_ms() / 1000
+    );
+}
+
+/// The overload phase, when asked for (`--overload-secs`).
+async fn maybe_overload(world: &Arc<World>, args: &Args) -> Option<overload::Overload> {
+    if args.overload_secs == 0 {
+        return None;
+    }
+    let o = overload::run(
+        world.clone(),
+        args.state.clone(),
+        args.overload_factor,
+        args.overload_secs,
+    );
+    Some(o.await)
 }
 
 /// Waits for every shard's consumers to catch up, then checks; checks again

@@ -111,6 +111,33 @@ fn windows(outcomes: &[Outcome]) -> Vec<(u32, u64, u64)> {
         .collect()
 }
 
+/// The cell whose fault window holds the whole of request `s` (sent and
+/// answered inside it), if any.
+fn fault_cell_of(windows: &[(u32, u64, u64)], s: &Sample) -> Option<u32> {
+    let sent = u64::from(s.at_ms);
+    let done = sent + u64::from(s.latency_us) / 1000;
+    windows
+        .iter()
+        .find(|(_, a, b)| (*a..=*b).contains(&sent) && done <= *b)
+        .map(|x| x.0)
+}
+
+/// How many of `samples` there are of each kind of request.
+fn by_op<'a>(samples: impl Iterator<Item = &'a Sample>) -> BTreeMap<String, u64> {
+    let mut n = BTreeMap::new();
+    for s in samples {
+        *n.entry(op_name(s.op)).or_insert(0u64) += 1;
+    }
+    n
+}
+
+fn op_name(op: Op) -> String {
+    serde_json::to_value(op)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 pub fn build(
     seed: u64,
     samples: &[Sample],
@@ -122,38 +149,18 @@ pub fn build(
     let by_kind = recovery_by_kind(&outcomes);
     let mut traffic_by = BTreeMap::new();
     for op in [Op::Event, Op::Batch, Op::Authorization, Op::Login] {
-        let name = serde_json::to_value(op)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned();
-        traffic_by.insert(name, traffic(samples.iter().filter(|s| s.op == op)));
+        traffic_by.insert(op_name(op), traffic(samples.iter().filter(|s| s.op == op)));
     }
     let w = windows(&outcomes);
     // A request counts for a fault only if it was sent and answered while
     // the fault lasted: one sent just before the next fault, answered (or
     // timed out) during it, is that fault's doing, not this one's.
-    let in_window = |s: &Sample| {
-        let (sent, done) = (
-            u64::from(s.at_ms),
-            u64::from(s.at_ms) + u64::from(s.latency_us) / 1000,
-        );
-        w.iter()
-            .find(|(_, a, b)| (*a..=*b).contains(&sent) && done <= *b)
-            .map(|x| x.0)
-    };
-    let mut other_cells_errors_by_op = BTreeMap::new();
-    for s in samples
-        .iter()
-        .filter(|s| s.cell != 0 && !s.ok && in_window(s).is_some_and(|c| c != s.cell))
-    {
-        let op = serde_json::to_value(s.op)
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned();
-        *other_cells_errors_by_op.entry(op).or_insert(0u64) += 1;
-    }
+    let in_window = |s: &Sample| fault_cell_of(&w, s);
+    let other_cells_errors_by_op = by_op(
+        samples
+            .iter()
+            .filter(|s| s.cell != 0 && !s.ok && in_window(s).is_some_and(|c| c != s.cell)),
+    );
     let cellular = || samples.iter().filter(|s| s.cell != 0);
     Report {
         seed,
