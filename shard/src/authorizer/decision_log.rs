@@ -229,8 +229,11 @@ async fn refuse_another_log(
     )
 }
 
-/// How far before a record its read starts.
-const READ_BACK: i64 = 10_000;
+/// How far before a record its read starts: a little first, then far (see
+/// [`read_at`]). Reading 10,000 records back every time made each restart
+/// of a busy cell slower than the last (found by the chaos run: a SIGKILLed
+/// shard took 0.1, 3, 4, 11 and then 49 s to replay as its log grew).
+const READ_BACKS: [i64; 2] = [200, 10_000];
 
 /// What reading one offset found.
 enum Read {
@@ -239,6 +242,9 @@ enum Read {
     Other,
     /// Past the end the broker reports.
     Beyond,
+    /// The read started inside a batch and the broker served from the next
+    /// one: read again from further back.
+    Skipped,
     /// Nothing at or past the offset arrived in time: a slow or unreachable
     /// broker, which says nothing about the log (found by the chaos run: a
     /// broker slow after a crash made a start-up call the log swapped, and
@@ -246,12 +252,30 @@ enum Read {
     TimedOut,
 }
 
-/// Reads the record at `offset`.
+/// Reads the record at `offset`, from a little before it, then from further
+/// back if the broker skipped it.
+async fn read_back(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<Read> {
+    for back in READ_BACKS {
+        match read_at(bootstrap, topic, partition, offset, back).await? {
+            Read::Skipped => continue,
+            found => return Ok(found),
+        }
+    }
+    Ok(Read::Other)
+}
+
+/// Reads the record at `offset`, starting `back` records before it.
 async fn read_at(
     bootstrap: &str,
     topic: &str,
     partition: i32,
     offset: i64,
+    back: i64,
 ) -> anyhow::Result<Read> {
     use rdkafka::Message as _;
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
@@ -274,7 +298,7 @@ async fn read_at(
         // From a little before: a broker may serve from the batch boundary at
         // or after the offset asked for (tansu does), skipping the record we
         // want if it sits inside a batch; batches are far shorter than this.
-        let from = offset.saturating_sub(READ_BACK).max(0);
+        let from = offset.saturating_sub(back).max(0);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, partition, Offset::Offset(from))?;
         c.assign(&tpl).context("assign")?;
@@ -287,8 +311,10 @@ async fn read_at(
                         m.payload().unwrap_or_default(),
                     )))
                 }
-                // a later record: the one asked for was deleted
                 Some(Ok(m)) if m.offset() < offset => {}
+                // a later record: the one asked for was deleted, or (read
+                // from inside a batch) skipped
+                Some(Ok(_)) if from > 0 => return Ok(Read::Skipped),
                 Some(Ok(_)) => return Ok(Read::Other),
                 Some(Err(e)) if out_of_range(&e) => return Ok(Read::Beyond),
                 // a broker still starting, a connection retried: poll on
@@ -311,7 +337,7 @@ async fn fingerprint_at(
     partition: i32,
     offset: i64,
 ) -> anyhow::Result<Option<u64>> {
-    let read = || read_at(bootstrap, topic, partition, offset);
+    let read = || read_back(bootstrap, topic, partition, offset);
     let nudge = || async move {
         let p = Producer::new(bootstrap, Duration::from_secs(10))?;
         p.send_to(
@@ -487,6 +513,7 @@ async fn replay(
     outbox_end: i64,
     (offsets, fingerprints): (BTreeMap<String, i64>, BTreeMap<String, u64>),
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     loop {
         let unsent: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM ledger_facts WHERE sent_at IS NULL AND id <= $1",
@@ -500,9 +527,11 @@ async fn replay(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let outbox_ms = started.elapsed().as_millis() as u64;
     let targets = high_watermarks(&bootstrap).await?;
     refuse_a_log_behind(&offsets, &targets)?;
     refuse_another_log(&bootstrap, &offsets, &fingerprints, &targets).await?;
+    let checked_ms = started.elapsed().as_millis() as u64;
     loop {
         let done = a.with_state(|s| {
             targets
@@ -511,7 +540,12 @@ async fn replay(
         });
         if done {
             a.set_ready();
-            tracing::info!("authorizer replayed its log: ready");
+            tracing::info!(
+                outbox_ms,
+                log_checked_ms = checked_ms - outbox_ms,
+                replayed_ms = started.elapsed().as_millis() as u64 - checked_ms,
+                "authorizer replayed its log: ready"
+            );
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
