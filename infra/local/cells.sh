@@ -33,6 +33,23 @@
 # CELLBANK_PROFILE=debug runs the debug binaries (CI, which has built them
 # for its tests) instead of building the release ones.
 #
+# tansu 0.6's sqlite schema has no index on record headers, so every record
+# a fetch returns scans all headers: fetches, and with them each restart's
+# log check and the brokers' CPU, grew with the log (RELIABILITY.md, finding
+# 8: 57 ms per record at 250,000 headers). The index, added once per log
+# file (it stays in the file), makes that lookup a b-tree search.
+index_headers() {
+  local db="$1" i
+  command -v sqlite3 >/dev/null || { log "sqlite3 is missing: broker headers not indexed"; return 0; }
+  for i in $(seq 1 50); do
+    sqlite3 "$db" "PRAGMA busy_timeout = 5000;
+      CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);" \
+      >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  log "could not index the headers of $db"
+}
+
 # Brokers store to sqlite (durable across a kill -9) unless
 # CELLBANK_BROKER_STORAGE=memory. tansu 0.6's sqlite engine panics in its
 # idempotent-producer check (lite.rs:503) when a producer or the broker
@@ -322,6 +339,7 @@ up() {
       --storage-engine "$STORAGE"
     wait_port "$port"
     running "$STATE/pids/broker-$cell" || { echo "broker $cell exited; see .local/logs/broker-$cell.log" >&2; exit 1; }
+    [ "$STORAGE" = "sqlite://tansu.db" ] && index_headers "$STATE/brokers/$cell/tansu.db"
   done
 
   # Global holds one internal token per shard. A global started before a shard
