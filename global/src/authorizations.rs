@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use cellbank_shared::contract::{AuthorizationDecision, AuthorizationRequest, Decision, Merchant};
+use cellbank_shared::http::WaitedOnAFailure;
 use cellbank_shared::money::{Currency, Money};
 use cellbank_shared::pan::Pan;
 use cellbank_shared::problem::Problem;
@@ -106,11 +107,22 @@ async fn authorize(
     let reference = checked.reference.clone();
     let answer = tokio::time::timeout_at(deadline, decide(&state, checked, deadline)).await;
     metrics::observe_routing("authorization", started.elapsed().as_secs_f64());
-    Ok(answer.unwrap_or_else(|_| {
+    let decision = answer.unwrap_or_else(|_| {
         metrics::stand_in("-", "stand_in_timeout");
         tracing::warn!(network_reference = %reference, "authorization stand-in: no answer within the deadline");
         stand_in("stand_in_timeout")
-    }))
+    });
+    // A stand-in for a cell (or the directory) that did not answer: its
+    // wait says nothing about global's own capacity.
+    let waited = matches!(
+        decision.reason.as_str(),
+        "stand_in_timeout" | "shard_unavailable" | "directory_unavailable"
+    );
+    let mut resp = decision.into_response();
+    if waited {
+        resp.extensions_mut().insert(WaitedOnAFailure);
+    }
+    Ok(resp)
 }
 
 /// Looks the card up and asks its shard; when the shard says the customer

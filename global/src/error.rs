@@ -74,7 +74,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.into_problem().into_response()
+        // A cell that is down or slow is not global at capacity: its wait
+        // does not shrink global's admission for the other cells.
+        let cell = matches!(
+            self,
+            ApiError::Cell(CellError::Unavailable { .. } | CellError::Timeout { .. })
+        );
+        let mut resp = self.into_problem().into_response();
+        if cell {
+            resp.extensions_mut()
+                .insert(cellbank_shared::http::WaitedOnAFailure);
+        }
+        resp
     }
 }
 

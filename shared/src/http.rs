@@ -6,7 +6,7 @@ mod admission;
 mod cors;
 mod problems;
 
-pub use admission::Admission;
+pub use admission::{Admission, WaitedOnAFailure};
 
 pub use cors::{cors_layer, parse_origin, with_cors, InvalidOrigin};
 pub use problems::{problem_for, NotAProblem};
