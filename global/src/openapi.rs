@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use cellbank_shared::openapi::{merged, object};
 use serde_json::{json, Map, Value};
 
 use crate::state::AppState;
@@ -229,16 +230,6 @@ fn probe_paths() -> Value {
     })
 }
 
-fn merged(parts: [Value; 3]) -> Value {
-    let mut all = Map::new();
-    for part in parts {
-        if let Value::Object(m) = part {
-            all.extend(m);
-        }
-    }
-    Value::Object(all)
-}
-
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
     json!({
         "openapi": "3.0.3",
@@ -255,16 +246,6 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
         }
     })
 });
-
-/// An object with these required properties (each given its schema).
-fn object(props: &[(&str, Value)]) -> Value {
-    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
-    let properties: Map<String, Value> = props
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    json!({"type": "object", "required": required, "properties": properties})
-}
 
 fn string() -> Value {
     json!({"type": "string"})

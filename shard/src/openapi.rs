@@ -6,7 +6,8 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use cellbank_shared::openapi::{merged, object as fields};
+use serde_json::{json, Value};
 
 use crate::state::AppState;
 
@@ -201,16 +202,6 @@ fn probe_paths() -> Value {
     })
 }
 
-fn merged(parts: Vec<Value>) -> Value {
-    let mut all = Map::new();
-    for part in parts {
-        if let Value::Object(m) = part {
-            all.extend(m);
-        }
-    }
-    Value::Object(all)
-}
-
 /// The document.
 pub fn document() -> Value {
     json!({
@@ -226,16 +217,6 @@ pub fn document() -> Value {
         },
         "paths": merged(vec![app_paths(), internal_paths(), authorizer_paths(), admin_paths(), probe_paths()])
     })
-}
-
-/// An object with these required properties.
-fn fields(props: &[(&str, Value)]) -> Value {
-    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
-    let properties: Map<String, Value> = props
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    json!({ "type": "object", "required": required, "properties": properties })
 }
 
 fn string() -> Value {

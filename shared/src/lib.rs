@@ -14,6 +14,7 @@ pub mod ids;
 pub mod kafka;
 pub mod metrics;
 pub mod money;
+pub mod openapi;
 pub mod pan;
 pub mod problem;
 pub mod secret;
