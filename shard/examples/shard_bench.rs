@@ -151,7 +151,7 @@ fn ledger_event(c: &Cust, i: usize, run: usize) -> LedgerEvent {
     }
 }
 
-/// Postings/s through `store::apply`, `workers` concurrent transactions of `batch` events.
+/// Postings/s through `store::apply_batch`, `workers` concurrent transactions of `batch` events.
 async fn direct_apply(
     pool: &PgPool,
     custs: &[Cust],
@@ -176,14 +176,8 @@ async fn direct_apply(
             let mut postings = 0usize;
             for chunk in part.chunks(batch) {
                 let mut tx = pool.begin().await.unwrap();
-                let mut cache = store::TxLookups::default();
-                for e in chunk {
-                    if let store::Outcome::Applied { postings: n } =
-                        store::apply_in(&mut tx, e, &mut cache).await.unwrap()
-                    {
-                        postings += n;
-                    }
-                }
+                let done = store::apply_batch(&mut tx, chunk).await.unwrap();
+                postings += done.postings as usize;
                 tx.commit().await.unwrap();
             }
             postings

@@ -6,6 +6,7 @@
 //! epoch. Only [`change`], an explicit operation (the primitive customer
 //! moves use), moves the state or raises the epoch.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use cellbank_shared::ids::{CustomerId, Epoch};
@@ -116,26 +117,54 @@ pub struct Placement {
     pub moving: bool,
 }
 
-/// Locks the customer's row until the caller's transaction ends.
-pub async fn lock(conn: &mut PgConnection, customer: CustomerId) -> Result<Placement, Refused> {
-    let row: Option<(i64, String, i64, bool, bool)> = sqlx::query_as(
-        "SELECT epoch, state, version, inbound_fenced, fence_move IS NOT NULL FROM customers WHERE customer_id = $1 FOR UPDATE",
-    )
-    .bind(customer.as_uuid())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (epoch, state, version, inbound_fenced, moving) =
-        row.ok_or(Refused::UnknownCustomer(customer))?;
+type PlacementRow = (uuid::Uuid, i64, String, i64, bool, bool);
+
+const PLACEMENT_COLUMNS: &str =
+    "customer_id, epoch, state, version, inbound_fenced, fence_move IS NOT NULL";
+
+fn placement(
+    (customer, epoch, state, version, inbound_fenced, moving): PlacementRow,
+) -> Result<Placement, Refused> {
     let state = CustomerState::parse(&state)
         .ok_or_else(|| sqlx::Error::Decode(format!("customer state {state}").into()))?;
     Ok(Placement {
-        customer_id: customer,
+        customer_id: CustomerId::from_uuid(customer),
         state,
         epoch: Epoch(epoch),
         version,
         inbound_fenced,
         moving,
     })
+}
+
+/// Locks the customer's row until the caller's transaction ends.
+pub async fn lock(conn: &mut PgConnection, customer: CustomerId) -> Result<Placement, Refused> {
+    let row: Option<PlacementRow> = sqlx::query_as(&format!(
+        "SELECT {PLACEMENT_COLUMNS} FROM customers WHERE customer_id = $1 FOR UPDATE"
+    ))
+    .bind(customer.as_uuid())
+    .fetch_optional(&mut *conn)
+    .await?;
+    placement(row.ok_or(Refused::UnknownCustomer(customer))?)
+}
+
+/// Locks the rows of `customers` that exist, all in one statement and in one
+/// order (by id), so two batches sharing customers wait for each other
+/// instead of deadlocking.
+pub async fn lock_all(
+    conn: &mut PgConnection,
+    customers: &[uuid::Uuid],
+) -> Result<HashMap<CustomerId, Placement>, Refused> {
+    let rows: Vec<PlacementRow> = sqlx::query_as(&format!(
+        "SELECT {PLACEMENT_COLUMNS} FROM customers WHERE customer_id = ANY($1)
+         ORDER BY customer_id FOR UPDATE"
+    ))
+    .bind(customers)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| placement(r).map(|p| (p.customer_id, p)))
+        .collect()
 }
 
 /// The one write path: locks the customer and checks it is active here at
@@ -145,8 +174,14 @@ pub async fn lock_for_write(
     customer: CustomerId,
     at: WriteAt,
 ) -> Result<Epoch, Refused> {
+    check_write(&lock(conn, customer).await?, at)
+}
+
+/// Whether the locked placement `p` takes a write `at`: the epoch to stamp
+/// it with, or why not.
+pub fn check_write(p: &Placement, at: WriteAt) -> Result<Epoch, Refused> {
     use CustomerState::*;
-    let p = lock(conn, customer).await?;
+    let customer = p.customer_id;
     let writable = match (at, p.state) {
         (WriteAt::Import, state) => state == Importing,
         (_, Active) => true,

@@ -93,6 +93,24 @@ pub enum Body {
     },
 }
 
+impl Body {
+    /// The card network's reference of the purchase this event names.
+    pub fn network_reference(&self) -> Option<&str> {
+        match self {
+            Body::PurchaseAuthorized {
+                network_reference, ..
+            }
+            | Body::HoldReleased {
+                network_reference, ..
+            } => Some(network_reference),
+            Body::PurchaseSettled {
+                network_reference, ..
+            } => network_reference.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// One business event for one customer at its business time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LedgerEvent {

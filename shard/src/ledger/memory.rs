@@ -74,6 +74,11 @@ impl MemoryLedger {
         Self::default()
     }
 
+    /// The card's limit in force.
+    pub fn limit(&self, card: Uuid) -> Option<i64> {
+        self.limits.get(&card).map(|l| l.limit)
+    }
+
     /// Issues a card with its first limit (the card's own movement).
     pub fn issue_card(&mut self, card: Uuid, limit: i64, at: DateTime<Utc>) -> Vec<Entry> {
         let id = format!("card:{card}");

@@ -1,16 +1,20 @@
-//! The ledger in Postgres: applies one business event — its idempotency
-//! record, epoch check, target resolution, entries, balances and outbox facts —
-//! inside the caller's transaction.
+//! The ledger in Postgres: applies a batch of business events in the
+//! caller's transaction as a set — the customers locked and their placements
+//! checked in one statement, the idempotency records inserted in one, what
+//! the customers hold loaded once, every event decided in memory
+//! (`batch`), then one statement per table for the legs, the balances, the
+//! purchases, the limits and the outbox facts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cellbank_shared::ids::CustomerId;
 use cellbank_shared::money::{Currency, Money};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::event::{Body, CardRef, InvalidEvent, LedgerEvent};
-use super::rulebook::{self, Action, Book, LimitInForce, Purchase};
+use super::batch::{self, BookKey, Changes, Holdings};
+use super::event::{InvalidEvent, LedgerEvent};
+use super::rulebook::Book;
 use crate::placement::{self, Refused, WriteAt};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,57 +38,6 @@ fn rule(msg: impl Into<String>) -> ApplyError {
     ApplyError::Invalid(InvalidEvent::Rule(msg.into()))
 }
 
-#[derive(sqlx::FromRow)]
-struct AccountRow {
-    account_id: Uuid,
-    currency: String,
-}
-
-#[derive(Clone, sqlx::FromRow)]
-struct CardRow {
-    card_id: Uuid,
-    credit_limit: i64,
-    limit_set_at: chrono::DateTime<chrono::Utc>,
-    limit_event: String,
-    currency: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct PurchaseRow {
-    card_id: Uuid,
-    authorization_id: Option<Uuid>,
-    authorized_amount: Option<i64>,
-    settled_amount: i64,
-    status: String,
-    released: bool,
-}
-
-/// A per-transaction lookup cache: what the current transaction already
-/// looked up (customers locked, book account ids, accounts, cards), so
-/// consecutive events of one customer in a batch skip it. Valid for one
-/// transaction only.
-#[derive(Default)]
-pub struct TxLookups {
-    epochs: HashMap<CustomerId, i64>,
-    /// Book account ids by (customer, code, currency): a code names one
-    /// book account per currency.
-    books: HashMap<(CustomerId, String, Currency), i64>,
-    accounts: HashMap<(CustomerId, Option<String>, Currency), Uuid>,
-    cards: HashMap<(CustomerId, CardRef), CardRow>,
-    /// A move's import: the customer is written while importing.
-    import: bool,
-}
-
-impl TxLookups {
-    /// Lookups of a move replaying a customer's history into this cell.
-    pub fn for_import() -> Self {
-        TxLookups {
-            import: true,
-            ..Default::default()
-        }
-    }
-}
-
 /// What applying a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -101,92 +54,107 @@ impl std::ops::AddAssign for BatchOutcome {
     }
 }
 
-/// Applies consecutive events in the caller's transaction. The customers
-/// they touch are locked first, all at once and in one order (by id), so two
-/// batches sharing customers wait for each other instead of deadlocking.
+impl BatchOutcome {
+    fn of(outcomes: &[Outcome]) -> Self {
+        let mut b = BatchOutcome::default();
+        for o in outcomes {
+            match o {
+                Outcome::Applied { postings } => {
+                    b.applied += 1;
+                    b.postings += *postings as u64;
+                }
+                Outcome::Duplicate => b.duplicates += 1,
+            }
+        }
+        b
+    }
+}
+
+/// Who writes: the live paths, or a move replaying a customer's history
+/// into this cell (which writes the customer while it is importing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    Live,
+    Import,
+}
+
+/// Applies consecutive events in the caller's transaction, as one set.
 pub async fn apply_batch(
     conn: &mut PgConnection,
     events: &[LedgerEvent],
 ) -> Result<BatchOutcome, ApplyError> {
-    let mut customers: Vec<uuid::Uuid> = events.iter().map(|e| e.customer_id.as_uuid()).collect();
-    customers.sort();
-    customers.dedup();
-    sqlx::query(
-        "SELECT 1 FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR UPDATE",
-    )
-    .bind(&customers)
-    .execute(&mut *conn)
-    .await?;
-    let mut lookups = TxLookups::default();
-    let mut outcome = BatchOutcome::default();
-    for ev in events {
-        match apply_in(conn, ev, &mut lookups).await? {
-            Outcome::Applied { postings } => {
-                outcome.applied += 1;
-                outcome.postings += postings as u64;
-            }
-            Outcome::Duplicate => outcome.duplicates += 1,
-        }
-    }
-    Ok(outcome)
+    Ok(BatchOutcome::of(
+        &apply_each(conn, events, Writer::Live).await?,
+    ))
 }
 
 /// Applies `ev` in the caller's transaction. A duplicate id changes nothing.
 pub async fn apply(conn: &mut PgConnection, ev: &LedgerEvent) -> Result<Outcome, ApplyError> {
-    apply_in(conn, ev, &mut TxLookups::default()).await
+    Ok(apply_each(conn, std::slice::from_ref(ev), Writer::Live).await?[0])
 }
 
-/// [`apply`] within a batch sharing one transaction and its lookups.
-pub async fn apply_in(
+/// [`apply`] for a move's import.
+pub async fn apply_import(
     conn: &mut PgConnection,
     ev: &LedgerEvent,
-    lookups: &mut TxLookups,
 ) -> Result<Outcome, ApplyError> {
-    let inserted = sqlx::query(
-        "INSERT INTO events (event_id, customer_id, namespace, epoch, event_type, occurred_at, source, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-    )
-    .bind(&ev.event_id)
-    .bind(ev.customer_id.as_uuid())
-    .bind(ev.namespace())
-    .bind(ev.epoch.0)
-    .bind(&ev.event_type)
-    .bind(ev.occurred_at)
-    .bind(ev.source)
-    .bind(sqlx::types::Json(crate::history::Change::Ledger {
-        event_type: ev.event_type.clone(),
-        occurred_at: ev.occurred_at,
-        source: ev.source.to_owned(),
-        partner: ev.partner.clone(),
-        body: ev.body.clone(),
-    }))
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(Outcome::Duplicate);
+    Ok(apply_each(conn, std::slice::from_ref(ev), Writer::Import).await?[0])
+}
+
+/// Applies `events` as one set and says what each did. An id seen earlier
+/// (before, or earlier in the batch) is a duplicate; any event the rules or
+/// the customer's placement refuse fails the whole batch (the caller's
+/// transaction then rolls back and the consumer isolates it).
+pub async fn apply_each(
+    conn: &mut PgConnection,
+    events: &[LedgerEvent],
+    writer: Writer,
+) -> Result<Vec<Outcome>, ApplyError> {
+    let customers = customers_of(events.iter());
+    let placements = placement::lock_all(conn, &customers).await?;
+    let fresh = insert_events(conn, events).await?;
+    let new: Vec<(usize, &LedgerEvent)> = events
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| fresh[*i])
+        .collect();
+    for (_, ev) in &new {
+        let p = placements
+            .get(&ev.customer_id)
+            .ok_or(Refused::UnknownCustomer(ev.customer_id))?;
+        placement::check_write(p, write_at(ev, writer))?;
     }
-    // The customer stays locked, active and at this epoch until the
-    // transaction ends, so one check per customer and transaction suffices.
-    if lookups.epochs.get(&ev.customer_id) != Some(&ev.epoch.0) {
-        let at = match ev.source {
-            _ if lookups.import => WriteAt::Import,
-            "inbound" => WriteAt::Inbound(ev.epoch),
-            "authorization" => WriteAt::Booking(ev.epoch),
-            _ => WriteAt::Epoch(ev.epoch),
-        };
-        placement::lock_for_write(conn, ev.customer_id, at).await?;
-        lookups.epochs.insert(ev.customer_id, ev.epoch.0);
+    if new.is_empty() {
+        return Ok(vec![Outcome::Duplicate; events.len()]);
     }
-    let currency = ev.currency();
-    let resolved = resolve(conn, ev, currency, lookups).await?;
-    let entries = rulebook::entries(&resolved.action);
-    debug_assert_eq!(rulebook::movement_sum(&entries), 0);
-    let postings = write_entries(conn, ev, currency, &entries, lookups).await?;
-    if let Some(card) = resolved.card {
-        card_fact(conn, ev.customer_id, card, resolved.authorization).await?;
+    let held = load(conn, &new).await?;
+    let changes = batch::decide(held, events.len(), &new)?;
+    write(conn, events, &changes).await?;
+    Ok(fresh
+        .iter()
+        .zip(&changes.legs)
+        .map(|(fresh, legs)| match fresh {
+            true => Outcome::Applied { postings: *legs },
+            false => Outcome::Duplicate,
+        })
+        .collect())
+}
+
+fn write_at(ev: &LedgerEvent, writer: Writer) -> WriteAt {
+    match ev.source {
+        _ if writer == Writer::Import => WriteAt::Import,
+        "inbound" => WriteAt::Inbound(ev.epoch),
+        "authorization" => WriteAt::Booking(ev.epoch),
+        _ => WriteAt::Epoch(ev.epoch),
     }
-    Ok(Outcome::Applied { postings })
+}
+
+/// The distinct customers of `events`, sorted.
+fn customers_of<'a>(events: impl Iterator<Item = &'a LedgerEvent>) -> Vec<Uuid> {
+    let mut customers: Vec<Uuid> = events.map(|e| e.customer_id.as_uuid()).collect();
+    customers.sort();
+    customers.dedup();
+    customers
 }
 
 impl From<Refused> for ApplyError {
@@ -204,445 +172,327 @@ impl From<Refused> for ApplyError {
     }
 }
 
-fn same_currency(expected: &str, got: Currency, what: &str) -> Result<(), ApplyError> {
-    if expected == got.code() {
-        Ok(())
-    } else {
-        Err(rule(format!(
-            "currency {got} does not match the {what}'s {expected}"
-        )))
-    }
-}
-
-async fn account(
+/// Inserts the idempotency records (with the payloads a replay needs) in
+/// batch order, in one statement; says which events are new. A second
+/// occurrence of an id in the batch is a duplicate of the first.
+async fn insert_events(
     conn: &mut PgConnection,
-    customer: CustomerId,
-    number: Option<&str>,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<Uuid, ApplyError> {
-    let key = (customer, number.map(str::to_owned), currency);
-    if let Some(id) = lookups.accounts.get(&key) {
-        return Ok(*id);
-    }
-    let row: Option<AccountRow> =
-        match number {
-            Some(n) => sqlx::query_as(
-                "SELECT account_id, currency FROM accounts WHERE customer_id = $1 AND number = $2",
-            )
-            .bind(customer.as_uuid())
-            .bind(n)
-            .fetch_optional(&mut *conn)
-            .await?,
-            None => {
-                sqlx::query_as(
-                    "SELECT account_id, currency FROM accounts
-                 WHERE customer_id = $1 AND kind = 'checking' AND currency = $2
-                 ORDER BY created_at LIMIT 1",
-                )
-                .bind(customer.as_uuid())
-                .bind(currency.code())
-                .fetch_optional(&mut *conn)
-                .await?
-            }
-        };
-    let row = row.ok_or_else(|| rule("unknown account for this customer"))?;
-    same_currency(&row.currency, currency, "account")?;
-    lookups.accounts.insert(key, row.account_id);
-    Ok(row.account_id)
-}
-
-const CARD_COLUMNS: &str = "card_id, credit_limit, limit_set_at, limit_event, currency";
-
-async fn card(
-    conn: &mut PgConnection,
-    customer: CustomerId,
-    r: &CardRef,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<CardRow, ApplyError> {
-    let key = (customer, r.clone());
-    if let Some(c) = lookups.cards.get(&key) {
-        same_currency(&c.currency, currency, "card")?;
-        return Ok(c.clone());
-    }
-    let row = load_card(conn, customer, r, currency).await?;
-    lookups.cards.insert(key, row.clone());
-    Ok(row)
-}
-
-async fn load_card(
-    conn: &mut PgConnection,
-    customer: CustomerId,
-    r: &CardRef,
-    currency: Currency,
-) -> Result<CardRow, ApplyError> {
-    let rows: Vec<CardRow> = if let Some(id) = r.card_id {
-        sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE customer_id = $1 AND card_id = $2"
-        ))
-        .bind(customer.as_uuid())
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await?
-    } else if let Some(h) = &r.card_hash {
-        sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE customer_id = $1 AND pan_hash = $2"
-        ))
-        .bind(customer.as_uuid())
-        .bind(h)
-        .fetch_all(&mut *conn)
-        .await?
-    } else {
-        sqlx::query_as(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE customer_id = $1 LIMIT 2"
-        ))
-        .bind(customer.as_uuid())
-        .fetch_all(&mut *conn)
-        .await?
-    };
-    let mut rows = rows.into_iter();
-    let (Some(row), None) = (rows.next(), rows.next()) else {
-        return Err(rule(
-            "unknown card for this customer (give card_hash or card_id)",
-        ));
-    };
-    same_currency(&row.currency, currency, "card")?;
-    Ok(row)
-}
-
-/// The customer's purchase with this reference: on `card` when given, else
-/// the only card of the customer that has one (a settlement may name no card).
-async fn purchase(
-    conn: &mut PgConnection,
-    customer: CustomerId,
-    card: Option<Uuid>,
-    network_reference: &str,
-) -> Result<Option<(Uuid, Purchase)>, ApplyError> {
-    let rows: Vec<PurchaseRow> = sqlx::query_as(
-        "SELECT card_id, authorization_id, authorized_amount, settled_amount, status, released
-         FROM card_purchases
-         WHERE customer_id = $1 AND network_reference = $2 AND ($3::uuid IS NULL OR card_id = $3)
-         ORDER BY card_id LIMIT 2 FOR UPDATE",
+    events: &[LedgerEvent],
+) -> Result<Vec<bool>, ApplyError> {
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = events
+        .iter()
+        .map(|e| seen.insert((e.customer_id, e.namespace(), e.event_id.as_str())))
+        .collect();
+    let rows: Vec<&LedgerEvent> = events
+        .iter()
+        .zip(&first)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e)
+        .collect();
+    let payloads = rows
+        .iter()
+        .map(|e| payload(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inserted: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "INSERT INTO events (event_id, customer_id, namespace, epoch, event_type, occurred_at, source, payload)
+         SELECT i, c, n, e, t, o, s, p
+         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[],
+                     $7::text[], $8::jsonb[]) WITH ORDINALITY AS x(i, c, n, e, t, o, s, p, k)
+         ORDER BY k
+         ON CONFLICT DO NOTHING
+         RETURNING customer_id, namespace, event_id",
     )
-    .bind(customer.as_uuid())
-    .bind(network_reference)
-    .bind(card)
+    .bind(rows.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.customer_id.as_uuid()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.namespace()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.epoch.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|e| e.source).collect::<Vec<_>>())
+    .bind(payloads)
     .fetch_all(&mut *conn)
     .await?;
-    let mut rows = rows.into_iter();
-    let (Some(r), None) = (rows.next(), rows.next()) else {
-        return Ok(None);
-    };
-    Ok(Some((
-        r.card_id,
-        Purchase {
-            authorization_id: r.authorization_id,
-            authorized_amount: r.authorized_amount,
-            settled_amount: r.settled_amount,
-            settled: r.status == "settled",
-            released: r.released,
-        },
-    )))
+    let new: HashSet<(Uuid, String, String)> = inserted.into_iter().collect();
+    Ok(events
+        .iter()
+        .zip(first)
+        .map(|(e, first)| {
+            let key = (
+                e.customer_id.as_uuid(),
+                e.namespace().to_owned(),
+                e.event_id.clone(),
+            );
+            first && new.contains(&key)
+        })
+        .collect())
 }
 
-/// Writes the purchase; `authorized_at` when an authorization (re)sets it.
-async fn save_purchase(
+/// What the history keeps of a ledger event, for a replay.
+fn payload(e: &LedgerEvent) -> Result<serde_json::Value, ApplyError> {
+    serde_json::to_value(crate::history::Change::Ledger {
+        event_type: e.event_type.clone(),
+        occurred_at: e.occurred_at,
+        source: e.source.to_owned(),
+        partner: e.partner.clone(),
+        body: e.body.clone(),
+    })
+    .map_err(|e| rule(format!("payload: {e}")))
+}
+
+/// Loads what the customers of the new events hold: four statements.
+async fn load(
     conn: &mut PgConnection,
-    network_reference: &str,
-    customer: CustomerId,
-    card: Uuid,
-    p: &Purchase,
-    authorized_at: Option<chrono::DateTime<chrono::Utc>>,
+    new: &[(usize, &LedgerEvent)],
+) -> Result<Holdings, ApplyError> {
+    let customers = customers_of(new.iter().map(|(_, e)| *e));
+    let accounts = sqlx::query_as(
+        "SELECT account_id, customer_id, number, kind, currency FROM accounts
+         WHERE customer_id = ANY($1) ORDER BY created_at, account_id",
+    )
+    .bind(&customers)
+    .fetch_all(&mut *conn)
+    .await?;
+    let cards = sqlx::query_as(
+        "SELECT card_id, customer_id, pan_hash, credit_limit, limit_set_at, limit_event, currency, blocked
+         FROM cards WHERE customer_id = ANY($1)",
+    )
+    .bind(&customers)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut refs: Vec<&str> = new
+        .iter()
+        .filter_map(|(_, e)| e.body.network_reference())
+        .collect();
+    refs.sort_unstable();
+    refs.dedup();
+    let purchases = if refs.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT customer_id, network_reference, card_id, authorization_id, authorized_amount,
+                    settled_amount, status, released
+             FROM card_purchases WHERE customer_id = ANY($1) AND network_reference = ANY($2)",
+        )
+        .bind(&customers)
+        .bind(&refs)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    let books = sqlx::query_as(
+        "SELECT id, customer_id, code, currency, balance FROM book_accounts WHERE customer_id = ANY($1)",
+    )
+    .bind(&customers)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Holdings::new(accounts, cards, purchases, books))
+}
+
+/// Writes what the batch changed: at most six statements, whatever its size.
+async fn write(
+    conn: &mut PgConnection,
+    events: &[LedgerEvent],
+    changes: &Changes,
 ) -> Result<(), ApplyError> {
+    let ids = book_ids(conn, &changes.books).await?;
+    insert_postings(conn, events, changes, &ids).await?;
+    move_balances(conn, changes, &ids).await?;
+    save_purchases(conn, changes).await?;
+    save_limits(conn, changes).await?;
+    insert_facts(conn, changes).await?;
+    Ok(())
+}
+
+/// The ids of the book accounts touched, creating the missing ones in one
+/// statement.
+async fn book_ids(
+    conn: &mut PgConnection,
+    books: &BTreeMap<BookKey, Option<i64>>,
+) -> Result<HashMap<BookKey, i64>, ApplyError> {
+    let mut ids: HashMap<BookKey, i64> = books
+        .iter()
+        .filter_map(|(k, id)| id.map(|id| (*k, id)))
+        .collect();
+    let missing: Vec<&BookKey> = books
+        .iter()
+        .filter(|(_, id)| id.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    if missing.is_empty() {
+        return Ok(ids);
+    }
+    let created: Vec<(i64, Uuid, String, String)> = sqlx::query_as(
+        "INSERT INTO book_accounts (customer_id, code, currency)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+         ON CONFLICT (customer_id, code, currency) DO UPDATE SET code = EXCLUDED.code
+         RETURNING id, customer_id, code, currency",
+    )
+    .bind(missing.iter().map(|k| k.0.as_uuid()).collect::<Vec<_>>())
+    .bind(missing.iter().map(|k| k.1.code()).collect::<Vec<_>>())
+    .bind(missing.iter().map(|k| k.2.code()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    for (id, customer, code, currency) in created {
+        let (Some(book), Ok(ccy)) = (Book::parse(&code), currency.parse::<Currency>()) else {
+            return Err(rule("book account missing"));
+        };
+        ids.insert((CustomerId::from_uuid(customer), book, ccy), id);
+    }
+    Ok(ids)
+}
+
+async fn insert_postings(
+    conn: &mut PgConnection,
+    events: &[LedgerEvent],
+    changes: &Changes,
+    ids: &HashMap<BookKey, i64>,
+) -> Result<(), ApplyError> {
+    let n = changes.postings.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let (mut book_ids, mut amounts, mut entry_nos) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for p in &changes.postings {
+        book_ids.push(
+            *ids.get(&p.book)
+                .ok_or_else(|| rule("book account missing"))?,
+        );
+        amounts.push(p.amount);
+        entry_nos.push(p.entry_no);
+    }
+    let of = |p: &batch::Posting| &events[p.event];
+    let legs = &changes.postings;
+    sqlx::query(
+        "INSERT INTO postings (event_id, namespace, entry_no, customer_id, epoch, book_account_id, currency, amount, business_time)
+         SELECT i, n, e, c, p, b, y, a, t
+         FROM unnest($1::text[], $2::text[], $3::int[], $4::uuid[], $5::bigint[], $6::bigint[],
+                     $7::text[], $8::bigint[], $9::timestamptz[]) WITH ORDINALITY AS x(i, n, e, c, p, b, y, a, t, k)
+         ORDER BY k",
+    )
+    .bind(legs.iter().map(|p| of(p).event_id.as_str()).collect::<Vec<_>>())
+    .bind(legs.iter().map(|p| of(p).namespace()).collect::<Vec<_>>())
+    .bind(&entry_nos)
+    .bind(legs.iter().map(|p| p.book.0.as_uuid()).collect::<Vec<_>>())
+    .bind(legs.iter().map(|p| of(p).epoch.0).collect::<Vec<_>>())
+    .bind(&book_ids)
+    .bind(legs.iter().map(|p| p.book.2.code()).collect::<Vec<_>>())
+    .bind(&amounts)
+    .bind(legs.iter().map(|p| of(p).occurred_at).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves every touched balance once, by the batch's net movement.
+async fn move_balances(
+    conn: &mut PgConnection,
+    changes: &Changes,
+    ids: &HashMap<BookKey, i64>,
+) -> Result<(), ApplyError> {
+    let mut moved: Vec<(i64, i64)> = Vec::with_capacity(changes.deltas.len());
+    for (book, delta) in changes.deltas.iter().filter(|(_, d)| **d != 0) {
+        moved.push((
+            *ids.get(book).ok_or_else(|| rule("book account missing"))?,
+            *delta,
+        ));
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    // In id order: two writers of one account always take its lock in one order.
+    moved.sort_unstable();
+    let (ids, deltas): (Vec<i64>, Vec<i64>) = moved.into_iter().unzip();
+    sqlx::query(
+        "UPDATE book_accounts b SET balance = b.balance + d.delta
+         FROM unnest($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE b.id = d.id",
+    )
+    .bind(&ids)
+    .bind(&deltas)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes each purchase's state at the end of the batch; `authorized_at`
+/// only where an authorization of the batch (re)set it.
+async fn save_purchases(conn: &mut PgConnection, changes: &Changes) -> Result<(), ApplyError> {
+    let saved = &changes.purchases;
+    if saved.is_empty() {
+        return Ok(());
+    }
+    let ps = || saved.values().map(|s| &s.purchase);
     sqlx::query(
         "INSERT INTO card_purchases (network_reference, customer_id, card_id, authorization_id,
                                      authorized_amount, settled_amount, status, released, authorized_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::bigint[],
+                              $7::text[], $8::bool[], $9::timestamptz[])
          ON CONFLICT (card_id, network_reference) DO UPDATE SET authorization_id = EXCLUDED.authorization_id,
              authorized_amount = EXCLUDED.authorized_amount, settled_amount = EXCLUDED.settled_amount,
              status = EXCLUDED.status, released = EXCLUDED.released,
              authorized_at = COALESCE(EXCLUDED.authorized_at, card_purchases.authorized_at)",
     )
-    .bind(network_reference)
-    .bind(customer.as_uuid())
-    .bind(card)
-    .bind(p.authorization_id)
-    .bind(p.authorized_amount)
-    .bind(p.settled_amount)
-    .bind(if p.settled { "settled" } else { "authorized" })
-    .bind(p.released)
-    .bind(authorized_at)
-    .execute(conn)
+    .bind(saved.keys().map(|(_, r)| r.as_str()).collect::<Vec<_>>())
+    .bind(saved.values().map(|s| s.customer.as_uuid()).collect::<Vec<_>>())
+    .bind(saved.keys().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(ps().map(|p| p.authorization_id).collect::<Vec<_>>())
+    .bind(ps().map(|p| p.authorized_amount).collect::<Vec<_>>())
+    .bind(ps().map(|p| p.settled_amount).collect::<Vec<_>>())
+    .bind(ps().map(|p| if p.settled { "settled" } else { "authorized" }).collect::<Vec<_>>())
+    .bind(ps().map(|p| p.released).collect::<Vec<_>>())
+    .bind(saved.values().map(|s| s.authorized_at).collect::<Vec<_>>())
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// What resolving an event decided: the rulebook action, the card it touched
-/// (whose state then goes to the outbox) and the authorization it booked.
-struct Resolved {
-    action: Action,
-    card: Option<Uuid>,
-    authorization: Option<Uuid>,
-}
-
-impl Resolved {
-    fn account(action: Action) -> Self {
-        Self {
-            action,
-            card: None,
-            authorization: None,
-        }
+async fn save_limits(conn: &mut PgConnection, changes: &Changes) -> Result<(), ApplyError> {
+    let limits = &changes.limits;
+    if limits.is_empty() {
+        return Ok(());
     }
-
-    fn card(action: Action, card: Uuid) -> Self {
-        Self {
-            action,
-            card: Some(card),
-            authorization: None,
-        }
-    }
-}
-
-/// A reference to a card by its id.
-fn by_id(card_id: Uuid) -> CardRef {
-    CardRef {
-        card_id: Some(card_id),
-        card_hash: None,
-    }
-}
-
-/// Resolves the event's targets and makes its stateful decisions, one small
-/// function per kind of event.
-async fn resolve(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<Resolved, ApplyError> {
-    let customer = ev.customer_id;
-    match &ev.body {
-        Body::Account {
-            credit,
-            account_number,
-            amount,
-        } => {
-            let number = account_number.as_deref();
-            let account = account(conn, customer, number, currency, lookups).await?;
-            let amount = amount.minor;
-            Ok(Resolved::account(if *credit {
-                Action::Credit { account, amount }
-            } else {
-                Action::Debit { account, amount }
-            }))
-        }
-        Body::OwnTransfer { from, to, amount } => Ok(Resolved::account(Action::OwnTransfer {
-            from: *from,
-            to: *to,
-            amount: amount.minor,
-        })),
-        Body::PurchaseAuthorized { .. } => authorized(conn, ev, currency, lookups).await,
-        Body::PurchaseSettled { .. } => settled(conn, ev, currency, lookups).await,
-        Body::HoldReleased { .. } => hold_released(conn, ev, currency, lookups).await,
-        Body::Refund { card: r, amount } => {
-            let c = card(conn, customer, r, currency, lookups).await?;
-            let (card, amount) = (c.card_id, amount.minor);
-            Ok(Resolved::card(Action::Refund { card, amount }, card))
-        }
-        Body::BillPayment { card: r, amount } => {
-            let c = card(conn, customer, r, currency, lookups).await?;
-            let (card, amount) = (c.card_id, amount.minor);
-            Ok(Resolved::card(Action::BillPayment { card, amount }, card))
-        }
-        Body::LateFee { card: r, amount } => {
-            let c = card(conn, customer, r, currency, lookups).await?;
-            let (card, amount) = (c.card_id, amount.minor);
-            Ok(Resolved::card(Action::LateFee { card, amount }, card))
-        }
-        Body::CardIssued { card_id, limit } => {
-            let (card, delta) = (*card_id, limit.minor);
-            Ok(Resolved::card(Action::CreditLimit { card, delta }, card))
-        }
-        Body::CreditLimit { .. } => limit_changed(conn, ev, currency, lookups).await,
-    }
-}
-
-/// An approved authorization: holds the amount unless its settlement came first.
-async fn authorized(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<Resolved, ApplyError> {
-    let Body::PurchaseAuthorized {
-        card_id,
-        authorization_id,
-        network_reference,
-        amount,
-    } = &ev.body
-    else {
-        unreachable!("resolve dispatches by kind");
-    };
-    let customer = ev.customer_id;
-    let c = card(conn, customer, &by_id(*card_id), currency, lookups).await?;
-    let current = purchase(conn, customer, Some(c.card_id), network_reference).await?;
-    let a = rulebook::authorize(
-        current.as_ref().map(|(_, p)| p),
-        *authorization_id,
-        amount.minor,
-    );
-    let at = (a.purchase.authorization_id == Some(*authorization_id)).then_some(ev.occurred_at);
-    save_purchase(
-        conn,
-        network_reference,
-        customer,
-        c.card_id,
-        &a.purchase,
-        at,
+    sqlx::query(
+        "UPDATE cards c SET credit_limit = l.limit_, limit_set_at = l.set_at, limit_event = l.event
+         FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::text[]) AS l(card_id, limit_, set_at, event)
+         WHERE c.card_id = l.card_id",
     )
+    .bind(limits.keys().copied().collect::<Vec<_>>())
+    .bind(limits.values().map(|l| l.limit).collect::<Vec<_>>())
+    .bind(limits.values().map(|l| l.set_at).collect::<Vec<_>>())
+    .bind(limits.values().map(|l| l.event_id.as_str()).collect::<Vec<_>>())
+    .execute(&mut *conn)
     .await?;
-    let (card, amount) = (c.card_id, amount.minor);
-    Ok(Resolved {
-        action: Action::PurchaseAuthorized {
-            card,
-            amount,
-            post: a.post,
-            release: a.release,
-        },
-        card: Some(card),
-        authorization: Some(*authorization_id),
-    })
+    Ok(())
 }
 
-/// The purchase a settlement or a release names by reference: on the card it
-/// names, else the customer's only purchase with that reference, whose card
-/// then wins (the reference names the card; trust it over a missing or
-/// other card reference).
-async fn referenced(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    named: CardRow,
-    network_reference: &str,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<(CardRow, Option<Purchase>), ApplyError> {
-    let customer = ev.customer_id;
-    let mut current = purchase(conn, customer, Some(named.card_id), network_reference).await?;
-    if current.is_none() {
-        current = purchase(conn, customer, None, network_reference).await?;
+/// The batch's card facts into the outbox, in event order (their ids are the
+/// order the authorizer applies them in).
+async fn insert_facts(conn: &mut PgConnection, changes: &Changes) -> Result<(), ApplyError> {
+    let facts = &changes.facts;
+    if facts.is_empty() {
+        return Ok(());
     }
-    match current {
-        Some((card_id, p)) if card_id != named.card_id => {
-            let c = card(conn, customer, &by_id(card_id), currency, lookups).await?;
-            Ok((c, Some(p)))
-        }
-        other => Ok((named, other.map(|(_, p)| p))),
+    let mut payloads = Vec::with_capacity(facts.len());
+    for f in facts {
+        payloads.push(serde_json::to_value(f).map_err(|e| rule(format!("fact: {e}")))?);
     }
-}
-
-/// A settlement: books the purchase and releases the hold it replaces.
-async fn settled(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<Resolved, ApplyError> {
-    let Body::PurchaseSettled {
-        card: r,
-        network_reference,
-        amount,
-    } = &ev.body
-    else {
-        unreachable!("resolve dispatches by kind");
-    };
-    let customer = ev.customer_id;
-    let mut c = card(conn, customer, r, currency, lookups).await?;
-    let (mut release, mut authorization) = (0, None);
-    if let Some(nr) = network_reference {
-        let current;
-        (c, current) = referenced(conn, ev, c, nr, currency, lookups).await?;
-        let (rel, next) = rulebook::settle(current.as_ref(), amount.minor);
-        (release, authorization) = (rel, next.authorization_id);
-        save_purchase(conn, nr, customer, c.card_id, &next, None).await?;
-    }
-    let (card, amount) = (c.card_id, amount.minor);
-    Ok(Resolved {
-        action: Action::PurchaseSettled {
-            card,
-            amount,
-            release,
-        },
-        card: Some(card),
-        authorization,
-    })
-}
-
-/// A reversal or an expiry: releases what the purchase still holds.
-async fn hold_released(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<Resolved, ApplyError> {
-    let Body::HoldReleased {
-        card: r,
-        network_reference,
-        ..
-    } = &ev.body
-    else {
-        unreachable!("resolve dispatches by kind");
-    };
-    let customer = ev.customer_id;
-    let c = card(conn, customer, r, currency, lookups).await?;
-    let (c, current) = referenced(conn, ev, c, network_reference, currency, lookups).await?;
-    let (amount, next) = rulebook::release(current.as_ref());
-    save_purchase(conn, network_reference, customer, c.card_id, &next, None).await?;
-    let card = c.card_id;
-    Ok(Resolved {
-        action: Action::HoldReleased { card, amount },
-        card: Some(card),
-        authorization: next.authorization_id,
-    })
-}
-
-/// A new absolute limit: moves the available limit by the change from the
-/// limit in force (nothing when an older change arrives late).
-async fn limit_changed(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    lookups: &mut TxLookups,
-) -> Result<Resolved, ApplyError> {
-    let Body::CreditLimit { card: r, limit } = &ev.body else {
-        unreachable!("resolve dispatches by kind");
-    };
-    let c = card(conn, ev.customer_id, r, currency, lookups).await?;
-    let current = LimitInForce {
-        limit: c.credit_limit,
-        set_at: c.limit_set_at,
-        event_id: c.limit_event.clone(),
-    };
-    let asked = LimitInForce {
-        limit: limit.minor,
-        set_at: ev.occurred_at,
-        event_id: ev.event_id.clone(),
-    };
-    let (delta, next) = rulebook::change_limit(&current, asked);
-    if next != current {
-        lookups.cards.clear();
-        sqlx::query(
-            "UPDATE cards SET credit_limit = $2, limit_set_at = $3, limit_event = $4
-             WHERE card_id = $1",
-        )
-        .bind(c.card_id)
-        .bind(next.limit)
-        .bind(next.set_at)
-        .bind(&next.event_id)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let card = c.card_id;
-    Ok(Resolved::card(Action::CreditLimit { card, delta }, card))
+    sqlx::query(
+        "INSERT INTO ledger_facts (customer_id, payload)
+         SELECT c, p FROM unnest($1::uuid[], $2::jsonb[]) WITH ORDINALITY AS x(c, p, k) ORDER BY k",
+    )
+    .bind(
+        facts
+            .iter()
+            .map(|f| f.customer_id().as_uuid())
+            .collect::<Vec<_>>(),
+    )
+    .bind(payloads)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Creates the customer's book accounts for `books` if missing (one statement).
@@ -663,132 +513,6 @@ pub async fn open_books(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-#[derive(sqlx::FromRow)]
-struct BookRow {
-    id: i64,
-    code: String,
-}
-
-/// Writes the legs of `entries` and moves the balances; returns legs written.
-async fn write_entries(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    entries: &[rulebook::Entry],
-    lookups: &mut TxLookups,
-) -> Result<usize, ApplyError> {
-    if entries.is_empty() {
-        return Ok(0);
-    }
-    let mut codes: Vec<String> = entries
-        .iter()
-        .flat_map(|e| [e.debit.code(), e.credit.code()])
-        .collect();
-    codes.sort();
-    codes.dedup();
-    let cached: Option<BTreeMap<String, i64>> = codes
-        .iter()
-        .map(|c| {
-            lookups
-                .books
-                .get(&(ev.customer_id, c.clone(), currency))
-                .map(|id| (c.clone(), *id))
-        })
-        .collect();
-    let ids = match cached {
-        Some(ids) => ids,
-        None => {
-            let ids = book_ids(conn, ev, currency, &codes).await?;
-            for (c, id) in &ids {
-                lookups
-                    .books
-                    .insert((ev.customer_id, c.clone(), currency), *id);
-            }
-            ids
-        }
-    };
-    write_legs(conn, ev, currency, entries, &ids).await
-}
-
-async fn book_ids(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    codes: &[String],
-) -> Result<BTreeMap<String, i64>, ApplyError> {
-    let mut rows: Vec<BookRow> = sqlx::query_as(
-        "SELECT id, code FROM book_accounts WHERE customer_id = $1 AND currency = $2 AND code = ANY($3)",
-    )
-    .bind(ev.customer_id.as_uuid())
-    .bind(currency.code())
-    .bind(codes)
-    .fetch_all(&mut *conn)
-    .await?;
-    if rows.len() != codes.len() {
-        let books: Vec<Book> = codes.iter().filter_map(|c| Book::parse(c)).collect();
-        open_books(conn, ev.customer_id, currency, &books).await?;
-        rows = sqlx::query_as(
-            "SELECT id, code FROM book_accounts WHERE customer_id = $1 AND currency = $2 AND code = ANY($3)",
-        )
-        .bind(ev.customer_id.as_uuid())
-        .bind(currency.code())
-        .bind(codes)
-        .fetch_all(&mut *conn)
-        .await?;
-    }
-    Ok(rows.into_iter().map(|r| (r.code, r.id)).collect())
-}
-
-async fn write_legs(
-    conn: &mut PgConnection,
-    ev: &LedgerEvent,
-    currency: Currency,
-    entries: &[rulebook::Entry],
-    ids: &BTreeMap<String, i64>,
-) -> Result<usize, ApplyError> {
-    let mut entry_nos = Vec::new();
-    let mut book_ids = Vec::new();
-    let mut amounts = Vec::new();
-    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        for leg in e.legs() {
-            let id = *ids
-                .get(&leg.book.code())
-                .ok_or_else(|| rule("book account missing"))?;
-            entry_nos.push(i as i32);
-            book_ids.push(id);
-            amounts.push(leg.amount);
-            *deltas.entry(id).or_default() += leg.amount;
-        }
-    }
-    sqlx::query(
-        "INSERT INTO postings (event_id, namespace, entry_no, customer_id, epoch, book_account_id, currency, amount, business_time)
-         SELECT $1, $9, e, $2, $3, b, $4, a, $5
-         FROM unnest($6::int[], $7::bigint[], $8::bigint[]) AS t(e, b, a)",
-    )
-    .bind(&ev.event_id)
-    .bind(ev.customer_id.as_uuid())
-    .bind(ev.epoch.0)
-    .bind(currency.code())
-    .bind(ev.occurred_at)
-    .bind(&entry_nos)
-    .bind(&book_ids)
-    .bind(&amounts)
-    .bind(ev.namespace())
-    .execute(&mut *conn)
-    .await?;
-    let (ids, ds): (Vec<i64>, Vec<i64>) = deltas.into_iter().filter(|(_, d)| *d != 0).unzip();
-    sqlx::query(
-        "UPDATE book_accounts b SET balance = b.balance + d.delta
-         FROM unnest($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE b.id = d.id",
-    )
-    .bind(&ids)
-    .bind(&ds)
-    .execute(&mut *conn)
-    .await?;
-    Ok(book_ids.len())
 }
 
 /// Records the card's state after this movement in the outbox (one statement;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{claim, Role};
 use crate::error::ApiError;
 use crate::history::{self, Change};
-use crate::ledger::store::{self, TxLookups};
+use crate::ledger::store;
 use crate::placement::{self, CustomerState, Placement, Refused};
 use crate::state::AppState;
 
@@ -98,7 +98,7 @@ async fn import_one(
     let invalid =
         |e: anyhow::Error| ApiError::invalid("events", format!("event {}: {e:#}", ev.event_id));
     if let Some(le) = history::ledger_event(c, ev.epoch, &ev.event_id, &change).map_err(invalid)? {
-        store::apply_in(conn, &le, &mut TxLookups::for_import()).await?;
+        store::apply_import(conn, &le).await?;
     } else if let Change::Placement { .. } = change {
         // The placement steps of the customer's past belong to the cells
         // that made them: recorded, not replayed.

@@ -334,6 +334,44 @@ async fn balances(pool: &PgPool, c: &Customer) -> BTreeMap<(Currency, Book), i64
         .collect()
 }
 
+/// The card an op moves.
+fn card_of(op: &Op, cards: &[Uuid; 2]) -> Option<Uuid> {
+    match op {
+        Op::Credit(..) | Op::Debit(..) | Op::Transfer(..) => None,
+        Op::Auth(k, ..)
+        | Op::Settle(k, ..)
+        | Op::Reverse(k, ..)
+        | Op::Refund(k, ..)
+        | Op::Pay(k, ..)
+        | Op::Fee(k, ..)
+        | Op::Limit(k, ..) => Some(cards[*k]),
+    }
+}
+
+async fn last_fact(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM ledger_facts")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The customer's card facts after `after`, in outbox order: (card,
+/// available, limit).
+async fn card_facts(pool: &PgPool, c: &Customer, after: i64) -> Vec<(Uuid, i64, i64)> {
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT (payload->>'card_id')::uuid, (payload->>'available')::bigint,
+                (payload->>'credit_limit')::bigint
+         FROM ledger_facts WHERE customer_id = $1 AND id > $2 AND payload->>'type' = 'card'
+         ORDER BY id",
+    )
+    .bind(c.id.as_uuid())
+    .bind(after)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows
+}
+
 #[test]
 fn random_event_streams_keep_the_invariants_in_postgres() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -374,25 +412,40 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
                     arrival.insert((*at).min(arrival.len()), *which);
                 }
                 let mut seen = std::collections::HashSet::new();
+                let mut facts = Vec::new();
+                let facts_before = last_fact(&pool).await;
                 let mut k = 0;
                 let mut sizes = batch_sizes.iter().cycle();
                 while k < arrival.len() {
                     let size = (*sizes.next().unwrap()).min(arrival.len() - k);
-                    let mut tx = pool.begin().await.unwrap();
-                    let mut batch = store::TxLookups::default();
+                    let mut batch = Vec::new();
                     for &i in &arrival[k..k + size] {
                         let at = start + Duration::minutes(ops[i].1);
                         let (ev, m, ccy) = event(&c, &cards, i, &ops[i].0, at);
-                        let outcome = store::apply_in(&mut tx, &ev, &mut batch).await.unwrap();
-                        let first = seen.insert(i);
+                        let l = mem.get_mut(&ccy).unwrap();
+                        if l.apply(&ev.event_id, at, &m).is_some() {
+                            if let Some(card) = card_of(&ops[i].0, &cards) {
+                                let available = l.balances.get(&Book::CardAvailable(card));
+                                let limit = l.limit(card).unwrap();
+                                facts.push((card, *available.unwrap_or(&0), limit));
+                            }
+                        }
+                        batch.push((i, ev));
+                    }
+                    let evs: Vec<LedgerEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
+                    let mut tx = pool.begin().await.unwrap();
+                    let outcomes = store::apply_each(&mut tx, &evs, store::Writer::Live)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                    for ((i, _), outcome) in batch.iter().zip(outcomes) {
+                        let first = seen.insert(*i);
                         assert_eq!(
                             matches!(outcome, Outcome::Applied { .. }),
                             first,
                             "applied exactly once"
                         );
-                        mem.get_mut(&ccy).unwrap().apply(&ev.event_id, at, &m);
                     }
-                    tx.commit().await.unwrap();
                     k += size;
                     check_invariants(&pool).await;
                 }
@@ -413,6 +466,11 @@ fn random_event_streams_keep_the_invariants_in_postgres() {
                     balances(&pool, &c).await,
                     pure,
                     "postgres agrees with the pure ledger"
+                );
+                assert_eq!(
+                    card_facts(&pool, &c, facts_before).await,
+                    facts,
+                    "each card movement's fact carries the card's state after it, in order"
                 );
             });
             Ok(())
@@ -462,10 +520,9 @@ async fn a_batch_mixing_currencies_books_each_in_its_own_currency() {
         },
     };
     let mut tx = pool.begin().await.unwrap();
-    let mut lookups = store::TxLookups::default();
-    for ev in [deposit(1), payment, deposit(2)] {
-        store::apply_in(&mut tx, &ev, &mut lookups).await.unwrap();
-    }
+    store::apply_batch(&mut tx, &[deposit(1), payment, deposit(2)])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     check_invariants(&pool).await;
     let misplaced: i64 = sqlx::query_scalar(
