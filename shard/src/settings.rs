@@ -136,6 +136,11 @@ pub struct AuthorizerSettings {
     /// nor reversed stops holding the limit, in the authorizer and the ledger
     /// (card networks use days).
     pub hold_expiry_secs: u64,
+    /// How long a decision may wait for others to share its produce
+    /// request (librdkafka's `linger.ms` on the decision producer): group
+    /// commit. No answer leaves before its decision is acknowledged; this
+    /// bounds what the sharing adds to each answer (0 to 5 ms).
+    pub decision_linger_ms: u32,
 }
 
 impl Default for AuthorizerSettings {
@@ -147,6 +152,7 @@ impl Default for AuthorizerSettings {
             lease_renew_ms: 1_000,
             advertise_url: String::new(),
             hold_expiry_secs: 7 * 24 * 3600,
+            decision_linger_ms: 0,
         }
     }
 }
@@ -262,6 +268,12 @@ impl Validate for Settings {
             "authorizer.snapshot_interval_secs",
             self.authorizer.snapshot_interval_secs,
         )?;
+        if self.authorizer.decision_linger_ms > 5 {
+            return Err(ConfigError::invalid(
+                "authorizer.decision_linger_ms",
+                "must be between 0 and 5",
+            ));
+        }
         if !(1..=10_000).contains(&self.ledger.max_batch) {
             return Err(ConfigError::invalid(
                 "ledger.max_batch",
@@ -340,6 +352,16 @@ mod tests {
             let err = s.validate().expect_err(bad).to_string();
             assert!(err.contains("cors.allowed_origins"), "{err}");
         }
+    }
+
+    #[test]
+    fn bounds_what_group_commit_adds_to_an_answer() {
+        let mut s = valid();
+        s.authorizer.decision_linger_ms = 5;
+        s.validate().unwrap();
+        s.authorizer.decision_linger_ms = 6;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("authorizer.decision_linger_ms"), "{err}");
     }
 
     #[test]

@@ -76,11 +76,16 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
     ensure_topics(&settings).await?;
     let timeout = settings.kafka.produce_timeout();
     let producer = Producer::new(&settings.kafka.bootstrap, timeout).context("create producer")?;
-    // Decisions are published one by one, before the answer: no linger; and
-    // within the lease's publish timeout, so none lands after a hand-over.
+    // Each decision is acknowledged before its answer, within the lease's
+    // publish timeout (so none lands after a hand-over); concurrent ones
+    // share produce requests for at most `decision_linger_ms`.
     let lease = settings.lease();
-    let decisions = Producer::with_linger(&settings.kafka.bootstrap, lease.publish_timeout(), 0)
-        .context("create decision producer")?;
+    let decisions = Producer::with_linger(
+        &settings.kafka.bootstrap,
+        lease.publish_timeout(),
+        settings.authorizer.decision_linger_ms,
+    )
+    .context("create decision producer")?;
     let mut snapshot = decision_log::load_latest(&pool).await?;
     snapshot.decisions.set_window(settings.dedupe_window()?);
     snapshot.hold_expiry = Some(settings.hold_expiry()?);
