@@ -234,6 +234,7 @@ fn settings(db: &str, bootstrap: &str) -> Settings {
     s.kafka.bootstrap = bootstrap.into();
     s.kafka.partitions = 4;
     s.authorizer.decision_linger_ms = env("LINGER_MS", 0) as u32;
+    s.kafka.fetch_wait_ms = env("FETCH_WAIT_MS", 500) as u32;
     s.auth.admin_token = Secret::new("a");
     s.auth.internal_token = Secret::new("i");
     s.telemetry.filter = "error".into();
