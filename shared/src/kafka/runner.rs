@@ -276,6 +276,11 @@ fn client_config(cfg: &RunnerConfig) -> ClientConfig {
         )
         .set("queued.min.messages", "100")
         .set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string())
+        // librdkafka waits this long (1 s by default) before fetching a
+        // partition again once the prefetch queue is over its bound: with
+        // a small prefetch, a backlog was consumed one partition at a
+        // time (BENCHMARKS.md, the set-based ledger).
+        .set("fetch.queue.backoff.ms", "10")
         // librdkafka wants fetch.max.bytes >= message.max.bytes (1 MB).
         .set("fetch.max.bytes", prefetch_bytes.max(1_048_576).to_string())
         .set(
