@@ -314,6 +314,18 @@ fn authorization(
     }
 }
 
+/// One raw produce, acknowledged: the baselines' unit of work.
+async fn raw_ack(p: Producer, i: usize) -> bool {
+    p.send(
+        "cellbank.ledger-facts",
+        b"k",
+        format!("{i}").as_bytes(),
+        &[],
+    )
+    .await
+    .is_ok()
+}
+
 /// Closed loop: `callers` callers, each sending its next request when its
 /// last one is answered, for `secs`: successful answers per second.
 async fn closed_loop<F, Fut>(callers: usize, secs: usize, make: F) -> f64
@@ -495,20 +507,7 @@ async fn main() {
         health99.push(pct(&lat, 0.99));
         let acks =
             Producer::with_linger(&topic_broker.bootstrap(), Duration::from_secs(10), 0).unwrap();
-        let (lat, _) = fixed_rate(rate, secs, |i| {
-            let p = acks.clone();
-            async move {
-                p.send(
-                    "cellbank.ledger-facts",
-                    b"k",
-                    format!("{i}").as_bytes(),
-                    &[],
-                )
-                .await
-                .is_ok()
-            }
-        })
-        .await;
+        let (lat, _) = fixed_rate(rate, secs, |i| raw_ack(acks.clone(), i)).await;
         ack50.push(pct(&lat, 0.5));
         ack99.push(pct(&lat, 0.99));
 
@@ -529,22 +528,7 @@ async fn main() {
             .await,
         );
         let p = acks.clone();
-        produce_max.push(
-            closed_loop(CALLERS, secs, move |i| {
-                let p = p.clone();
-                async move {
-                    p.send(
-                        "cellbank.ledger-facts",
-                        b"k",
-                        format!("{i}").as_bytes(),
-                        &[],
-                    )
-                    .await
-                    .is_ok()
-                }
-            })
-            .await,
-        );
+        produce_max.push(closed_loop(CALLERS, secs, move |i| raw_ack(p.clone(), i)).await);
         stop.cancel();
         let _ = handle.await;
         eprintln!("run {run} done");
