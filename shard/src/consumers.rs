@@ -64,7 +64,7 @@ impl CellConsumer {
         match self {
             CellConsumer::LedgerInbound => {
                 cfg.max_batch = max_batch;
-                cfg.max_in_flight = max_batch.max(256) * 2;
+                cfg.max_in_flight = max_batch.max(256) * 8;
                 cfg.dead_letter_topic = Some(Topic::DeadLetters.name().to_owned());
             }
             CellConsumer::LedgerAuthorizations => {

@@ -574,3 +574,62 @@ async fn a_message_too_large_is_its_own_error_and_the_producer_carries_on() {
     );
     producer.send("big", b"k", b"small", &[]).await.unwrap();
 }
+
+/// Takes a little time per batch, more on some partitions than others.
+struct Uneven(Arc<Mutex<Vec<(i32, i64)>>>);
+
+#[async_trait]
+impl Handler for Uneven {
+    async fn handle(&self, batch: &[Record]) -> Result<(), HandlerError> {
+        let p = batch[0].partition as u64;
+        tokio::time::sleep(Duration::from_micros(200 * (p + 1))).await;
+        let mut done = self.0.lock().unwrap();
+        done.extend(batch.iter().map(|r| (r.partition, r.offset)));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_of_uneven_speed_are_parked_and_resumed_with_nothing_lost_or_stalled() {
+    cellbank_shared::telemetry::init_for_tests();
+    let broker = Broker::start().await;
+    broker.create_topics(&["uneven"], 4).await;
+    let p = Producer::with_linger(&broker.bootstrap(), Duration::from_secs(10), 5).unwrap();
+    let sends = (0..4000).map(|i| {
+        let p = p.clone();
+        async move {
+            let id = format!("u-{i}");
+            let b = id.as_bytes();
+            p.send("uneven", b, b, &[]).await.unwrap();
+        }
+    });
+    futures::future::join_all(sends).await;
+
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let mut cfg = RunnerConfig::new(&broker.bootstrap(), "g-uneven", &["uneven"]);
+    cfg.max_in_flight = 8;
+    cfg.max_batch = 4;
+    let runner = Runner::new(cfg, Uneven(done.clone())).unwrap();
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.run(stop.clone()));
+    eventually(
+        Duration::from_secs(60),
+        "every record processed",
+        || async { done.lock().unwrap().len() >= 4000 },
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let done = done.lock().unwrap().clone();
+    assert_eq!(done.len(), 4000, "none processed twice");
+    for part in 0..4 {
+        let offsets: Vec<i64> = done.iter().filter(|r| r.0 == part).map(|r| r.1).collect();
+        assert!(
+            offsets.windows(2).all(|w| w[1] == w[0] + 1),
+            "partition {part} in order without gaps"
+        );
+    }
+    let held = stats.max_in_flight.load(Ordering::SeqCst);
+    assert!(held <= 4 * (8 + 4 + 2), "in flight bounded: {held}");
+}
