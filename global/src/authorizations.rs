@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -59,12 +59,33 @@ fn validate_merchant(m: &Merchant) -> Result<(), Problem> {
     Ok(())
 }
 
-fn stand_in(reason: &str) -> Json<AuthorizationDecision> {
-    Json(AuthorizationDecision {
-        decision: Decision::Declined,
-        reason: reason.to_owned(),
-        authorization_id: uuid::Uuid::now_v7(),
-    })
+/// A decision and, when it is the shard's, the shard's answer as it came:
+/// relayed byte for byte instead of encoded again.
+struct Decided {
+    decision: AuthorizationDecision,
+    relayed: Option<bytes::Bytes>,
+}
+
+impl IntoResponse for Decided {
+    fn into_response(self) -> Response {
+        match self.relayed {
+            Some(body) => {
+                ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+            None => Json(self.decision).into_response(),
+        }
+    }
+}
+
+fn stand_in(reason: &str) -> Decided {
+    Decided {
+        decision: AuthorizationDecision {
+            decision: Decision::Declined,
+            reason: reason.to_owned(),
+            authorization_id: uuid::Uuid::now_v7(),
+        },
+        relayed: None,
+    }
 }
 
 /// A validated network request, before its card is looked up.
@@ -115,7 +136,7 @@ async fn authorize(
     // A stand-in for a cell (or the directory) that did not answer: its
     // wait says nothing about global's own capacity.
     let waited = matches!(
-        decision.reason.as_str(),
+        decision.decision.reason.as_str(),
         "stand_in_timeout" | "shard_unavailable" | "directory_unavailable"
     );
     let mut resp = decision.into_response();
@@ -128,11 +149,7 @@ async fn authorize(
 /// Looks the card up and asks its shard; when the shard says the customer
 /// is no longer there at that epoch (a lost directory invalidation), drops
 /// the cached placement and asks the owner once more.
-async fn decide(
-    state: &AppState,
-    checked: Checked,
-    deadline: tokio::time::Instant,
-) -> Json<AuthorizationDecision> {
+async fn decide(state: &AppState, checked: Checked, deadline: tokio::time::Instant) -> Decided {
     let mut stale = None;
     for _ in 0..2 {
         let placement = match state
@@ -156,10 +173,11 @@ async fn decide(
             break;
         }
         let decision = forward(state, &checked, &placement, deadline).await;
-        if !MOVED.contains(&decision.reason.as_str()) {
+        let reason = decision.decision.reason.as_str();
+        if !MOVED.contains(&reason) {
             return decision;
         }
-        tracing::info!(customer_id = %placement.customer_id, shard_id = %placement.shard_id, reason = %decision.reason, "stale placement; looking the customer up again");
+        tracing::info!(customer_id = %placement.customer_id, shard_id = %placement.shard_id, reason, "stale placement; looking the customer up again");
         state.directory.forget_customer(placement.customer_id).await;
         stale = Some((placement.shard_id.clone(), placement.epoch));
     }
@@ -189,6 +207,22 @@ async fn hold(
     }
 }
 
+/// The shard's answer, checked to be a decision (global reads its reason)
+/// and relayed as it came.
+fn relay(shard: &crate::directory::Shard, body: bytes::Bytes) -> Result<Decided, CellError> {
+    match serde_json::from_slice::<AuthorizationDecision>(&body) {
+        Ok(decision) => Ok(Decided {
+            decision,
+            relayed: Some(body),
+        }),
+        Err(e) => Err(CellError::Rejected {
+            shard: shard.id.clone(),
+            status: 200,
+            body: format!("undecodable answer: {e}"),
+        }),
+    }
+}
+
 /// How much sooner than the authorization's deadline the shard's call ends.
 const CALL_MARGIN: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -200,7 +234,7 @@ async fn forward(
     checked: &Checked,
     placement: &Placement,
     deadline: tokio::time::Instant,
-) -> Json<AuthorizationDecision> {
+) -> Decided {
     let span = tracing::Span::current();
     span.record(
         "customer_id",
@@ -230,13 +264,17 @@ async fn forward(
     let left = deadline
         .saturating_duration_since(tokio::time::Instant::now())
         .saturating_sub(CALL_MARGIN);
-    let answer: Result<AuthorizationDecision, CellError> = state
+    let Ok(encoded) = serde_json::to_vec(&request) else {
+        return stand_in("shard_unavailable");
+    };
+    let answer = state
         .cell_client
-        .call(&shard, "/internal/v1/authorizations", &request, left)
-        .await;
+        .call_raw(&shard, "/internal/v1/authorizations", encoded, left)
+        .await
+        .and_then(|body| relay(&shard, body));
     let reference = &checked.reference;
     match answer {
-        Ok(decision) => Json(decision),
+        Ok(decided) => decided,
         Err(CellError::Timeout { .. }) => {
             metrics::stand_in(shard.id.as_str(), "stand_in_timeout");
             tracing::warn!(shard_id = %shard.id, network_reference = %reference, "authorization stand-in: shard did not answer in time");

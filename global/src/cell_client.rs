@@ -1,6 +1,7 @@
 //! The client global talks to the cells (shards) with: it produces events to
 //! each shard's broker (one lazily created Kafka producer per broker) and
-//! calls their internal APIs (one pooled HTTP client), behind a circuit
+//! calls their internal APIs (one pooled hyper client, request bodies
+//! encoded once, answers read whole), behind a circuit
 //! breaker per shard and path, so that one shard's outage only ever affects
 //! that shard's customers.
 
@@ -8,6 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::Full;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -16,11 +21,12 @@ use cellbank_shared::envelope::Envelope;
 use cellbank_shared::ids::ShardId;
 use cellbank_shared::kafka::{BreakerConfig, CircuitBreaker, ProduceError, Producer, Topic};
 use cellbank_shared::secret::Secret;
+use cellbank_shared::tier_client::{TierClient, TierError};
 
 use crate::directory::Shard;
 use crate::metrics;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CellError {
     /// The shard cannot be reached or did not answer in time; retry later.
     #[error("shard {shard} unavailable: {reason}")]
@@ -61,9 +67,10 @@ pub struct CellClient {
 
 struct Inner {
     cells: RwLock<HashMap<ShardId, Arc<Cell>>>,
-    http: reqwest::Client,
-    /// Each shard's own internal token (per-cell credentials).
-    shard_tokens: BTreeMap<String, Secret>,
+    http: TierClient,
+    /// Each shard's own internal token (per-cell credentials), as the
+    /// `Authorization` header it travels in (marked sensitive).
+    shard_tokens: BTreeMap<String, HeaderValue>,
     breaker: BreakerConfig,
     produce_timeout: Duration,
     produce_linger_ms: u32,
@@ -82,12 +89,18 @@ impl CellClient {
         produce_linger_ms: u32,
         tls: &cellbank_shared::config::TlsClientSettings,
     ) -> anyhow::Result<Self> {
-        let http = cellbank_shared::http_client::builder(tls)?
-            .pool_max_idle_per_host(512)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
+        let http = TierClient::new(tls, 512)?;
+        let shard_tokens = shard_tokens
+            .into_iter()
+            .map(|(shard, token)| {
+                let mut v =
+                    HeaderValue::try_from(format!("Bearer {}", token.expose())).map_err(|_| {
+                        anyhow::anyhow!("auth.shard_tokens.{shard}: not a header value")
+                    })?;
+                v.set_sensitive(true);
+                Ok((shard, v))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 cells: RwLock::new(HashMap::new()),
@@ -175,6 +188,59 @@ impl CellClient {
         }
     }
 
+    /// Produces a batch of envelopes to the shard's inbound topic in one go
+    /// (every record queued, then the acknowledgements awaited together);
+    /// answers each envelope's outcome in order. The batch takes one turn
+    /// of the shard's breaker: it counts as a failure when any envelope was
+    /// not acknowledged for a reason other than its size.
+    pub async fn produce_batch(
+        &self,
+        shard: &Shard,
+        envs: &[Envelope],
+    ) -> Vec<Result<(), CellError>> {
+        let cell = match self.cell(shard) {
+            Ok(c) => c,
+            Err(e) => return envs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let id = shard.id.as_str();
+        let Some(permit) = cell.produce_breaker.acquire() else {
+            let open = unavailable(shard, "breaker open".into(), &cell.produce_breaker);
+            metrics::produce_failed(id, "breaker_open");
+            return envs.iter().map(|_| Err(open.clone())).collect();
+        };
+        let acks = cell
+            .producer
+            .send_envelopes(Topic::Inbound.name(), envs)
+            .await;
+        let mut failed = false;
+        let outcomes = acks
+            .into_iter()
+            .map(|ack| match ack {
+                Ok(_) => {
+                    metrics::routed(id);
+                    Ok(())
+                }
+                Err(ProduceError::TooLarge(_)) => {
+                    metrics::produce_failed(id, "too_large");
+                    Err(CellError::TooLarge {
+                        shard: shard.id.clone(),
+                    })
+                }
+                Err(e) => {
+                    failed = true;
+                    metrics::produce_failed(id, "not_acknowledged");
+                    Err(unavailable(shard, e.to_string(), &cell.produce_breaker))
+                }
+            })
+            .collect();
+        if failed {
+            permit.failed();
+        } else {
+            permit.succeeded();
+        }
+        outcomes
+    }
+
     /// Posts to a shard's internal API with the internal token, trace
     /// context and a deadline, behind the shard's breaker.
     pub async fn call<B: Serialize, T: DeserializeOwned>(
@@ -184,7 +250,25 @@ impl CellClient {
         body: &B,
         deadline: Duration,
     ) -> Result<T, CellError> {
-        self.request(shard, path, Some(body), deadline).await
+        let body = serde_json::to_vec(body).map_err(|e| CellError::Rejected {
+            shard: shard.id.clone(),
+            status: 0,
+            body: format!("unencodable request: {e}"),
+        })?;
+        let answer = self.exchange(shard, path, Some(body), deadline).await?;
+        decode(shard, &answer)
+    }
+
+    /// Like [`Self::call`] with the body already encoded, answering the
+    /// shard's JSON bytes as they came (to be relayed, not re-encoded).
+    pub async fn call_raw(
+        &self,
+        shard: &Shard,
+        path: &str,
+        body: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Bytes, CellError> {
+        self.exchange(shard, path, Some(body), deadline).await
     }
 
     /// Reads from a shard's internal API, like [`Self::call`].
@@ -194,67 +278,90 @@ impl CellClient {
         path: &str,
         deadline: Duration,
     ) -> Result<T, CellError> {
-        self.request::<(), T>(shard, path, None, deadline).await
+        let answer = self.exchange(shard, path, None, deadline).await?;
+        decode(shard, &answer)
     }
 
-    async fn request<B: Serialize, T: DeserializeOwned>(
+    /// One call behind the shard's breaker: a 5xx, a refused connection or
+    /// a timeout counts against it; any other error status is the
+    /// caller's. Answers the body of a 2xx.
+    async fn exchange(
         &self,
         shard: &Shard,
         path: &str,
-        body: Option<&B>,
+        body: Option<Vec<u8>>,
         deadline: Duration,
-    ) -> Result<T, CellError> {
+    ) -> Result<Bytes, CellError> {
         let cell = self.cell(shard)?;
-        let token = self.token(shard)?;
+        let req = self.build(shard, path, body)?;
         let breaker = &cell.http_breaker;
         let Some(permit) = breaker.acquire() else {
             return Err(unavailable(shard, "breaker open".into(), breaker));
         };
-        let resp = match self.send(shard, token, path, body, deadline).await {
-            Ok(r) => r,
-            Err(e) => {
+        let answer = match self.inner.http.send(req, deadline).await {
+            Ok(a) => a,
+            Err(TierError::Timeout(_)) => {
                 permit.failed();
-                if e.is_timeout() {
-                    return Err(timed_out(shard, deadline));
-                }
-                return Err(unavailable(shard, e.to_string(), breaker));
+                return Err(timed_out(shard, deadline));
+            }
+            Err(TierError::Failed(reason)) => {
+                permit.failed();
+                return Err(unavailable(shard, reason, breaker));
             }
         };
-        let status = resp.status();
+        let status = answer.status;
         if status.is_server_error() {
             permit.failed();
             return Err(unavailable(shard, format!("answered {status}"), breaker));
         }
         permit.succeeded();
-        if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
             return Err(CellError::TooLarge {
                 shard: shard.id.clone(),
             });
         }
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
             return Err(CellError::Rejected {
                 shard: shard.id.clone(),
                 status: status.as_u16(),
-                body: body.chars().take(512).collect(),
+                body: String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(512)
+                    .collect(),
             });
         }
-        resp.json::<T>().await.map_err(|e| {
-            if e.is_timeout() {
-                timed_out(shard, deadline)
-            } else {
-                CellError::Rejected {
-                    shard: shard.id.clone(),
-                    status: status.as_u16(),
-                    body: format!("undecodable answer: {e}"),
-                }
-            }
-        })
+        Ok(answer.body)
+    }
+
+    /// The request to the shard's internal `path` as global: a POST of
+    /// `body`, or a GET without one, with its token and trace context.
+    fn build(
+        &self,
+        shard: &Shard,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, CellError> {
+        let token = self.token(shard)?;
+        let url = cellbank_shared::hal::href(&shard.internal_url, path);
+        let builder = match body {
+            Some(_) => Request::post(url).header(CONTENT_TYPE, "application/json"),
+            None => Request::get(url),
+        };
+        let mut req = builder
+            .header(AUTHORIZATION, token.clone())
+            .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
+            .map_err(|e| CellError::Unavailable {
+                shard: shard.id.clone(),
+                reason: format!("the shard's internal_url does not make a request: {e}"),
+                retry_after: 30,
+            })?;
+        cellbank_shared::telemetry::inject_http(req.headers_mut());
+        Ok(req)
     }
 
     /// The shard's own internal token; a shard global holds no token for
     /// cannot be called (a configuration gap, logged loudly).
-    fn token(&self, shard: &Shard) -> Result<&Secret, CellError> {
+    fn token(&self, shard: &Shard) -> Result<&HeaderValue, CellError> {
         self.inner
             .shard_tokens
             .get(shard.id.as_str())
@@ -267,30 +374,15 @@ impl CellClient {
                 }
             })
     }
+}
 
-    /// Posts `body` (or gets, without one) to the shard's internal `path`
-    /// as global.
-    async fn send<B: Serialize>(
-        &self,
-        shard: &Shard,
-        token: &Secret,
-        path: &str,
-        body: Option<&B>,
-        deadline: Duration,
-    ) -> reqwest::Result<reqwest::Response> {
-        let mut headers = http::HeaderMap::new();
-        cellbank_shared::telemetry::inject_http(&mut headers);
-        let url = cellbank_shared::hal::href(&shard.internal_url, path);
-        let req = match body {
-            Some(b) => self.inner.http.post(url).json(b),
-            None => self.inner.http.get(url),
-        };
-        req.headers(headers)
-            .bearer_auth(token.expose())
-            .timeout(deadline)
-            .send()
-            .await
-    }
+/// A shard's answer as `T`; an answer that is not one is the shard's error.
+fn decode<T: DeserializeOwned>(shard: &Shard, body: &[u8]) -> Result<T, CellError> {
+    serde_json::from_slice(body).map_err(|e| CellError::Rejected {
+        shard: shard.id.clone(),
+        status: 200,
+        body: format!("undecodable answer: {e}"),
+    })
 }
 
 /// The shard cannot be reached now; retry once `breaker` would let a call through.

@@ -448,6 +448,23 @@ impl TlsClientSettings {
     }
 }
 
+impl TlsClientSettings {
+    /// The extra CA(s) as DER, for clients built on rustls directly.
+    pub fn extra_root_ders(
+        &self,
+    ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ConfigError> {
+        use rustls_pki_types::pem::PemObject as _;
+        if self.ca_file.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.extra_roots()?;
+        let bad = |reason: String| ConfigError::invalid("tls.ca_file", reason);
+        rustls_pki_types::CertificateDer::pem_file_iter(&self.ca_file)
+            .and_then(Iterator::collect)
+            .map_err(|e| bad(format!("{} is not PEM certificates: {e}", self.ca_file)))
+    }
+}
+
 impl Validate for TlsClientSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         self.extra_roots().map(|_| ())

@@ -20,6 +20,7 @@ pub mod problem;
 pub mod secret;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tier_client;
 pub mod token;
 
 #[cfg(feature = "testkit")]
