@@ -6,6 +6,8 @@
 //! `events` scope may send events, each within its rate and its own
 //! idempotency namespace; fields outside the contract are refused.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -25,7 +27,7 @@ use cellbank_shared::problem::Problem;
 
 use futures::StreamExt as _;
 
-use crate::directory::IdentifierKind;
+use crate::directory::{IdentifierKind, Shard};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::partners::extract::PartnerCaller;
@@ -290,14 +292,14 @@ fn correlation_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// Looks up the owner, envelopes the event (in the partner's namespace) and
-/// produces it; returns the shard.
-async fn route(
+/// Looks up the owner and envelopes the event (in the partner's namespace)
+/// for its shard.
+async fn address(
     state: &AppState,
     ev: Inbound,
     correlation_id: String,
     namespace: &str,
-) -> Result<ShardId, ApiError> {
+) -> Result<(Arc<Shard>, Envelope), ApiError> {
     let (kind, value) = &ev.identifier;
     let mut placement = state.directory.resolve(*kind, value).await?;
     if placement.state == "frozen" {
@@ -330,8 +332,19 @@ async fn route(
         namespace: Some(namespace.to_owned()),
         payload: serde_json::to_value(&ev.payload).map_err(anyhow::Error::from)?,
     };
+    Ok((shard, env))
+}
+
+/// Addresses the event and produces it; returns the shard.
+async fn route(
+    state: &AppState,
+    ev: Inbound,
+    correlation_id: String,
+    namespace: &str,
+) -> Result<ShardId, ApiError> {
+    let (shard, env) = address(state, ev, correlation_id, namespace).await?;
     state.cell_client.produce(&shard, &env).await?;
-    Ok(placement.shard_id)
+    Ok(shard.id.clone())
 }
 
 /// Records onto the request's span (customer, shard); no span of its own.
@@ -358,8 +371,9 @@ async fn route_one(
         .into_response())
 }
 
-/// Routes up to `routing.batch_lookup_concurrency` events at once, so one
-/// batch cannot flood the directory; answers in the batch's order.
+/// Looks up to `routing.batch_lookup_concurrency` owners at once, so one
+/// batch cannot flood the directory; then produces each shard's events as
+/// one batch ([`CellClient::produce_batch`]). Answers in the batch's order.
 async fn route_batch(
     State(state): State<AppState>,
     partner: PartnerCaller,
@@ -373,14 +387,20 @@ async fn route_batch(
         .admit(&partner.0, Scope::Events, events.len() as u32)?;
     let correlation = correlation_id(&headers);
     let namespace = partner.namespace();
-    let work = events
+    let lookups = events
         .into_iter()
         .enumerate()
-        .map(|(i, v)| route_item(&state, i, v, &correlation, &namespace));
-    let results: Vec<Value> = futures::stream::iter(work)
+        .map(|(i, v)| address_item(&state, i, v, &correlation, &namespace));
+    let addressed: Vec<Result<(Arc<Shard>, Envelope), ApiError>> = futures::stream::iter(lookups)
         .buffered(state.settings.routing.batch_lookup_concurrency)
         .collect()
         .await;
+    let routed = produce_by_shard(&state, addressed).await;
+    let results: Vec<Value> = routed
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| line(i, r))
+        .collect();
     let accepted = results.iter().filter(|r| r["status"] == 202).count();
     metrics::observe_routing("batch", started.elapsed().as_secs_f64());
     Ok(Json(serde_json::json!({
@@ -389,6 +409,49 @@ async fn route_batch(
         "results": results,
     }))
     .into_response())
+}
+
+/// One shard's part of a batch: the shard, the events' places in the
+/// batch, their envelopes.
+type ShardBatch = (Arc<Shard>, Vec<usize>, Vec<Envelope>);
+
+/// Produces the addressed events, one batch per shard, the shards at once;
+/// answers each event's outcome in the order given.
+async fn produce_by_shard(
+    state: &AppState,
+    addressed: Vec<Result<(Arc<Shard>, Envelope), ApiError>>,
+) -> Vec<Result<(EventId, ShardId), ApiError>> {
+    let mut outcomes: Vec<Option<Result<(EventId, ShardId), ApiError>>> =
+        Vec::with_capacity(addressed.len());
+    let mut by_shard: HashMap<ShardId, ShardBatch> = HashMap::new();
+    for (i, a) in addressed.into_iter().enumerate() {
+        match a {
+            Ok((shard, env)) => {
+                let group = by_shard
+                    .entry(shard.id.clone())
+                    .or_insert_with(|| (shard, Vec::new(), Vec::new()));
+                group.1.push(i);
+                group.2.push(env);
+                outcomes.push(None);
+            }
+            Err(e) => outcomes.push(Some(Err(e))),
+        }
+    }
+    let sends = by_shard.into_values().map(|(shard, at, envs)| async move {
+        let acks = state.cell_client.produce_batch(&shard, &envs).await;
+        let ids = envs.into_iter().map(|e| e.event_id);
+        let done = ids
+            .zip(acks)
+            .map(|(id, ack)| ack.map(|()| (id, shard.id.clone())).map_err(ApiError::from));
+        at.into_iter().zip(done).collect::<Vec<_>>()
+    });
+    for (i, outcome) in futures::future::join_all(sends).await.into_iter().flatten() {
+        outcomes[i] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.expect("every addressed event was produced"))
+        .collect()
 }
 
 /// The `events` array of a batch body, between 1 and [`MAX_BATCH`] long.
@@ -419,24 +482,20 @@ pub fn batch_events(body: Value) -> Result<Vec<Value>, Problem> {
     Ok(events)
 }
 
-/// Validates and routes the `i`th event of a batch; answers its line of the
-/// batch's results, a problem included when it failed.
-async fn route_item(
+/// Validates and addresses the `i`th event of a batch.
+async fn address_item(
     state: &AppState,
     i: usize,
     v: Value,
     correlation: &str,
     namespace: &str,
-) -> Value {
-    let outcome = match parse_event(v, &format!("events[{i}]."), &state.pan_hasher) {
-        Ok(ev) => {
-            let event_id = ev.event_id.clone();
-            route(state, ev, correlation.to_owned(), namespace)
-                .await
-                .map(|shard| (event_id, shard))
-        }
-        Err(p) => Err(ApiError::from(p)),
-    };
+) -> Result<(Arc<Shard>, Envelope), ApiError> {
+    let ev = parse_event(v, &format!("events[{i}]."), &state.pan_hasher)?;
+    address(state, ev, correlation.to_owned(), namespace).await
+}
+
+/// The `i`th line of a batch's results, a problem included when it failed.
+fn line(i: usize, outcome: Result<(EventId, ShardId), ApiError>) -> Value {
     match outcome {
         Ok((event_id, shard)) => serde_json::json!({
             "index": i, "status": 202, "event_id": event_id, "shard": shard,

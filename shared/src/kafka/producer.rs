@@ -10,6 +10,20 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 
+use futures::future::{self, FutureExt as _};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+
+/// A delivery report as the partition and offset written, or why not.
+fn acknowledged(
+    ack: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) -> Result<(i32, i64), ProduceError> {
+    match ack {
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(ProduceError::classify(e)),
+        Err(_) => Err(ProduceError::Kafka(KafkaError::Canceled)),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     #[error("broker did not acknowledge: {0}")]
@@ -152,6 +166,51 @@ impl Producer {
         let refs: Vec<(&str, &[u8])> = hs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
         self.send(topic, env.key().as_bytes(), &env.encode(), &refs)
             .await
+    }
+
+    /// Produces `envs` to `topic` as one batch: every record is handed to
+    /// librdkafka before any acknowledgement is awaited, then the
+    /// acknowledgements are awaited together (no task or send future per
+    /// event; librdkafka keeps one delivery report per record). Answers
+    /// each envelope's outcome, in order.
+    pub async fn send_envelopes(
+        &self,
+        topic: &str,
+        envs: &[crate::envelope::Envelope],
+    ) -> Vec<Result<(i32, i64), ProduceError>> {
+        let trace = crate::telemetry::current_trace_headers();
+        let mut acks = Vec::with_capacity(envs.len());
+        for env in envs {
+            let (key, payload) = (env.key(), env.encode());
+            let mut hs = OwnedHeaders::new_with_capacity(8);
+            for (k, v) in &env.headers() {
+                hs = hs.insert(Header {
+                    key: k,
+                    value: Some(v.as_slice()),
+                });
+            }
+            for (k, v) in &trace {
+                hs = hs.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let record = FutureRecord::to(topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(hs);
+            let ack = match self.inner.send_result(record) {
+                Ok(delivery) => future::Either::Left(delivery.map(acknowledged)),
+                // librdkafka's queue is full: wait for room for this one.
+                Err((e, record)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    let sent = self.inner.send(record, Timeout::After(self.timeout)).await;
+                    future::Either::Right(future::ready(acknowledged(Ok(sent))))
+                }
+                Err((e, _)) => future::Either::Right(future::ready(Err(ProduceError::classify(e)))),
+            };
+            acks.push(ack);
+        }
+        future::join_all(acks).await
     }
 
     /// Whether the broker answers a metadata request within `within`.
