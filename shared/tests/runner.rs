@@ -633,3 +633,58 @@ async fn partitions_of_uneven_speed_are_parked_and_resumed_with_nothing_lost_or_
     let held = stats.max_in_flight.load(Ordering::SeqCst);
     assert!(held <= 4 * (8 + 4 + 2), "in flight bounded: {held}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_starting_inside_a_producer_batch_gets_every_later_record_once() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+    cellbank_shared::telemetry::init_for_tests();
+    let broker = Broker::start().await;
+    broker.create_topics(&["mid"], 1).await;
+    // One producer batch of 100 records (sent at once, 50 ms linger), then one more.
+    let p = Producer::with_linger(&broker.bootstrap(), Duration::from_secs(10), 50).unwrap();
+    let sends = (0..100).map(|i| {
+        let p = p.clone();
+        async move {
+            let v = format!("a-{i:03}");
+            p.send("mid", b"k", v.as_bytes(), &[]).await.unwrap()
+        }
+    });
+    futures::future::join_all(sends).await;
+    p.send("mid", b"k", b"b-000", &[]).await.unwrap();
+    // The group's committed offset lies inside the batch (a restart after
+    // a handler batch that ended there).
+    let c: BaseConsumer = cellbank_shared::kafka::client_config(&broker.bootstrap())
+        .set("group.id", "g-mid")
+        .create()
+        .unwrap();
+    let mut at = TopicPartitionList::new();
+    at.add_partition_offset("mid", 0, Offset::Offset(50)).unwrap();
+    c.commit(&at, CommitMode::Sync).unwrap();
+    drop(c);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let cfg = RunnerConfig::new(&broker.bootstrap(), "g-mid", &["mid"]);
+    let runner = Runner::new(cfg, Recording(seen.clone())).unwrap();
+    let stats = runner.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(runner.run(stop.clone()));
+    eventually(WAIT, "offsets 50 to 100 processed", || async {
+        seen.lock().unwrap().iter().any(|v| v == "b-000")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let want: Vec<String> = (50..100)
+        .map(|i| format!("a-{i:03}"))
+        .chain(["b-000".to_owned()])
+        .collect();
+    assert_eq!(seen, want, "every record from the committed offset on, once, in order");
+    eprintln!(
+        "rewinds {} repeats dropped {}",
+        stats.rewinds.load(Ordering::SeqCst),
+        stats.repeats.load(Ordering::SeqCst)
+    );
+}

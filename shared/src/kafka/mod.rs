@@ -4,6 +4,7 @@
 //! broker security every client carries.
 
 pub mod breaker;
+mod continuity;
 mod partitions;
 pub mod producer;
 pub mod record;

@@ -18,6 +18,8 @@
 //!   dropped when it is revoked; its progress is committed before it goes.
 //! - A member left with no partitions rejoins its group: the runner's one
 //!   stall-recovery mechanism.
+//! - Each partition's offsets reach its worker once and in order: a repeat
+//!   from the broker is dropped, a gap is rewound over ([`super::continuity`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -35,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+use super::continuity::{Continuity, Verdict};
 use super::partitions::{Partitions, TopicPartition, WorkerParts};
 use super::producer::Producer;
 use super::record::Record;
@@ -161,6 +164,10 @@ pub struct RunnerStats {
     pub resumes: AtomicU64,
     pub commits: AtomicU64,
     pub rejoins: AtomicU64,
+    /// Gaps in a partition's offsets re-read from before them.
+    pub rewinds: AtomicU64,
+    /// Records dropped because they had been passed on already.
+    pub repeats: AtomicU64,
     /// Partition workers alive now (one per assigned partition).
     pub workers: AtomicI64,
 }
@@ -365,6 +372,7 @@ struct Member<'a, H: Handler> {
     progress: Progress,
     committed: HashMap<TopicPartition, i64>,
     empty_since: Option<Instant>,
+    continuity: Continuity,
 }
 
 impl<H: Handler> Runner<H> {
@@ -421,6 +429,7 @@ impl<H: Handler> Runner<H> {
             progress,
             committed: HashMap::new(),
             empty_since: None,
+            continuity: Continuity::default(),
         })
     }
 
@@ -495,12 +504,76 @@ impl<H: Handler> Drop for Member<'_, H> {
 impl<H: Handler> Member<'_, H> {
     fn rebalanced(&mut self, r: Rebalanced) {
         match r {
-            Rebalanced::Assigned(tps) => self.partitions.assign(&tps),
+            Rebalanced::Assigned(tps) => {
+                self.partitions.assign(&tps);
+                self.expect_committed(&tps);
+            }
             Rebalanced::Revoked(tps) => {
                 for tp in &tps {
                     self.committed.remove(tp);
+                    self.continuity.forget(tp);
                 }
                 self.partitions.revoke(&tps);
+            }
+        }
+    }
+
+    /// Newly assigned partitions start at their committed offsets (one
+    /// without a commit starts at the first record it is given).
+    fn expect_committed(&mut self, tps: &[TopicPartition]) {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in tps {
+            list.add_partition(topic, *partition);
+        }
+        match self
+            .consumer
+            .committed_offsets(list, rdkafka::util::Timeout::After(Duration::from_secs(5)))
+        {
+            Ok(committed) => {
+                for e in committed.elements() {
+                    if let Offset::Offset(next) = e.offset() {
+                        let tp = (e.topic().to_owned(), e.partition());
+                        self.continuity.start(tp, next);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "committed offsets unknown; each partition starts at its first record")
+            }
+        }
+    }
+
+    /// Whether `record` is its partition's next offset. A repeat is
+    /// dropped; before a gap the partition is rewound and read again.
+    fn in_sequence(&mut self, record: &Record) -> bool {
+        let tp = (record.topic.clone(), record.partition);
+        let stats = &self.runner.stats;
+        match self
+            .continuity
+            .check(&tp, record.offset, std::time::Instant::now())
+        {
+            Verdict::Next => true,
+            Verdict::Repeat => {
+                stats.repeats.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Verdict::Gap {
+                expected,
+                from,
+                attempt,
+            } => {
+                stats.rewinds.fetch_add(1, Ordering::Relaxed);
+                let to = from.map_or(Offset::Beginning, Offset::Offset);
+                tracing::warn!(topic = %tp.0, partition = tp.1, expected, got = record.offset, attempt, ?to, "gap in a partition's offsets; re-reading from before it");
+                let timeout = rdkafka::util::Timeout::After(Duration::from_secs(5));
+                if let Err(e) = self.consumer.seek(&tp.0, tp.1, to, timeout) {
+                    tracing::warn!(error = %e, "rewind failed; the next record retries it");
+                }
+                false
+            }
+            Verdict::Missing { expected } => {
+                tracing::error!(topic = %tp.0, partition = tp.1, expected, got = record.offset, "offsets missing from the log after every rewind; going on from here");
+                true
             }
         }
     }
@@ -508,6 +581,9 @@ impl<H: Handler> Member<'_, H> {
     /// Queues `record` on its partition's worker. Back-pressure: when that
     /// queue is full, polling stops here. False when stopped meanwhile.
     async fn dispatch(&mut self, record: Record, shutdown: &CancellationToken) -> bool {
+        if !self.in_sequence(&record) {
+            return true;
+        }
         let stats = &self.runner.stats;
         let tp = (record.topic.clone(), record.partition);
         let queue = self.partitions.queue(&tp);
