@@ -659,7 +659,8 @@ async fn a_member_starting_inside_a_producer_batch_gets_every_later_record_once(
         .create()
         .unwrap();
     let mut at = TopicPartitionList::new();
-    at.add_partition_offset("mid", 0, Offset::Offset(50)).unwrap();
+    at.add_partition_offset("mid", 0, Offset::Offset(50))
+        .unwrap();
     c.commit(&at, CommitMode::Sync).unwrap();
     drop(c);
 
@@ -681,7 +682,10 @@ async fn a_member_starting_inside_a_producer_batch_gets_every_later_record_once(
         .map(|i| format!("a-{i:03}"))
         .chain(["b-000".to_owned()])
         .collect();
-    assert_eq!(seen, want, "every record from the committed offset on, once, in order");
+    assert_eq!(
+        seen, want,
+        "every record from the committed offset on, once, in order"
+    );
     eprintln!(
         "rewinds {} repeats dropped {}",
         stats.rewinds.load(Ordering::SeqCst),
