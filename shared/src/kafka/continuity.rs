@@ -12,7 +12,7 @@
 //! the gap and read forward again (records before the expected offset are
 //! dropped as repeats).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::partitions::TopicPartition;
@@ -48,6 +48,10 @@ pub(super) enum Verdict {
     },
     /// The gap outlived every rewind: those offsets are not in the log.
     Missing { expected: i64 },
+    /// The first record after the start lies before it: the broker no
+    /// longer has the committed offset (the client fell back to its reset
+    /// policy). Passed on; the partition goes on from there.
+    Reset { expected: i64 },
 }
 
 /// The next expected offset of each assigned partition.
@@ -56,12 +60,15 @@ pub(super) struct Continuity {
     next: HashMap<TopicPartition, i64>,
     /// Rewinds of the current gap, and when the last one was asked for.
     rewinds: HashMap<TopicPartition, (u32, Instant)>,
+    /// Started partitions whose first record has not come yet.
+    fresh: HashSet<TopicPartition>,
 }
 
 impl Continuity {
     /// The partition starts at `offset` (its committed offset).
     pub fn start(&mut self, tp: TopicPartition, offset: i64) {
         self.rewinds.remove(&tp);
+        self.fresh.insert(tp.clone());
         self.next.insert(tp, offset);
     }
 
@@ -69,6 +76,7 @@ impl Continuity {
     pub fn forget(&mut self, tp: &TopicPartition) {
         self.next.remove(tp);
         self.rewinds.remove(tp);
+        self.fresh.remove(tp);
     }
 
     /// Judges `offset` of `tp` arriving at `now`; a record passed on moves
@@ -78,6 +86,11 @@ impl Continuity {
             None => offset,
             Some(&next) => next,
         };
+        let first = self.fresh.remove(tp);
+        if offset < expected && first {
+            self.next.insert(tp.clone(), offset + 1);
+            return Verdict::Reset { expected };
+        }
         if offset < expected {
             return Verdict::Repeat;
         }
@@ -148,6 +161,15 @@ mod tests {
             Verdict::Missing { expected: 12_000 }
         );
         assert_eq!(c.check(&tp(), 12_051, later(t, 3)), Verdict::Next);
+    }
+
+    #[test]
+    fn a_first_record_before_the_committed_offset_is_a_reset_not_a_repeat() {
+        let (mut c, t) = (Continuity::default(), Instant::now());
+        c.start(tp(), 500);
+        assert_eq!(c.check(&tp(), 0, t), Verdict::Reset { expected: 500 });
+        assert_eq!(c.check(&tp(), 1, t), Verdict::Next);
+        assert_eq!(c.check(&tp(), 0, t), Verdict::Repeat, "only the first");
     }
 
     #[test]

@@ -575,6 +575,10 @@ impl<H: Handler> Member<'_, H> {
                 tracing::error!(topic = %tp.0, partition = tp.1, expected, got = record.offset, "offsets missing from the log after every rewind; going on from here");
                 true
             }
+            Verdict::Reset { expected } => {
+                tracing::error!(topic = %tp.0, partition = tp.1, expected, got = record.offset, "the broker no longer has the committed offset; going on from its reset position");
+                true
+            }
         }
     }
 
