@@ -457,11 +457,16 @@ impl TlsClientSettings {
         if self.ca_file.is_empty() {
             return Ok(Vec::new());
         }
-        self.extra_roots()?;
         let bad = |reason: String| ConfigError::invalid("tls.ca_file", reason);
-        rustls_pki_types::CertificateDer::pem_file_iter(&self.ca_file)
-            .and_then(Iterator::collect)
-            .map_err(|e| bad(format!("{} is not PEM certificates: {e}", self.ca_file)))
+        let pem = std::fs::read(&self.ca_file)
+            .map_err(|e| bad(format!("{} could not be read: {e}", self.ca_file)))?;
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(format!("{} is not PEM certificates: {e}", self.ca_file)))?;
+        if certs.is_empty() {
+            return Err(bad(format!("{} holds no certificate", self.ca_file)));
+        }
+        Ok(certs)
     }
 }
 

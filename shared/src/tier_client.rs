@@ -114,6 +114,21 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_config_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        for ca_file in [
+            "/nonexistent/ca.pem".to_owned(),
+            empty.display().to_string(),
+        ] {
+            let tls = TlsClientSettings { ca_file };
+            let err = TierClient::new(&tls, 1).err().expect("refused").to_string();
+            assert!(err.contains("tls.ca_file"), "{err}");
+        }
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_failure_naming_its_cause() {
         let client = TierClient::new(&TlsClientSettings::default(), 4).unwrap();
