@@ -5,8 +5,12 @@
 //! median of `RUNS` runs.
 //!
 //! `cargo run --release -p cellbank-shard --example shard_bench`
-//! (env: RUNS=3 EVENTS=20000 RATE=500 SECS=10)
+//! (env: RUNS=3 EVENTS=20000 RATE=500 SECS=10; AUTH_SECS sets the closed
+//! authorization loop's length apart, LINGER_MS the decision linger,
+//! DEDUPE_WINDOW_SECS the authorizer's dedupe window, E2E_ONLY=1 the ledger
+//! end to end alone)
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cellbank_shard::cards::issue_card;
@@ -238,6 +242,7 @@ fn settings(db: &str, bootstrap: &str) -> Settings {
     s.kafka.partitions = 4;
     s.authorizer.decision_linger_ms = env("LINGER_MS", 0) as u32;
     s.kafka.fetch_wait_ms = env("FETCH_WAIT_MS", 500) as u32;
+    s.authorizer.dedupe_window_secs = env("DEDUPE_WINDOW_SECS", 300) as u64;
     s.auth.admin_token = Secret::new("a");
     s.auth.internal_token = Secret::new("i");
     s.telemetry.filter = "error".into();
@@ -330,33 +335,41 @@ async fn raw_ack(p: Producer, i: usize) -> bool {
 }
 
 /// Closed loop: `callers` callers, each sending its next request when its
-/// last one is answered, for `secs`: successful answers per second.
-async fn closed_loop<F, Fut>(callers: usize, secs: usize, make: F) -> f64
+/// last one is answered, for `secs`: successful answers per second, and the
+/// same per second of the run (a rate that changes under load shows there).
+async fn closed_loop<F, Fut>(callers: usize, secs: usize, make: F) -> (f64, Vec<usize>)
 where
     F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send + 'static,
 {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     let until = Instant::now() + Duration::from_secs(secs as u64);
-    let next = std::sync::Arc::new(AtomicUsize::new(0));
+    let (next, ok) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut tasks = Vec::with_capacity(callers);
     for _ in 0..callers {
-        let (make, next) = (make.clone(), next.clone());
+        let (make, next, ok) = (make.clone(), next.clone(), ok.clone());
         tasks.push(tokio::spawn(async move {
-            let mut ok = 0usize;
             while Instant::now() < until {
                 if make(next.fetch_add(1, Ordering::Relaxed)).await {
-                    ok += 1;
+                    ok.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            ok
         }));
     }
-    let mut ok = 0;
-    for t in tasks {
-        ok += t.await.unwrap();
+    let mut per_second = Vec::with_capacity(secs);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut last = 0;
+    for _ in 0..secs {
+        tick.tick().await;
+        let now = ok.load(Ordering::Relaxed);
+        per_second.push(now - last);
+        last = now;
     }
-    ok as f64 / secs as f64
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (ok.load(Ordering::Relaxed) as f64 / secs as f64, per_second)
 }
 
 #[tokio::main]
@@ -527,22 +540,40 @@ async fn main() {
 
         // -- throughput, closed loop: decisions against the raw producer
         let (client2, url2, cards2) = (client.clone(), url.clone(), cards.clone());
-        auth_max.push(
-            closed_loop(CALLERS, secs, move |i| {
-                let (c, pan) = cards2[i % cards2.len()].clone();
-                let sent = authorization(
-                    client2.clone(),
-                    url2.clone(),
-                    c,
-                    pan,
-                    format!("max-{run}-{i}"),
-                );
-                async move { sent.await.is_some() }
-            })
-            .await,
+        let approved = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = approved.clone();
+        let auth_secs = env("AUTH_SECS", secs);
+        let (rate, per_second) = closed_loop(CALLERS, auth_secs, move |i| {
+            let (c, pan) = cards2[i % cards2.len()].clone();
+            let sent = authorization(
+                client2.clone(),
+                url2.clone(),
+                c,
+                pan,
+                format!("max-{run}-{i}"),
+            );
+            let counted = counted.clone();
+            async move {
+                let decision = sent.await;
+                if decision.as_deref() == Some("approved") {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                decision.is_some()
+            }
+        })
+        .await;
+        eprintln!(
+            "run {run}: decisions per second {per_second:?}; approved {} of {:.0}",
+            approved.load(Ordering::Relaxed),
+            rate * auth_secs as f64
         );
+        auth_max.push(rate);
         let p = acks.clone();
-        produce_max.push(closed_loop(CALLERS, secs, move |i| raw_ack(p.clone(), i)).await);
+        produce_max.push(
+            closed_loop(CALLERS, secs, move |i| raw_ack(p.clone(), i))
+                .await
+                .0,
+        );
         stop.cancel();
         let _ = handle.await;
         eprintln!("run {run} done");
