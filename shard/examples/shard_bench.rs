@@ -322,6 +322,25 @@ fn authorization(
     }
 }
 
+/// The `i`-th request of a phase: the cards taken in turn, each with a fresh
+/// network reference `{prefix}-{i}`.
+fn card_authorization(
+    client: &reqwest::Client,
+    url: &str,
+    cards: &[(CustomerId, String)],
+    i: usize,
+    prefix: &str,
+) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
+    let (customer, pan_hash) = cards[i % cards.len()].clone();
+    authorization(
+        client.clone(),
+        url.to_owned(),
+        customer,
+        pan_hash,
+        format!("{prefix}-{i}"),
+    )
+}
+
 /// One raw produce, acknowledged: the baselines' unit of work.
 async fn raw_ack(p: Producer, i: usize) -> bool {
     p.send(
@@ -503,14 +522,7 @@ async fn main() {
             custs.iter().map(|c| (c.id, c.pan_hash.clone())).collect();
         let url = format!("{base}/internal/v1/authorizations");
         let (lat, errs) = fixed_rate(rate, secs, |i| {
-            let (c, pan) = cards[i % cards.len()].clone();
-            let sent = authorization(
-                client.clone(),
-                url.clone(),
-                c,
-                pan,
-                format!("bench-{run}-{i}"),
-            );
+            let sent = card_authorization(&client, &url, &cards, i, &format!("bench-{run}"));
             async move { sent.await.as_deref() == Some("approved") }
         })
         .await;
@@ -543,15 +555,8 @@ async fn main() {
         let approved = std::sync::Arc::new(AtomicUsize::new(0));
         let counted = approved.clone();
         let auth_secs = env("AUTH_SECS", secs);
-        let (rate, per_second) = closed_loop(CALLERS, auth_secs, move |i| {
-            let (c, pan) = cards2[i % cards2.len()].clone();
-            let sent = authorization(
-                client2.clone(),
-                url2.clone(),
-                c,
-                pan,
-                format!("max-{run}-{i}"),
-            );
+        let (decided, per_second) = closed_loop(CALLERS, auth_secs, move |i| {
+            let sent = card_authorization(&client2, &url2, &cards2, i, &format!("max-{run}"));
             let counted = counted.clone();
             async move {
                 let decision = sent.await;
@@ -565,9 +570,9 @@ async fn main() {
         eprintln!(
             "run {run}: decisions per second {per_second:?}; approved {} of {:.0}",
             approved.load(Ordering::Relaxed),
-            rate * auth_secs as f64
+            decided * auth_secs as f64
         );
-        auth_max.push(rate);
+        auth_max.push(decided);
         let p = acks.clone();
         produce_max.push(
             closed_loop(CALLERS, secs, move |i| raw_ack(p.clone(), i))
