@@ -1,19 +1,26 @@
-"""Offline structural validation of infra/terraform (stands in for `terraform
-validate`, which needs providers this machine cannot download):
+"""Project rules for infra/terraform that Terraform itself cannot know. Terraform
+checks the rest: `terraform validate` (tf-validate) now covers what this script
+used to stand in for -- references, module calls and their arguments, moved
+blocks, required providers, and the provider's own argument validation -- and
+checkov (policy) covers multi-AZ, storage encryption, public access of RDS, MSK
+and EKS, EKS secrets encryption and KMS key rotation. What stays here:
 
-- every .tf and .tfvars file parses (python-hcl2);
-- every var./local./module.<m>.<output> reference is declared;
-- every module call passes only declared variables and all required ones;
-- every `moved` block moves an address this module no longer declares to a
-  resource that exists (here or in a module it calls), so refactors keep state;
+- every .tf and .tfvars file parses (python-hcl2), so the other rules can read it;
+- RDS and MSK are defined only in modules/postgres and modules/kafka, which the
+  global tier and every cell call, with the settings checkov has no rule for
+  (final snapshot, the caller's KMS key, 7+ days of backups, deletion protection
+  off only through `decommission`, MSK at-rest key and in-cluster encryption);
+- no secret value passes through Terraform: no random_password/random_bytes, no
+  secret_string, no RDS password argument (Secrets Manager generates them);
+- one state per cell: the shared stack (envs/example) defines no cell, and
+  envs/cell calls modules/cell exactly once, without for_each or count;
+- a cell's KMS key lets only that cell's own role decrypt;
 - every tfvars entry is a declared variable and every required variable is set;
-- every resource type's provider is in required_providers;
-- the production settings the platform relies on are set (multi-AZ, encryption at
-  rest, deletion protection, no public endpoints), and RDS and MSK are defined
-  only in modules/postgres and modules/kafka, which the global tier and the cells call;
-- the environment stamps cells with for_each over var.shards;
-- each cell gets only its own credentials from the global tier (its entry of
-  shard_internal_tokens), never global's admin token.
+- each cell's release in tfvars is the one its overlay deploys (images: newTag),
+  and so is global's;
+- security-group descriptions use only the characters EC2 accepts (an
+  apostrophe fails at apply; neither the provider nor validate checks
+  aws_security_group.description).
 """
 
 import glob
@@ -21,104 +28,20 @@ import os
 import re
 import sys
 
+import yaml
+
 from tfmodel import module as Module, expr, load_tfvars, unq
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "terraform")
-META = {"source", "for_each", "count", "depends_on", "providers", "version"}
+OVERLAYS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s", "overlays")
+EC2_TEXT = re.compile(r"^[0-9A-Za-z_ .:/()#,@\[\]+=&;{}!$*-]*$")
+SG_TYPES = {"aws_security_group", "aws_security_group_rule", "aws_vpc_security_group_ingress_rule",
+            "aws_vpc_security_group_egress_rule"}
 errors = []
 
 
 def err(where, msg):
     errors.append(f"{os.path.relpath(where, ROOT)}: {msg}")
-
-
-def strip_comments(text):
-    return "\n".join(re.sub(r"(^|\s)(#|//).*$", "", line) for line in text.splitlines())
-
-
-def strip_moved(text):
-    """`moved` blocks name old and new addresses, not references: check_moved checks them."""
-    return re.sub(r"(?ms)^moved\s*\{.*?^\}", "", text)
-
-
-def check_references(mod):
-    text = strip_moved(strip_comments(mod.text()))
-    for name in sorted(set(re.findall(r"\bvar\.(\w+)", text))):
-        if name not in mod.variables:
-            err(mod.path, f"var.{name} is used but not declared")
-    for name in sorted(set(re.findall(r"\blocal\.(\w+)", text))):
-        if name not in mod.locals:
-            err(mod.path, f"local.{name} is used but not declared")
-    for m, out in sorted(set(re.findall(r"\bmodule\.(\w+)\.(\w+)", text))):
-        if m not in mod.modules:
-            err(mod.path, f"module.{m} is used but not declared")
-            continue
-        target = Module(os.path.normpath(os.path.join(mod.path, unq(mod.modules[m]["source"]))))
-        if out not in target.outputs:
-            err(mod.path, f"module.{m}.{out}: {os.path.relpath(target.path, ROOT)} has no output {out}")
-    declared = {f"{t}.{n}" for t, n, _ in mod.resources} | {f"data.{t}.{n}" for t, n, _ in mod.data}
-    for ref in sorted(set(re.findall(r"\b((?:data\.)?(?:aws|kubernetes|random|kustomization)_\w+\.\w+)", text))):
-        if ref not in declared:
-            err(mod.path, f"{ref} is referenced but not declared")
-
-
-def check_module_calls(mod):
-    for name, call in mod.modules.items():
-        src = os.path.normpath(os.path.join(mod.path, unq(call.get("source", ""))))
-        if not os.path.isdir(src):
-            err(mod.path, f"module {name}: source {src} does not exist")
-            continue
-        target = Module(src)
-        for arg in call:
-            if arg not in META and arg not in target.variables:
-                err(mod.path, f"module {name} passes {arg}, which {os.path.relpath(src, ROOT)} does not declare")
-        for var, body in target.variables.items():
-            if "default" not in body and var not in call:
-                err(mod.path, f"module {name} does not pass required variable {var}")
-
-
-ADDRESS = re.compile(r'^((?:module\.\w+\.)*)(\w+)\.(\w+)(\[[^\]]+\])?$')
-
-
-def check_moved(mod):
-    declared = {f"{t}.{n}": body for t, n, body in mod.resources}
-    for frm, to in mod.moved:
-        src, dst = ADDRESS.match(frm or ""), ADDRESS.match(to or "")
-        if not src or not dst:
-            err(mod.path, f"moved block {frm} -> {to}: not two resource addresses")
-            continue
-        if not src.group(1) and f"{src.group(2)}.{src.group(3)}" in declared:
-            err(mod.path, f"moved from {frm}, which is still declared here")
-        target, path = mod, mod.path
-        for m in re.findall(r"module\.(\w+)\.", dst.group(1)):
-            if m not in target.modules:
-                err(mod.path, f"moved to {to}: module {m} is not declared")
-                target = None
-                break
-            path = os.path.normpath(os.path.join(path, unq(target.modules[m]["source"])))
-            target = Module(path)
-        if target is None:
-            continue
-        bodies = {f"{t}.{n}": body for t, n, body in target.resources}
-        body = bodies.get(f"{dst.group(2)}.{dst.group(3)}")
-        if body is None:
-            err(mod.path, f"moved to {to}: {os.path.relpath(path, ROOT)} declares no {dst.group(2)}.{dst.group(3)}")
-        elif bool(dst.group(4)) != ("for_each" in body or "count" in body):
-            err(mod.path, f"moved to {to}: the instance key does not match the resource's for_each/count")
-
-
-def check_providers(mod):
-    required = set()
-    for block in mod.terraform:
-        for rp in block.get("required_providers", []):
-            required |= set(rp)
-    types = [t for t, _, _ in mod.resources] + [t for t, _, _ in mod.data]
-    for t in sorted(set(types)):
-        prefix = t.split("_")[0]
-        if prefix not in required:
-            err(mod.path, f"{t} needs provider {prefix} in required_providers")
-    if not required:
-        err(mod.path, "no required_providers")
 
 
 def attr(body, *path):
@@ -143,8 +66,7 @@ def check_production_settings(mod):
         if rtype in HOME and os.path.basename(mod.path) != HOME[rtype]:
             err(mod.path, f"{where}: define it only in modules/{HOME[rtype]} (call that module instead)")
         if rtype == "aws_db_instance":
-            for key, want in [("multi_az", True), ("storage_encrypted", True), ("deletion_protection", True),
-                              ("publicly_accessible", False), ("skip_final_snapshot", False)]:
+            for key, want in [("skip_final_snapshot", False)]:
                 if body.get(key) != want:
                     err(mod.path, f"{where}: {key} must be {want}")
             if not body.get("kms_key_id"):
@@ -154,23 +76,54 @@ def check_production_settings(mod):
         if rtype == "aws_msk_cluster":
             if not attr(body, "encryption_info", "encryption_at_rest_kms_key_arn"):
                 err(mod.path, f"{where}: encryption at rest must use a KMS key")
-            if unq(attr(body, "broker_node_group_info", "connectivity_info", "public_access", "type")) != "DISABLED":
-                err(mod.path, f"{where}: public access must be DISABLED")
             if attr(body, "encryption_info", "encryption_in_transit", "in_cluster") is not True:
                 err(mod.path, f"{where}: in-cluster encryption in transit must be on")
-        if rtype == "aws_eks_cluster":
-            if attr(body, "vpc_config", "endpoint_public_access") is not False:
-                err(mod.path, f"{where}: the Kubernetes API must not be public")
-            if not attr(body, "encryption_config", "provider", "key_arn"):
-                err(mod.path, f"{where}: secrets must be encrypted with KMS")
-        if rtype == "aws_kms_key" and body.get("enable_key_rotation") is not True:
-            err(mod.path, f"{where}: enable_key_rotation must be true")
 
 
-def check_env(env):
-    tfvars_files = sorted(glob.glob(os.path.join(env.path, "*.tfvars")))
+def check_no_secret_values(mod):
+    for rtype, name, body in mod.resources:
+        where = f"{rtype}.{name}"
+        if rtype in {"random_password", "random_bytes", "random_string"}:
+            err(mod.path, f"{where}: a generated secret would sit in Terraform state; let Secrets Manager generate it")
+        if rtype == "aws_secretsmanager_secret_version" and "secret_string" in body:
+            err(mod.path, f"{where}: secret_string puts the value in state")
+        if rtype == "aws_db_instance" and "password" in body:
+            err(mod.path, f"{where}: use manage_master_user_password, not a password in state")
+
+
+def check_db_protection(mod):
+    for rtype, name, body in mod.resources:
+        if rtype == "aws_db_instance" and expr(body.get("deletion_protection")) != "!var.decommission":
+            err(mod.path, f"{rtype}.{name}: deletion_protection must be !var.decommission "
+                          "(off only in the separate decommission apply)")
+
+
+def check_sg_descriptions(mod):
+    for rtype, name, body in mod.resources:
+        if rtype not in SG_TYPES:
+            continue
+        text = body.get("description")
+        if not isinstance(text, str):
+            continue
+        literal = re.sub(r"\$\{[^}]*\}", "", unq(text))
+        if not EC2_TEXT.match(literal):
+            bad = sorted(set(c for c in literal if not EC2_TEXT.match(c)))
+            err(mod.path, f"{rtype}.{name}: description has {bad}, which EC2 rejects")
+    for call, body in mod.modules.items():
+        text = body.get("security_group_description")
+        if isinstance(text, str):
+            literal = re.sub(r"\$\{[^}]*\}", "", unq(text))
+            if not EC2_TEXT.match(literal):
+                err(mod.path, f"module {call}: security_group_description has a character EC2 rejects")
+
+
+def check_tfvars(env):
+    """An environment with tfvars sets them all (envs/cell's input is written by infra/rollout.sh)."""
     values = {}
-    for f in tfvars_files:
+    files = sorted(glob.glob(os.path.join(env.path, "*.tfvars")))
+    if not files:
+        return values
+    for f in files:
         values.update(load_tfvars(f))
     for key in values:
         if key not in env.variables:
@@ -178,39 +131,60 @@ def check_env(env):
     for var, body in env.variables.items():
         if "default" not in body and var not in values:
             err(env.path, f"required variable {var} is not set in any .tfvars")
-    cell = env.modules.get("cell")
-    if cell is None:
-        err(env.path, 'no module "cell"')
-    elif expr(cell.get("for_each")) != "var.shards":
-        err(env.path, 'module "cell" must use for_each = var.shards (one cell per entry)')
-    if cell is not None:
-        check_cell_credentials(env, cell)
-    if "shard_registry" not in env.outputs:
-        err(env.path, "no shard_registry output (it feeds global's registry)")
     return values
 
 
-# What a cell may take from the global tier: no secret but its own internal token.
-CELL_FROM_GLOBAL = {"router_security_group_id", "internal_url", "shard_internal_tokens"}
+def overlay_tag(overlay, image):
+    path = os.path.join(OVERLAYS, overlay, "kustomization.yaml")
+    if not os.path.exists(path):
+        return None, f"no overlay infra/k8s/overlays/{overlay} (render-shard.sh {overlay} --image-tag TAG)"
+    with open(path) as fh:
+        doc = yaml.safe_load(fh)
+    tags = [i.get("newTag") for i in doc.get("images", []) if i.get("name") == image]
+    if not tags:
+        return None, f"infra/k8s/overlays/{overlay} pins no tag for {image} (images:)"
+    return str(tags[0]), None
 
 
-def check_cell_credentials(env, cell):
-    """A cell holds only its own credentials: never global's admin token or another cell's token."""
-    for arg, value in cell.items():
-        text = str(value)
-        for out in re.findall(r"\bmodule\.global\.(\w+)", text):
-            if out not in CELL_FROM_GLOBAL:
-                err(env.path, f'module "cell" argument {arg} takes module.global.{out}: '
-                              f"a cell gets only its own internal token from global")
-        if "shard_internal_tokens" in text and "shard_internal_tokens[each.key]" not in text.replace('"', ""):
-            err(env.path, f'module "cell" argument {arg} must take shard_internal_tokens[each.key] (its own token only)')
-    if "shard_internal_tokens[each.key]" not in str(cell.get("internal_token")).replace('"', ""):
-        err(env.path, 'module "cell" must get internal_token = module.global.shard_internal_tokens[each.key]')
+def check_releases(env, values):
+    for shard, entry in (values.get("shards") or {}).items():
+        want = str((entry or {}).get("image_tag"))
+        have, problem = overlay_tag(shard, "cellbank-shard")
+        if problem:
+            err(env.path, f"shards[{shard}]: {problem}")
+        elif have != want:
+            err(env.path, f"shards[{shard}].image_tag is {want} but its overlay deploys {have}")
+    if "global_image_tag" in values:
+        have, problem = overlay_tag("global", "cellbank-global")
+        if problem:
+            err(env.path, f"global: {problem}")
+        elif have != str(values["global_image_tag"]):
+            err(env.path, f"global_image_tag is {values['global_image_tag']} but overlays/global deploys {have}")
+
+
+def check_state_split(mods):
+    for d, mod in mods.items():
+        base = os.path.relpath(d, ROOT)
+        if not base.startswith("envs/"):
+            continue
+        cells = [(n, b) for n, b in mod.modules.items() if unq(b.get("source", "")).endswith("modules/cell")]
+        if base == "envs/cell":
+            if len(cells) != 1 or any(k in cells[0][1] for k in ("for_each", "count")):
+                err(d, "must call modules/cell exactly once, without for_each or count (one state per cell)")
+        elif cells:
+            err(d, f"module {cells[0][0]}: cells live in their own state (envs/cell), not in a shared stack")
+
+
+def check_cell_key(mod):
+    kms = mod.modules.get("kms")
+    if os.path.basename(mod.path) == "cell" and kms is not None:
+        if kms.get("decrypt_role_arns") != ["${module.role.arn}"]:
+            err(mod.path, "module kms: decrypt_role_arns must be [module.role.arn] (only this cell's role)")
 
 
 def main():
     dirs = sorted(glob.glob(os.path.join(ROOT, "modules", "*"))) + sorted(glob.glob(os.path.join(ROOT, "envs", "*")))
-    parsed = 0
+    parsed, mods = 0, {}
     for d in dirs:
         try:
             mod = Module(d)
@@ -221,16 +195,18 @@ def main():
         if not mod.files:
             err(d, "has no .tf files")
             continue
-        check_references(mod)
-        check_module_calls(mod)
-        check_moved(mod)
-        check_providers(mod)
+        mods[d] = mod
         check_production_settings(mod)
+        check_no_secret_values(mod)
+        check_db_protection(mod)
+        check_sg_descriptions(mod)
+        check_cell_key(mod)
         if os.path.basename(os.path.dirname(d)) == "envs":
             try:
-                check_env(mod)
+                check_releases(mod, check_tfvars(mod))
             except Exception as e:  # noqa: BLE001
                 err(d, f"tfvars do not parse: {e}")
+    check_state_split(mods)
     for e in errors:
         print(f"  {e}", file=sys.stderr)
     status = "FAIL" if errors else "ok"

@@ -1,33 +1,29 @@
-# Feed global's shard registry: one POST /ops/v1/shards per entry (infra/README.md).
-output "shard_registry" {
-  description = "Registry entries {id, public_url, internal_url, broker_bootstrap, capacity} by shard id."
-  value       = { for id, cell in module.cell : id => cell.registry_entry }
+# Each cell's input for ../cell (infra/rollout.sh writes it to that cell's
+# tfvars): its entry of var.shards (release and sizing) and the shared stack's ids.
+output "cells" {
+  value = { for id, s in var.shards : id => merge(local.shared, s, { shard_id = id }) }
 }
 
-output "shard_admin_tokens" {
-  description = "Each cell's own admin token by shard id (cellctl --shard-token)."
-  value       = { for id, cell in module.cell : id => cell.admin_token }
-  sensitive   = true
+# The waves infra/rollout.sh deploys, in order: the canary cell first, alone.
+output "waves" {
+  value = local.waves
 }
 
-output "global_ops_url" {
-  description = "In-cluster URL of the ops API (operator-labelled pods only)."
-  value       = module.global.ops_url
+output "global" {
+  description = "The global tier's Kubernetes inputs for infra/rollout.sh (no secret values)."
+  value = merge(module.global.deployment, {
+    public_url   = module.global.public_url
+    internal_url = module.global.internal_url
+    ops_url      = module.global.ops_url
+  })
 }
 
-output "global_public_url" {
-  value = module.global.public_url
-}
-
-output "global_internal_url" {
-  value = module.global.internal_url
-}
-
-output "cluster_name" {
-  value = module.platform.cluster_name
-}
-
-output "data_cidr" {
-  description = "Must equal the ipBlock of the NetworkPolicies in infra/k8s/base."
-  value       = module.platform.data_cidr
+output "platform" {
+  value = {
+    cluster_name    = module.platform.cluster_name
+    region          = var.region
+    route53_zone_id = var.route53_zone_id
+    data_cidr       = module.platform.data_cidr
+    alarm_topic_arn = module.platform.alarm_topic_arn
+  }
 }

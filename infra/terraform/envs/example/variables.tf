@@ -36,21 +36,47 @@ variable "cluster_admin_cidrs" {
   default     = []
 }
 
-# The set of shard cells. Adding a cell is one entry here plus
-#   infra/k8s/render-shard.sh shard-N
-# Every attribute is optional: {} takes the module's production defaults.
+variable "operator_role_arns" {
+  description = "Roles of the operators who run infra/rollout.sh and cellctl: they may read the admin tokens (global's and each cell's), no other secret."
+  type        = list(string)
+  default     = []
+}
+
+variable "global_image_tag" {
+  description = "The cellbank-global image (infra/k8s/overlays/global must name the same tag)."
+  type        = string
+}
+
+# The set of shard cells and what each runs. Adding a cell is one entry here plus
+#   infra/k8s/render-shard.sh shard-N --image-tag TAG
+# A cell's release (image_tag, postgres_version, kafka_version) is its own, so one
+# canary cell runs a new version first. Sizing attributes are optional.
 variable "shards" {
-  description = "Shard cells by id (shard-N) and their sizing."
+  description = "Shard cells by id (shard-N): release, sizing, and the decommission flag."
   type = map(object({
+    image_tag            = string
+    canary               = optional(bool, false)
+    wave                 = optional(number, 1)
+    postgres_version     = optional(string, "16")
+    kafka_version        = optional(string, "3.7.x")
     capacity             = optional(number, 1000000)
     db_instance_class    = optional(string, "db.r6g.large")
     db_allocated_storage = optional(number, 100)
     kafka_instance_type  = optional(string, "kafka.m7g.large")
     kafka_broker_count   = optional(number, 3)
     kafka_volume_size    = optional(number, 500)
+    decommission         = optional(bool, false)
   }))
   validation {
     condition     = alltrue([for id in keys(var.shards) : can(regex("^shard-[1-9][0-9]{0,3}$", id))])
     error_message = "Shard ids must look like shard-1 (no leading zero)."
+  }
+  validation {
+    condition     = length([for s in values(var.shards) : s if s.canary]) <= 1
+    error_message = "At most one cell is the canary."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.shards) : can(regex("^[0-9]{2}$", s.postgres_version))])
+    error_message = "postgres_version is a major version only, e.g. \"16\"."
   }
 }

@@ -1,37 +1,68 @@
-# One shard cell: its own Postgres (RDS, multi-AZ), its own Kafka (MSK, one broker
-# per AZ), its own KMS key, security groups that admit only this cell's pods (and
-# the router, for the broker), its namespace and workloads (the kustomize overlay
-# infra/k8s/overlays/<shard_id>), and its public DNS name.
+# One shard cell's AWS resources: its own Postgres (RDS, multi-AZ), its own Kafka
+# (MSK, one broker per AZ), its own KMS key, its own secrets (admin token, internal
+# token) and workload role, security groups that admit only this cell's pods (and
+# the router), its alarms and its public DNS name. Its Kubernetes side (namespace,
+# workloads, the SecurityGroupPolicy, the Secret) is applied by infra/rollout.sh
+# from infra/k8s/overlays/<shard_id> and this module's outputs. Each cell is its
+# own Terraform state (infra/terraform/envs/cell), so one cell's apply cannot
+# touch another cell.
 
 locals {
-  name      = "${var.environment}-${var.shard_id}"
-  namespace = "cellbank-${var.shard_id}"
-  host      = "${var.shard_id}.${var.domain}"
-  tags      = merge(var.tags, { "cellbank.io/shard" = var.shard_id })
-  # Names below must match what infra/k8s/base/shard/deployment.yaml references;
-  # infra/checks/drift.py compares them.
-  infra_config_map = "cellbank-shard-infra"
-  secret_name      = "cellbank-shard-secrets"
-  app_port         = 8081
+  name            = "${var.environment}-${var.shard_id}"
+  namespace       = "cellbank-${var.shard_id}"
+  service_account = "cellbank-shard"
+  host            = "${var.shard_id}.${var.domain}"
+  tags            = merge(var.tags, { "cellbank.io/shard" = var.shard_id })
+  app_port        = 8081
+  secret_prefix   = "cellbank/${var.environment}/${var.shard_id}"
+  # EC2 accepts only these characters in security-group descriptions.
+  ec2_text            = "^[0-9A-Za-z_ .:/()#,@\\[\\]+=&;{}!$*-]{1,255}$"
+  pods_sg_description = "Pods of ${var.shard_id}"
 }
 
-# --- encryption ---
+# --- encryption: only this cell's role (and the router, for the internal token) decrypts ---
 
 module "kms" {
-  source      = "../kms"
-  name        = local.name
-  description = "${local.name}: RDS, MSK, secrets and logs of this cell"
-  tags        = local.tags
+  source            = "../kms"
+  name              = local.name
+  description       = "${local.name}: RDS, MSK, secrets and logs of this cell"
+  decrypt_role_arns = [module.role.arn]
+  secret_readers = concat(
+    [{ role_arn = var.router_role_arn, secret_name = "${local.secret_prefix}/internal-token" }],
+    [for arn in var.operator_role_arns : { role_arn = arn, secret_name = "${local.secret_prefix}/admin-token" }],
+  )
+  tags = local.tags
+}
+
+# --- identity: this cell's pods, and nothing else, assume this role ---
+
+module "role" {
+  source               = "../workload_role"
+  name                 = "${local.name}-pods"
+  cluster_name         = var.cluster_name
+  namespace            = local.namespace
+  service_account      = local.service_account
+  secret_arns          = [aws_secretsmanager_secret.admin_token.arn, aws_secretsmanager_secret.internal_token.arn, module.postgres.master_user_secret_arn]
+  kms_key_arn          = module.kms.arn
+  database_resource_id = module.postgres.resource_id
+  tags                 = local.tags
 }
 
 # --- network: who may reach this cell's data ---
 
-# Attached to this cell's pods by the SecurityGroupPolicy below.
+# Attached to this cell's pods by the SecurityGroupPolicy infra/rollout.sh writes.
 resource "aws_security_group" "pods" {
   name        = "${local.name}-pods"
-  description = "Pods of ${var.shard_id}"
+  description = local.pods_sg_description
   vpc_id      = var.vpc_id
   tags        = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = can(regex(local.ec2_text, local.pods_sg_description))
+      error_message = "The pods' security-group description has a character EC2 rejects."
+    }
+  }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "pods_from_router" {
@@ -54,7 +85,7 @@ resource "aws_vpc_security_group_ingress_rule" "pods_from_cluster" {
 
 resource "aws_vpc_security_group_egress_rule" "pods_to_postgres" {
   security_group_id            = aws_security_group.pods.id
-  description                  = "This cell's Postgres"
+  description                  = "Postgres of this cell"
   referenced_security_group_id = module.postgres.security_group_id
   ip_protocol                  = "tcp"
   from_port                    = 5432
@@ -63,7 +94,7 @@ resource "aws_vpc_security_group_egress_rule" "pods_to_postgres" {
 
 resource "aws_vpc_security_group_egress_rule" "pods_to_kafka" {
   security_group_id            = aws_security_group.pods.id
-  description                  = "This cell's brokers"
+  description                  = "Brokers of this cell"
   referenced_security_group_id = module.kafka.security_group_id
   ip_protocol                  = "tcp"
   from_port                    = 9092
@@ -80,12 +111,13 @@ module "postgres" {
   allocated_storage          = var.db_allocated_storage
   vpc_id                     = var.vpc_id
   subnet_ids                 = var.data_subnet_ids
-  security_group_description = "Postgres of ${var.shard_id}: this cell's pods only"
+  security_group_description = "Postgres of ${var.shard_id}: this cell pods only"
   client_security_groups = {
     pods = { description = "Pods of ${var.shard_id}", security_group_id = aws_security_group.pods.id }
   }
-  kms_key_arn = module.kms.arn
-  tags        = local.tags
+  kms_key_arn  = module.kms.arn
+  decommission = var.decommission
+  tags         = local.tags
 }
 
 module "kafka" {
@@ -97,7 +129,7 @@ module "kafka" {
   volume_size                = var.kafka_volume_size
   vpc_id                     = var.vpc_id
   subnet_ids                 = var.data_subnet_ids
-  security_group_description = "Brokers of ${var.shard_id}: this cell's pods and the router"
+  security_group_description = "Brokers of ${var.shard_id}: this cell pods and the router"
   client_security_groups = {
     pods   = { description = "Pods of ${var.shard_id}", security_group_id = aws_security_group.pods.id }
     router = { description = "Global router produces routed events", security_group_id = var.router_security_group_id }
@@ -106,121 +138,7 @@ module "kafka" {
   tags        = local.tags
 }
 
-# --- secrets ---
-
-# This cell's own admin token (its admin API: dead letters, consumers, summary),
-# for operators (cellctl --shard-token). Not global's: a cell never holds that.
-resource "random_password" "admin_token" {
-  length  = 48
-  special = false
-}
-
-resource "aws_secretsmanager_secret" "database_url" {
-  name        = "cellbank/${var.environment}/${var.shard_id}/database-url"
-  description = "CELLBANK__DATABASE__URL of ${var.shard_id}"
-  kms_key_id  = module.kms.arn
-  tags        = local.tags
-}
-
-resource "aws_secretsmanager_secret_version" "database_url" {
-  secret_id     = aws_secretsmanager_secret.database_url.id
-  secret_string = module.postgres.url
-}
-
-# --- Kubernetes: namespace and workloads from the overlay, plus what only Terraform knows ---
-
-data "kustomization_build" "cell" {
-  path = var.k8s_overlay_path
-}
-
-# Priority 0: the namespace (and any CRD); 1: workloads; 2: webhooks.
-resource "kustomization_resource" "p0" {
-  for_each = data.kustomization_build.cell.ids_prio[0]
-  manifest = data.kustomization_build.cell.manifests[each.value]
-}
-
-resource "kubernetes_config_map_v1" "infra" {
-  metadata {
-    name      = local.infra_config_map
-    namespace = local.namespace
-  }
-  data = {
-    CELLBANK__KAFKA__BOOTSTRAP = module.kafka.bootstrap_brokers
-  }
-  depends_on = [kustomization_resource.p0]
-}
-
-resource "kubernetes_secret_v1" "cell" {
-  metadata {
-    name      = local.secret_name
-    namespace = local.namespace
-  }
-  data = {
-    "database-url"   = module.postgres.url
-    "admin-token"    = random_password.admin_token.result
-    "internal-token" = var.internal_token
-  }
-  depends_on = [kustomization_resource.p0]
-}
-
-resource "kubernetes_manifest" "pod_security_group" {
-  manifest = {
-    apiVersion = "vpcresources.k8s.aws/v1beta1"
-    kind       = "SecurityGroupPolicy"
-    metadata   = { name = "cellbank-shard", namespace = local.namespace }
-    spec = {
-      podSelector    = { matchLabels = { "app.kubernetes.io/name" = "cellbank-shard" } }
-      securityGroups = { groupIds = [aws_security_group.pods.id, var.cluster_security_group_id] }
-    }
-  }
-  depends_on = [kustomization_resource.p0]
-}
-
-resource "kustomization_resource" "p1" {
-  for_each = data.kustomization_build.cell.ids_prio[1]
-  manifest = data.kustomization_build.cell.manifests[each.value]
-  wait     = true
-
-  lifecycle {
-    precondition {
-      condition = anytrue([
-        for m in values(data.kustomization_build.cell.manifests) :
-        try(jsondecode(m).data.CELLBANK__GLOBAL__URL, null) == var.global_internal_url
-      ])
-      error_message = "The overlay's CELLBANK__GLOBAL__URL differs from the global tier's internal URL."
-    }
-  }
-
-  depends_on = [
-    kustomization_resource.p0,
-    kubernetes_config_map_v1.infra,
-    kubernetes_secret_v1.cell,
-    kubernetes_manifest.pod_security_group,
-    module.postgres,
-  ]
-}
-
-# Pods read the Secret once, at start: a changed token rolls the cell out.
-resource "kubernetes_annotations" "secret_rollout" {
-  api_version = "apps/v1"
-  kind        = "Deployment"
-  metadata {
-    name      = "cellbank-shard"
-    namespace = local.namespace
-  }
-  template_annotations = {
-    "cellbank.io/secrets-sha256" = sha256(jsonencode(kubernetes_secret_v1.cell.data))
-  }
-  depends_on = [kustomization_resource.p1]
-}
-
-resource "kustomization_resource" "p2" {
-  for_each   = data.kustomization_build.cell.ids_prio[2]
-  manifest   = data.kustomization_build.cell.manifests[each.value]
-  depends_on = [kustomization_resource.p1]
-}
-
-# --- public DNS name ---
+# --- public DNS name (cert-manager proves it with DNS-01 for the TLS certificate) ---
 
 resource "aws_route53_record" "public" {
   zone_id = var.route53_zone_id

@@ -1,5 +1,5 @@
 output "registry_entry" {
-  description = "The body of POST /ops/v1/shards for this cell (global's shard registry)."
+  description = "The body of POST /ops/v1/shards for this cell (cellctl shards add; infra/rollout.sh sends it)."
   value = {
     id               = var.shard_id
     public_url       = "https://${local.host}"
@@ -9,28 +9,60 @@ output "registry_entry" {
   }
 }
 
-output "admin_token" {
-  description = "This cell's admin token (cellctl --shard-token / CELLCTL_SHARD_ADMIN_TOKEN)."
-  value       = random_password.admin_token.result
-  sensitive   = true
+# What infra/rollout.sh needs to deploy the cell's Kubernetes side: no secret
+# values, only where they are.
+output "deployment" {
+  value = {
+    shard_id                  = var.shard_id
+    namespace                 = local.namespace
+    service_account           = local.service_account
+    image_tag                 = var.image_tag
+    host                      = local.host
+    kafka_bootstrap           = module.kafka.bootstrap_brokers
+    database_address          = module.postgres.address
+    database_port             = module.postgres.port
+    database_secret_arn       = module.postgres.master_user_secret_arn
+    admin_token_secret_arn    = aws_secretsmanager_secret.admin_token.arn
+    internal_token_secret_arn = aws_secretsmanager_secret.internal_token.arn
+    pod_security_group_ids    = [aws_security_group.pods.id, var.cluster_security_group_id]
+    role_arn                  = module.role.arn
+    app_log_group             = aws_cloudwatch_log_group.app.name
+  }
 }
 
-output "namespace" {
-  value = local.namespace
+output "release" {
+  description = "What this cell runs: the rollout compares it with the overlay and bakes it before the next wave."
+  value = {
+    image_tag        = var.image_tag
+    postgres_version = var.postgres_version
+    kafka_version    = var.kafka_version
+  }
 }
 
-output "database_endpoint" {
-  value = module.postgres.address
+output "database_identifier" {
+  value = module.postgres.identifier
 }
 
-output "database_url_secret_arn" {
-  value = aws_secretsmanager_secret.database_url.arn
+output "database_ingress" {
+  value = module.postgres.ingress
 }
 
-output "kafka_cluster_arn" {
-  value = module.kafka.arn
+output "kafka_cluster_name" {
+  value = module.kafka.cluster_name
 }
 
-output "pod_security_group_id" {
-  value = aws_security_group.pods.id
+output "kms_key_arn" {
+  value = module.kms.arn
+}
+
+output "security_group_names" {
+  value = {
+    pods     = aws_security_group.pods.name
+    database = "${local.name}-postgres"
+    brokers  = "${local.name}-kafka"
+  }
+}
+
+output "host" {
+  value = aws_route53_record.public.name
 }

@@ -12,6 +12,15 @@ variable "environment" {
   type        = string
 }
 
+variable "image_tag" {
+  description = "The cellbank-shard image this cell runs (its overlay's images: entry must match; infra/rollout.sh checks)."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag must be a container image tag."
+  }
+}
+
 variable "vpc_id" {
   type = string
 }
@@ -21,6 +30,11 @@ variable "data_subnet_ids" {
   type        = list(string)
 }
 
+variable "cluster_name" {
+  description = "The EKS cluster (Pod Identity associations)."
+  type        = string
+}
+
 variable "cluster_security_group_id" {
   description = "EKS cluster security group (nodes, kubelet probes, ingress controller, DNS)."
   type        = string
@@ -28,6 +42,27 @@ variable "cluster_security_group_id" {
 
 variable "router_security_group_id" {
   description = "The global tier's pod security group: the router produces to this cell's broker and calls its API."
+  type        = string
+}
+
+variable "router_role_arn" {
+  description = "The global tier's workload role: it may decrypt this cell's internal token, nothing else."
+  type        = string
+}
+
+variable "router_role_name" {
+  description = "The same role by name (this cell attaches its read-internal-token policy to it)."
+  type        = string
+}
+
+variable "operator_role_arns" {
+  description = "Operators' roles: they may decrypt this cell's admin token (cellctl --shard-token), nothing else of it."
+  type        = list(string)
+  default     = []
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the cell's alarms notify."
   type        = string
 }
 
@@ -51,15 +86,10 @@ variable "global_internal_url" {
   default     = "http://cellbank-global.cellbank-global.svc.cluster.local:8080"
 }
 
-variable "internal_token" {
-  description = "This cell's auth.internal_token, which global presents to it (and to no other cell); the global module generates one per cell."
-  type        = string
-  sensitive   = true
-}
-
-variable "k8s_overlay_path" {
-  description = "Path of this cell's kustomize overlay (infra/k8s/overlays/<shard_id>, written by render-shard.sh)."
-  type        = string
+variable "decommission" {
+  description = "Step one of removing the cell: turns the database's deletion protection off, in its own apply (infra/README.md)."
+  type        = bool
+  default     = false
 }
 
 variable "capacity" {
@@ -69,8 +99,9 @@ variable "capacity" {
 }
 
 variable "postgres_version" {
-  type    = string
-  default = "16.4"
+  description = "Major version only (\"16\"): RDS applies minor versions itself."
+  type        = string
+  default     = "16"
 }
 
 variable "db_instance_class" {
@@ -108,6 +139,16 @@ variable "kafka_volume_size" {
   description = "GiB of EBS per broker."
   type        = number
   default     = 500
+}
+
+variable "max_consumer_lag_seconds" {
+  type    = number
+  default = 60
+}
+
+variable "max_errors_per_minute" {
+  type    = number
+  default = 10
 }
 
 variable "tags" {

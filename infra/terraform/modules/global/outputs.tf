@@ -17,26 +17,36 @@ output "router_security_group_id" {
   value       = aws_security_group.pods.id
 }
 
-output "admin_token" {
-  description = "The ops API's admin token (CELLCTL_ADMIN_TOKEN). Never passed to a cell."
-  value       = random_password.admin_token.result
-  sensitive   = true
+output "router_role_arn" {
+  description = "Cells let this role decrypt their internal token (and nothing else of theirs)."
+  value       = module.role.arn
 }
 
-output "shard_internal_tokens" {
-  description = "Internal token of each cell by shard id; give each cell only its own entry."
-  value       = { for id, t in random_password.shard_internal_token : id => t.result }
-  sensitive   = true
+output "router_role_name" {
+  value = module.role.name
 }
 
-output "secrets_arn" {
-  value = aws_secretsmanager_secret.global.arn
+# What infra/rollout.sh needs to deploy the tier's Kubernetes side: no secret
+# values, only where they are.
+output "deployment" {
+  value = {
+    namespace              = local.namespace
+    image_tag              = var.image_tag
+    host                   = var.domain
+    kafka_bootstrap        = module.kafka.bootstrap_brokers
+    database_address       = module.postgres.address
+    database_port          = module.postgres.port
+    database_secret_arn    = module.postgres.master_user_secret_arn
+    secret_arns            = { for k, s in aws_secretsmanager_secret.global : k => s.arn }
+    pod_security_group_ids = [aws_security_group.pods.id, var.cluster_security_group_id]
+    role_arn               = module.role.arn
+  }
 }
 
-output "directory_endpoint" {
-  value = module.postgres.address
+output "database_identifier" {
+  value = module.postgres.identifier
 }
 
-output "kafka_bootstrap" {
-  value = module.kafka.bootstrap_brokers
+output "kms_key_arn" {
+  value = module.kms.arn
 }

@@ -36,19 +36,26 @@ variable "ingress_hostname" {
   type        = string
 }
 
-variable "shard_ids" {
-  description = "Ids of every shard cell (the keys of the environment's shards variable): one internal token each."
-  type        = set(string)
+variable "cluster_name" {
+  description = "The EKS cluster (Pod Identity association of the router's role)."
+  type        = string
 }
 
-variable "k8s_overlay_path" {
-  description = "Path of the global tier's kustomize overlay (infra/k8s/overlays/global)."
+variable "operator_role_arns" {
+  description = "Operators' roles: they may decrypt the ops API's admin token (cellctl), nothing else of global's."
+  type        = list(string)
+  default     = []
+}
+
+variable "image_tag" {
+  description = "The cellbank-global image the tier runs (its overlay's images: entry must match)."
   type        = string
 }
 
 variable "postgres_version" {
-  type    = string
-  default = "16.4"
+  description = "Major version only (\"16\"): RDS applies minor versions itself."
+  type        = string
+  default     = "16"
 }
 
 variable "db_instance_class" {

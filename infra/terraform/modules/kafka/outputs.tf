@@ -11,3 +11,7 @@ output "security_group_id" {
   description = "The brokers' security group (callers' egress rules reference it)."
   value       = aws_security_group.kafka.id
 }
+
+output "cluster_name" {
+  value = aws_msk_cluster.this.cluster_name
+}

@@ -37,6 +37,12 @@ variable "subnet_ids" {
 variable "security_group_description" {
   description = "Says who the brokers admit."
   type        = string
+  # EC2 refuses any other character at apply time (an apostrophe, say), and
+  # neither the provider nor `terraform validate` checks this argument.
+  validation {
+    condition     = can(regex("^[0-9A-Za-z_ .:/()#,@\\[\\]+=&;{}!$*-]{1,255}$", var.security_group_description))
+    error_message = "security_group_description may use only a-z A-Z 0-9 spaces and _ . : / ( ) # , @ [ ] + = & ; { } ! $ * - (EC2 rejects anything else, such as an apostrophe)."
+  }
 }
 
 variable "client_security_groups" {

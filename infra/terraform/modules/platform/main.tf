@@ -40,6 +40,16 @@ data "aws_iam_policy_document" "kms" {
       identifiers = ["logs.amazonaws.com"]
     }
   }
+  # CloudWatch alarms publish to the encrypted alarm topic.
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+  }
 }
 
 resource "aws_vpc" "this" {
@@ -247,7 +257,7 @@ resource "aws_eks_cluster" "this" {
 
 resource "aws_security_group_rule" "cluster_admin" {
   count             = length(var.cluster_admin_cidrs) > 0 ? 1 : 0
-  description       = "Kubernetes API from the operators' network"
+  description       = "Kubernetes API from the operator networks"
   type              = "ingress"
   from_port         = 443
   to_port           = 443
@@ -275,26 +285,40 @@ resource "aws_iam_role_policy_attachment" "node" {
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/${each.value}"
 }
 
-resource "aws_eks_node_group" "default" {
+# One node group per AZ, so the cluster autoscaler can add a node in the zone a
+# pending pod's hard zone spread asks for (balance-similar-node-groups), and an
+# AZ outage takes only its own group.
+resource "aws_eks_node_group" "zone" {
+  for_each        = local.azs
   cluster_name    = aws_eks_cluster.this.name
-  node_group_name = "default"
+  node_group_name = "nodes-${each.key}"
   node_role_arn   = aws_iam_role.node.arn
-  subnet_ids      = [for s in aws_subnet.private : s.id]
+  subnet_ids      = [aws_subnet.private[each.key].id]
   instance_types  = var.node_instance_types
   ami_type        = "AL2023_ARM_64_STANDARD"
 
   scaling_config {
-    min_size     = var.node_min_size
-    desired_size = var.node_min_size
-    max_size     = var.node_max_size
+    min_size     = var.node_min_size_per_zone
+    desired_size = var.node_min_size_per_zone
+    max_size     = var.node_max_size_per_zone
   }
 
   update_config {
     max_unavailable = 1
   }
 
+  # The autoscaler owns desired_size once the cluster runs.
+  lifecycle {
+    ignore_changes = [scaling_config[0].desired_size]
+  }
+
+  labels = { "topology.kubernetes.io/zone" = each.key }
+  tags = merge(var.tags, {
+    "k8s.io/cluster-autoscaler/enabled"                                         = "true"
+    "k8s.io/cluster-autoscaler/${var.name}"                                     = "owned"
+    "k8s.io/cluster-autoscaler/node-template/label/topology.kubernetes.io/zone" = each.key
+  })
   depends_on = [aws_iam_role_policy_attachment.node]
-  tags       = var.tags
 }
 
 # The VPC CNI must be told to branch ENIs for pod security groups.

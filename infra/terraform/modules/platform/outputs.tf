@@ -20,10 +20,6 @@ output "cluster_endpoint" {
   value = aws_eks_cluster.this.endpoint
 }
 
-output "cluster_ca_certificate" {
-  value = base64decode(aws_eks_cluster.this.certificate_authority[0].data)
-}
-
 output "node_security_group_id" {
   description = "The cluster security group, carried by nodes and by pods without a SecurityGroupPolicy."
   value       = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
@@ -31,4 +27,9 @@ output "node_security_group_id" {
 
 output "vpc_cidr" {
   value = aws_vpc.this.cidr_block
+}
+
+output "alarm_topic_arn" {
+  description = "Every cell's alarms notify this topic (subscribe the on-call pager to it)."
+  value       = aws_sns_topic.alarms.arn
 }

@@ -28,14 +28,20 @@ variable "node_instance_types" {
   default = ["m7g.xlarge"]
 }
 
-variable "node_min_size" {
+variable "node_min_size_per_zone" {
   type    = number
-  default = 3
+  default = 1
 }
 
-variable "node_max_size" {
-  type    = number
-  default = 30
+variable "node_max_size_per_zone" {
+  description = "The autoscaler adds nodes up to this many per AZ as cells are added."
+  type        = number
+  default     = 10
+}
+
+variable "route53_zone_id" {
+  description = "The public zone of the API domain: cert-manager proves shard-N.<domain> with DNS-01 records in it."
+  type        = string
 }
 
 variable "cluster_admin_cidrs" {

@@ -28,11 +28,6 @@ resource "aws_vpc_security_group_ingress_rule" "db" {
   to_port                      = local.port
 }
 
-resource "random_password" "db" {
-  length  = 40
-  special = false
-}
-
 resource "aws_db_subnet_group" "this" {
   name       = var.name
   subnet_ids = var.subnet_ids
@@ -41,7 +36,7 @@ resource "aws_db_subnet_group" "this" {
 
 resource "aws_db_parameter_group" "this" {
   name   = var.name
-  family = "postgres${split(".", var.engine_version)[0]}"
+  family = "postgres${var.engine_version}"
   # RDS for PostgreSQL 15+ defaults rds.force_ssl to 1, but the binaries' sqlx has
   # no TLS backend yet: allow plaintext inside the VPC until it does (see
   # infra/README.md, "Known gaps"; checkov CKV2_AWS_69 is baselined for this).
@@ -85,7 +80,10 @@ resource "aws_db_instance" "this" {
   instance_class = var.instance_class
   db_name        = "cellbank"
   username       = "cellbank"
-  password       = random_password.db.result
+  # RDS generates the master password and keeps it in Secrets Manager, encrypted
+  # with the caller's key: it never passes through Terraform state.
+  manage_master_user_password   = true
+  master_user_secret_kms_key_id = var.kms_key_arn
 
   allocated_storage     = var.allocated_storage
   max_allocated_storage = var.allocated_storage * 10
@@ -99,15 +97,23 @@ resource "aws_db_instance" "this" {
   publicly_accessible    = false
   parameter_group_name   = aws_db_parameter_group.this.name
 
-  deletion_protection       = true
+  # Deletion protection is turned off only by a separate, reviewed apply with
+  # decommission = true (infra/README.md, "Removing a cell"); the final snapshot
+  # and the automated backups outlive the instance either way.
+  deletion_protection       = !var.decommission
   skip_final_snapshot       = false
   final_snapshot_identifier = "${var.name}-final"
+  delete_automated_backups  = false
   backup_retention_period   = 14
   backup_window             = "03:00-04:00"
   maintenance_window        = "sun:04:30-sun:05:30"
   copy_tags_to_snapshot     = true
 
+  # engine_version is a major version only ("16"): RDS applies minor versions in
+  # the maintenance window, and the next plan does not try to "downgrade" to a
+  # pinned minor. A major upgrade is a deliberate change of this value.
   auto_minor_version_upgrade          = true
+  allow_major_version_upgrade         = false
   iam_database_authentication_enabled = true
   performance_insights_enabled        = true
   performance_insights_kms_key_id     = var.kms_key_arn
