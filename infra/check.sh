@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Offline validation of infra/ (Terraform, Kubernetes, Dockerfiles), one line per check:
 #   yaml       every YAML file parses and is tidy (yamllint)
-#   terraform  every .tf/.tfvars parses; references, module calls, tfvars and providers are
-#              consistent; production settings are on (python-hcl2; stands in for
-#              `terraform validate`, which needs providers we cannot download)
-#   tf-fmt     `terraform fmt -check` when a terraform binary is installed (else skipped)
+#   terraform  project rules Terraform cannot know (python-hcl2): RDS/MSK only in their
+#              modules, one state per cell, releases match the overlays, EC2-safe text
+#   tf-fmt     `terraform fmt -check` (Terraform and the aws provider ship with the machine)
+#   tf-validate  `terraform init -backend=false` from the provider's filesystem copy and
+#              `terraform validate`, for every module and environment
+#   tf-test    `terraform test`: the example environment with two and three shards,
+#              against a mocked aws provider, asserting what each shard gets
 #   generator  overlays are exactly what render-shard.sh writes, and a new shard renders
 #   kustomize  every overlay builds (kubectl's built-in kustomize)
+#   deployed   every overlay as infra/rollout.sh applies it (rollout/render.py) builds
+#   rollout    infra/rollout.sh against stand-in AWS/EKS/cellctl: waves, bake, rollback, removal
 #   isolation  the NetworkPolicies keep shards from reaching each other
+#   kube-schema  kubernetes-validate --strict (Kubernetes' own schemas) over every manifest
 #   selftest   the validators catch deliberately broken copies of infra/
 #   policy     checkov passes, or its findings are justified in checks/checkov-baseline.yaml
-#   drift      every env var and port in the manifests exists in the binaries' config-keys
+#   drift      every env var and port, as deployed, exists in the binaries' config-keys
 # Installs what it needs (idempotent; venvs under $CELLBANK_INFRA_CACHE, default
 # ~/.cache/cellbank-infra). Exits non-zero on any problem.
 # The drift check builds the binaries with cargo unless CELLBANK_GLOBAL_BIN and
@@ -84,12 +90,53 @@ run yaml yaml_check
 # --- terraform (structure)
 run terraform "$PY" "$INFRA/checks/terraform.py"
 
-# --- terraform fmt, only where a terraform binary happens to exist
+# --- Terraform itself, offline: the machine ships Terraform and a filesystem copy of
+# the hashicorp/aws provider; a CLI configuration points `terraform init` at it.
+tf_setup() {
+  command -v terraform >/dev/null || { echo "no terraform binary (this kind of machine ships Terraform 1.11)"; return 1; }
+  local mirror="${CELLBANK_TF_MIRROR:-}" found
+  if [ -z "$mirror" ]; then
+    found="$(find /opt/tf-plugins /usr/share/terraform/plugins "$HOME/.terraform.d/plugins" \
+      -path '*registry.terraform.io/hashicorp/aws/*' -name 'terraform-provider-aws*' 2>/dev/null | head -n 1)"
+    [ -n "$found" ] || { echo "no filesystem copy of the hashicorp/aws provider (set CELLBANK_TF_MIRROR)"; return 1; }
+    mirror="${found%%/registry.terraform.io/*}"
+  fi
+  cat > "$WORK/terraformrc" <<RC
+provider_installation {
+  filesystem_mirror {
+    path    = "$mirror"
+    include = ["registry.terraform.io/hashicorp/aws"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/hashicorp/aws"]
+  }
+}
+RC
+  export TF_CLI_CONFIG_FILE="$WORK/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+}
+
 tf_fmt() {
-  if ! command -v terraform >/dev/null; then echo "skipped: no terraform binary (not required)"; return 0; fi
-  TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive -diff "$INFRA/terraform" && echo "terraform fmt: clean"
+  tf_setup || return 1
+  terraform fmt -check -recursive -diff "$INFRA/terraform" && echo "terraform fmt: clean"
 }
 run tf-fmt tf_fmt
+
+# tf-validate: every module and environment initialised against the committed
+# .terraform.lock.hcl (no backend) and validated by Terraform with the provider's
+# own schema and argument validation.
+tf_validate() {
+  tf_setup || return 1
+  "$PY" "$INFRA/checks/tf_validate.py" "$INFRA/terraform" "$WORK/tf"
+}
+run tf-validate tf_validate
+
+# tf-test: the example environment planned and applied against a mocked provider
+# with two and three shards (envs/example/tests); asserts what each shard gets.
+tf_test() {
+  tf_setup || return 1
+  "$PY" "$INFRA/checks/tf_validate.py" --test "$INFRA/terraform/envs/example" "$WORK/tf"
+}
+run tf-test tf_test
 
 # --- kustomize: every overlay builds
 mkdir -p "$WORK/rendered" "$WORK/generated"
@@ -101,10 +148,31 @@ kustomize_all() {
     grep -q '^kind: Deployment' "$WORK/rendered/$name.yaml" || { echo "overlay $name renders no Deployment"; return 1; }
     n=$((n + 1))
   done
+  mkdir -p "$WORK/platform"
+  "$KUBECTL" kustomize "$INFRA/k8s/platform" > "$WORK/platform/platform.yaml" || { echo "k8s/platform does not build"; return 1; }
   [ "$n" -gt 0 ] || { echo "no overlays"; return 1; }
   echo "kustomize: $n overlays build ($("$KUBECTL" version --client 2>/dev/null | grep -i kustomize))"
 }
 run kustomize kustomize_all
+
+# --- deployed: what infra/rollout.sh applies to each overlay (render.py's wrapper:
+# infra ConfigMap, SecretProviderClass, SecurityGroupPolicy, CSI volume), rendered
+# offline from the example outputs in infra/rollout/fixtures and built by kustomize.
+deployed_all() {
+  mkdir -p "$WORK/deployed"
+  "$PY" "$INFRA/rollout/render.py" all --overlay "$INFRA/k8s/overlays" \
+    --deployment "$INFRA/rollout/fixtures/example.json" --out "$WORK/deploy-src" || return 1
+  local d name
+  for d in "$WORK"/deploy-src/*/; do
+    name="$(basename "$d")"
+    "$KUBECTL" kustomize "$d" > "$WORK/deployed/$name.yaml" || { echo "deployed $name does not build"; return 1; }
+  done
+  echo "deployed: $(ls "$WORK/deployed" | wc -l) overlays render as infra/rollout.sh applies them"
+}
+run deployed deployed_all
+
+# --- rollout: infra/rollout.sh's waves, bake, rollback and removal against stand-ins
+run rollout "$PY" "$INFRA/checks/rollout_test.py" "$KUBECTL"
 
 # --- generator: committed overlays are its output; a brand-new shard renders and builds
 generator() {
@@ -121,8 +189,15 @@ run generator generator
 # --- isolation: evaluate the NetworkPolicies, including the freshly generated shard
 run isolation "$PY" "$INFRA/checks/isolation.py" "$WORK/rendered" "$WORK/generated"
 
+# --- kube-schema: kubernetes-validate --strict over every manifest as deployed
+run kube-schema "$PY" "$INFRA/checks/kube_schema.py" "$WORK/deployed" "$WORK/platform" "$WORK/generated"
+
 # --- selftest: the validators above fail on deliberately broken copies of infra/
-run selftest "$PY" "$INFRA/checks/selftest.py" "$KUBECTL"
+selftest() {
+  tf_setup || return 1
+  "$PY" "$INFRA/checks/selftest.py" "$KUBECTL"
+}
+run selftest selftest
 
 # --- policy: checkov with a justified baseline
 run policy "$CACHE/checkov/bin/python" "$INFRA/checks/policy.py" \
@@ -138,14 +213,14 @@ drift() {
     if ! (cd "$REPO" && cargo build -q --locked -p cellbank-global -p cellbank-shard --bins); then
       # Never compare against stale binaries: report what else drifts, then fail.
       echo "cargo build -p cellbank-global -p cellbank-shard failed"
-      "$PY" "$INFRA/checks/drift.py" --rendered "$WORK/rendered" --bins-json "$WORK/metadata.json"
+      "$PY" "$INFRA/checks/drift.py" --rendered "$WORK/deployed" --bins-json "$WORK/metadata.json"
       return 1
     fi
     gbin="${gbin:-$target/debug/cellbank-global}"
     sbin="${sbin:-$target/debug/cellbank-shard}"
   fi
   "$PY" "$INFRA/checks/drift.py" --global-bin "$gbin" --shard-bin "$sbin" \
-    --rendered "$WORK/rendered" --bins-json "$WORK/metadata.json"
+    --rendered "$WORK/deployed" --bins-json "$WORK/metadata.json"
 }
 run drift drift
 

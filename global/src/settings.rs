@@ -379,8 +379,10 @@ impl Validate for Settings {
 impl Settings {
     /// The next signing key and the per-shard tokens.
     fn validate_tokens(&self) -> Result<(), ConfigError> {
+        // Blank (whitespace) is none, as TokenSigner::from_seeds_b64 reads it:
+        // the platform keeps the secret present and blank between rotations.
         let next = self.auth.next_signing_key.expose();
-        if !next.is_empty() && TokenSigner::from_seed_b64(next).is_err() {
+        if !next.trim().is_empty() && TokenSigner::from_seed_b64(next).is_err() {
             return Err(ConfigError::invalid(
                 "auth.next_signing_key",
                 "must be empty or 32 bytes of url-safe base64 (an Ed25519 seed)",
@@ -469,6 +471,16 @@ mod tests {
         valid()
             .validate()
             .expect("a complete configuration is valid");
+    }
+
+    #[test]
+    fn a_blank_next_signing_key_is_none() {
+        let mut s = valid();
+        s.auth.next_signing_key = Secret::new(" ");
+        s.validate().expect("blank is no next key");
+        s.auth.next_signing_key = Secret::new("not-a-seed");
+        let e = s.validate().expect_err("a bad seed is refused").to_string();
+        assert!(e.contains("auth.next_signing_key"), "{e}");
     }
 
     #[test]

@@ -7,11 +7,13 @@ port (http = CELLBANK__SERVER__PORT; on global also ops = CELLBANK__OPS__PORT),
 probes and the scrape annotation name the http port, Services and NetworkPolicies
 name only those ports, and the Dockerfile's ENV/EXPOSE and Terraform's
 local.app_port/ops_port are the same ports. Secrets and ConfigMaps the workloads reference must
-be ones Terraform writes (with those keys). The shard overlays must match the
-Terraform shard set.
+be ones the rollout writes (with those keys): the infra ConfigMap it generates and
+the Secret its SecretProviderClass syncs (infra/rollout/render.py). The shard
+overlays must match the Terraform shard set.
 
 usage: drift.py --global-bin PATH --shard-bin PATH --rendered DIR [--bins-json FILE]
-  --rendered: one <overlay>.yaml per kustomize overlay (kustomize build output)
+  --rendered: one <overlay>.yaml per overlay, as infra/rollout.sh deploys it
+              (render.py's kustomization around the overlay, built by kustomize)
   --bins-json: `cargo metadata --no-deps --format-version 1` output (checks the
                Dockerfiles build binaries that exist)
 """
@@ -102,19 +104,10 @@ def map_keys(obj, out):
 
 
 def terraform_objects():
-    """ConfigMaps and Secrets Terraform writes into the cluster, by (module kind, name)."""
+    """What Terraform says the workloads must agree with, by (module kind, what, module)."""
     found = {}
     for kind, mod_dir in (("shard", "cell"), ("global", "global")):
         mod = Module(os.path.join(TF, "modules", mod_dir))
-        for rtype, rname, body in mod.resources:
-            if rtype not in ("kubernetes_config_map_v1", "kubernetes_secret_v1"):
-                continue
-            meta = body.get("metadata", [{}])[0]
-            name = mod.resolve(meta.get("name"))
-            if name is None:
-                err(f"terraform/modules/{mod_dir}: {rtype}.{rname} has a dynamic name; the drift check cannot follow it")
-                continue
-            found[(kind, "ConfigMap" if "config_map" in rtype else "Secret", name)] = set(body.get("data", {}))
         # Any CELLBANK__ map key in any resource of the module (env maps, ConfigMap data).
         keys = found.setdefault((kind, "hcl-keys", mod_dir), set())
         for _, _, body in mod.resources:
@@ -125,6 +118,16 @@ def terraform_objects():
         if mod_dir == "cell":
             found[("shard", "global_url", mod_dir)] = {unq(mod.variables["global_internal_url"].get("default"))}
     return found
+
+
+def synced_secrets(docs):
+    """Secret name -> keys, for every Secret a SecretProviderClass syncs."""
+    out = {}
+    for d in docs:
+        if d["kind"] == "SecretProviderClass":
+            for so in d["spec"].get("secretObjects", []):
+                out.setdefault(so["secretName"], set()).update(x["key"] for x in so.get("data", []))
+    return out
 
 
 # ---------------------------------------------------------------- Kubernetes side
@@ -156,6 +159,7 @@ def check_overlay(name, docs, keys, tf, seen_ports):
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in by_kind.get("ConfigMap", [])}
+    secrets = synced_secrets(docs)
     deployments = by_kind.get("Deployment", [])
     if not deployments:
         err(f"{name}: no Deployment")
@@ -173,12 +177,12 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                 env[e["name"]] = e.get("value")
                 ref = (e.get("valueFrom") or {}).get("secretKeyRef")
                 if ref:
-                    have = tf.get((kind, "Secret", ref["name"]))
+                    have = secrets.get(ref["name"])
                     if have is None:
-                        err(f"{where}: {e['name']} reads Secret {ref['name']}, which Terraform does not write")
+                        err(f"{where}: {e['name']} reads Secret {ref['name']}, which no SecretProviderClass syncs")
                     elif ref["key"] not in have:
                         err(f"{where}: {e['name']} reads key {ref['key']!r} of Secret {ref['name']}, "
-                            f"which Terraform writes with keys {sorted(have)}")
+                            f"which its SecretProviderClass syncs with keys {sorted(have)}")
             for src in c.get("envFrom", []):
                 cm = (src.get("configMapRef") or {}).get("name")
                 if cm is None:
@@ -187,15 +191,13 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                 if cm in config_maps:
                     for k, v in config_maps[cm].items():
                         env.setdefault(k, v)
-                elif (kind, "ConfigMap", cm) in tf:
-                    for k in tf[(kind, "ConfigMap", cm)]:
-                        env.setdefault(k, None)
                 else:
-                    err(f"{where}: envFrom ConfigMap {cm} is neither in the overlay nor written by Terraform")
-            # A downward-API variable (the pod's own address) may exist only
-            # to be interpolated as $(NAME) into a CELLBANK__ value.
+                    err(f"{where}: envFrom ConfigMap {cm} is neither in the overlay nor generated by the rollout")
+            # A downward-API variable (the pod's own address) or a secret (one
+            # cell's token) may exist only to be interpolated as $(NAME) into a
+            # CELLBANK__ value.
             helpers = {e["name"] for e in c.get("env", [])
-                       if (e.get("valueFrom") or {}).get("fieldRef")}
+                       if (e.get("valueFrom") or {}).get("fieldRef") or (e.get("valueFrom") or {}).get("secretKeyRef")}
             for k in env:
                 checked["env"] += 1
                 if k in helpers and any(f"$({k})" in (v or "") for v in env.values()):

@@ -3,6 +3,9 @@ copies infra/ to a temporary directory, breaks one thing the way a person would,
 runs the validator that should catch it, and expects it to fail naming the
 problem. (checkov is not mutated here: policy.py already fails on any new finding.)
 
+The Terraform cases run Terraform itself (validate, or the mocked plan tests), so
+TF_CLI_CONFIG_FILE must name the provider's filesystem copy (check.sh sets it).
+
 usage: selftest.py KUBECTL
 """
 
@@ -19,11 +22,16 @@ PY = sys.executable
 
 
 def render(infra, kubectl, out):
+    """Every overlay as infra/rollout.sh deploys it (render.py's wrapper, from the fixture)."""
     os.makedirs(out, exist_ok=True)
-    for name in sorted(os.listdir(os.path.join(infra, "k8s", "overlays"))):
+    src = out + "-src"
+    subprocess.run([PY, os.path.join(infra, "rollout", "render.py"), "all", "--overlay",
+                    os.path.join(infra, "k8s", "overlays"), "--deployment",
+                    os.path.join(infra, "rollout", "fixtures", "example.json"), "--out", src],
+                   check=True, capture_output=True)
+    for name in sorted(os.listdir(src)):
         with open(os.path.join(out, f"{name}.yaml"), "w") as fh:
-            subprocess.run([kubectl, "kustomize", os.path.join(infra, "k8s", "overlays", name)],
-                           stdout=fh, check=True)
+            subprocess.run([kubectl, "kustomize", os.path.join(src, name)], stdout=fh, check=True)
 
 
 def fake_bins(rendered, where):
@@ -104,14 +112,14 @@ CASES = [
     ("readiness probe on the liveness endpoint", "drift",
      lambda i, r: yaml_edit(f"{r}/global.yaml", set_probe_path),
      "readinessProbe must GET /readyz"),
-    ("Terraform writes a key the binary does not read", "drift",
-     lambda i, r: edit(f"{i}/terraform/modules/cell/main.tf", "CELLBANK__KAFKA__BOOTSTRAP =", "CELLBANK__KAFKA__BROKERS ="),
-     "CELLBANK__KAFKA__BROKERS is not in cellbank-shard config-keys"),
+    ("the rollout syncs no such Secret key", "drift",
+     lambda i, r: edit(f"{r}/shard-1.yaml", "key: internal-token", "key: internal-tokn"),
+     "which its SecretProviderClass syncs with keys"),
     ("Dockerfile exposes another port", "drift",
      lambda i, r: edit(f"{i}/docker/shard.Dockerfile", "EXPOSE 8081", "EXPOSE 8080"),
      "shard.Dockerfile"),
     ("a tfvars shard without an overlay", "drift",
-     lambda i, r: edit(f"{i}/terraform/envs/example/terraform.tfvars", '"shard-2" = {}', '"shard-2" = {}\n  "shard-7" = {}'),
+     lambda i, r: edit(f"{i}/terraform/envs/example/terraform.tfvars", '"shard-2" = {', '"shard-7" = { image_tag = "0.1.0" }\n  "shard-2" = {'),
      "shard-7 has no overlay"),
     ("probe on a path the service does not serve", "drift",
      lambda i, r: edit(f"{r}/shard-1.yaml", "path: /readyz", "path: /ready"),
@@ -128,21 +136,50 @@ CASES = [
     ("ops containerPort differs from the ops listener", "drift",
      lambda i, r: edit(f"{r}/global.yaml", "containerPort: 8090", "containerPort: 8091"),
      "containerPort 8091 but CELLBANK__OPS__PORT=8090"),
-    ("a cell gets global's admin token", "terraform",
-     lambda i, r: edit(f"{i}/terraform/envs/example/main.tf", "module.global.shard_internal_tokens[each.key]", "module.global.admin_token"),
-     "takes module.global.admin_token"),
-    ("public database", "terraform",
-     lambda i, r: edit(f"{i}/terraform/modules/postgres/main.tf", "publicly_accessible    = false", "publicly_accessible    = true"),
-     "publicly_accessible must be False"),
-    ("undeclared variable", "terraform",
+    ("another role may decrypt a cell's key", "terraform",
+     lambda i, r: edit(f"{i}/terraform/modules/cell/main.tf", "decrypt_role_arns = [module.role.arn]",
+                       "decrypt_role_arns = [module.role.arn, var.router_role_arn]"),
+     "decrypt_role_arns must be [module.role.arn]"),
+    ("deletion protection off outside decommission", "terraform",
+     lambda i, r: edit(f"{i}/terraform/modules/postgres/main.tf", "deletion_protection       = !var.decommission",
+                       "deletion_protection       = false"),
+     "deletion_protection must be !var.decommission"),
+    ("the canary's tag differs from its overlay", "terraform",
+     lambda i, r: edit(f"{i}/terraform/envs/example/terraform.tfvars", '"shard-1" = { image_tag = "0.1.0"', '"shard-1" = { image_tag = "0.2.0"'),
+     "shards[shard-1].image_tag is 0.2.0 but its overlay deploys 0.1.0"),
+    ("a token generated into Terraform state", "terraform",
+     lambda i, r: edit(f"{i}/terraform/modules/cell/secrets.tf", 'resource "aws_secretsmanager_secret" "admin_token" {',
+                       'resource "random_password" "t" {\n  length = 48\n}\n\nresource "aws_secretsmanager_secret" "admin_token" {'),
+     "a generated secret would sit in Terraform state"),
+    ("an apostrophe in a security-group description", "terraform",
+     lambda i, r: edit(f"{i}/terraform/modules/global/main.tf", '"Pods of the global router tier"', '"Pods of the router\'s tier"'),
+     "which EC2 rejects"),
+    ("a misspelt probe field", "kube-schema",
+     lambda i, r: edit(f"{r}/shard-1.yaml", "periodSeconds: 2", "periodSecond: 2"),
+     "'periodSecond' was unexpected"),
+    # Terraform's own checks: validate with the provider's schema, and the mocked plan tests.
+    ("a removed required argument", "tf-validate:modules/kafka",
+     lambda i, r: edit(f"{i}/terraform/modules/kafka/main.tf", "  cluster_name           = var.name\n", ""),
+     'The argument "cluster_name" is required'),
+    ("undeclared variable", "tf-validate:modules/global",
      lambda i, r: edit(f"{i}/terraform/modules/global/main.tf", "var.kafka_volume_size", "var.kafka_disk_size"),
-     "var.kafka_disk_size is used but not declared"),
-    ("module call misses a required variable", "terraform",
-     lambda i, r: edit(f"{i}/terraform/envs/example/main.tf", "  router_security_group_id  = module.global.router_security_group_id\n", ""),
-     "does not pass required variable router_security_group_id"),
-    ("a moved block to a resource that does not exist", "terraform",
-     lambda i, r: edit(f"{i}/terraform/modules/cell/moved.tf", "module.postgres.aws_db_instance.this", "module.postgres.aws_db_instance.main"),
-     "modules/postgres declares no aws_db_instance.main"),
+     "Reference to undeclared input variable"),
+    ("module call misses a required variable", "tf-validate:envs/example",
+     lambda i, r: edit(f"{i}/terraform/envs/example/main.tf", "  vpc_id                    = module.platform.vpc_id\n", ""),
+     'The argument "vpc_id" is required'),
+    ("an apostrophe in a database security-group description", "tf-test",
+     lambda i, r: edit(f"{i}/terraform/modules/cell/main.tf", '"Postgres of ${var.shard_id}: this cell pods only"',
+                       '"Postgres of ${var.shard_id}: this cell\'s pods only"'),
+     "EC2 rejects anything else"),
+    ("an apostrophe in a cell's pod security-group description", "tf-test",
+     lambda i, r: edit(f"{i}/terraform/modules/cell/main.tf", 'pods_sg_description = "Pods of ${var.shard_id}"',
+                       'pods_sg_description = "Pods of ${var.shard_id}\'s cell"'),
+     "has a character EC2 rejects"),
+    ("a database security group opened to 0.0.0.0/0", "tf-test",
+     lambda i, r: edit(f"{i}/terraform/modules/postgres/main.tf",
+                       "  referenced_security_group_id = each.value.security_group_id\n",
+                       '  cidr_ipv4                    = "0.0.0.0/0"\n'),
+     "the database admits security groups only, never a CIDR"),
     ("hand-edited overlay", "generator",
      lambda i, r: edit(f"{i}/k8s/overlays/shard-1/kustomization.yaml", "namespace: cellbank-shard-1", "namespace: cellbank-shard-one"),
      "differs from the generator's output"),
@@ -157,8 +194,14 @@ def run_validator(which, infra, rendered, bins):
         cmd = [PY, f"{checks}/isolation.py", rendered]
     elif which == "terraform":
         cmd = [PY, f"{checks}/terraform.py"]
+    elif which == "kube-schema":
+        cmd = [PY, f"{checks}/kube_schema.py", rendered]
     elif which == "generator":
         cmd = ["bash", f"{infra}/k8s/render-shard.sh", "--check"]
+    elif which.startswith("tf-validate:"):
+        cmd = [PY, f"{checks}/tf_validate.py", f"{infra}/terraform", f"{rendered}-tf", which.split(":", 1)[1]]
+    elif which == "tf-test":
+        cmd = [PY, f"{checks}/tf_validate.py", "--test", f"{infra}/terraform/envs/example", f"{rendered}-tf"]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
@@ -169,7 +212,7 @@ def main(kubectl):
         render(INFRA, kubectl, good)
         bins = fake_bins(good, tmp)
         for n, (name, which, mutate, expect) in enumerate([("nothing broken", v, None, None)
-                                                           for v in ("drift", "isolation", "terraform", "generator")] + CASES):
+                                                           for v in ("drift", "isolation", "terraform", "generator", "kube-schema")] + CASES):
             infra = os.path.join(tmp, f"case{n}", "infra")
             shutil.copytree(INFRA, infra, ignore=shutil.ignore_patterns("__pycache__"))
             shutil.copy(os.path.join(INFRA, "..", "rust-toolchain.toml"), os.path.join(tmp, f"case{n}"))

@@ -140,7 +140,7 @@ def overlay_tag(overlay, image):
         return None, f"no overlay infra/k8s/overlays/{overlay} (render-shard.sh {overlay} --image-tag TAG)"
     with open(path) as fh:
         doc = yaml.safe_load(fh)
-    tags = [i.get("newTag") for i in doc.get("images", []) if i.get("name") == image]
+    tags = [i.get("newTag") for i in doc.get("images", []) if str(i.get("name")).split("/")[-1] == image]
     if not tags:
         return None, f"infra/k8s/overlays/{overlay} pins no tag for {image} (images:)"
     return str(tags[0]), None
@@ -148,7 +148,7 @@ def overlay_tag(overlay, image):
 
 def check_releases(env, values):
     for shard, entry in (values.get("shards") or {}).items():
-        want = str((entry or {}).get("image_tag"))
+        want = unq(str((entry or {}).get("image_tag")))
         have, problem = overlay_tag(shard, "cellbank-shard")
         if problem:
             err(env.path, f"shards[{shard}]: {problem}")
@@ -158,8 +158,8 @@ def check_releases(env, values):
         have, problem = overlay_tag("global", "cellbank-global")
         if problem:
             err(env.path, f"global: {problem}")
-        elif have != str(values["global_image_tag"]):
-            err(env.path, f"global_image_tag is {values['global_image_tag']} but overlays/global deploys {have}")
+        elif have != unq(str(values["global_image_tag"])):
+            err(env.path, f"global_image_tag is {unq(values['global_image_tag'])} but overlays/global deploys {have}")
 
 
 def check_state_split(mods):

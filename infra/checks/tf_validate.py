@@ -4,8 +4,9 @@ the filesystem copy named by TF_CLI_CONFIG_FILE, pinned by the committed
 with --test, `terraform test` in one directory. Each directory gets its own
 TF_DATA_DIR under WORK, so the repository stays clean.
 
-usage: tf_validate.py TERRAFORM_DIR WORK
+usage: tf_validate.py TERRAFORM_DIR WORK [ONLY...]
        tf_validate.py --test DIR WORK
+  ONLY: validate only these directories (relative to TERRAFORM_DIR)
 """
 
 import glob
@@ -31,8 +32,10 @@ def init(d, work):
     return data_dir, None
 
 
-def validate_all(root, work):
+def validate_all(root, work, only=()):
     dirs = sorted({os.path.dirname(p) for p in glob.glob(os.path.join(root, "*", "*", "*.tf"))})
+    if only:
+        dirs = [d for d in dirs if os.path.relpath(d, root) in only]
     problems = []
     for d in dirs:
         data_dir, problem = init(d, work)
@@ -71,7 +74,7 @@ def test(d, work):
 def main(argv):
     if argv[:1] == ["--test"]:
         return test(os.path.abspath(argv[1]), argv[2])
-    return validate_all(os.path.abspath(argv[0]), argv[1])
+    return validate_all(os.path.abspath(argv[0]), argv[1], argv[2:])
 
 
 if __name__ == "__main__":
