@@ -11,6 +11,7 @@ fn db(url: String) -> DatabaseSettings {
         url: Secret::new(url),
         max_connections: 2,
         connect_timeout_ms: 5_000,
+        ..DatabaseSettings::default()
     }
 }
 
