@@ -424,6 +424,27 @@ impl Decider {
                 to: *to,
                 amount: amount.minor,
             }),
+            Body::TransferSent { from, amount, .. } => Resolved::account(Action::TransferSent {
+                from: *from,
+                amount: amount.minor,
+            }),
+            Body::TransferDelivered { amount, .. } => {
+                Resolved::account(Action::TransferDelivered {
+                    amount: amount.minor,
+                })
+            }
+            Body::TransferReceived { to, amount, .. } => {
+                Resolved::account(Action::TransferReceived {
+                    to: *to,
+                    amount: amount.minor,
+                })
+            }
+            Body::TransferReturned { from, amount, .. } => {
+                Resolved::account(Action::TransferReturned {
+                    from: *from,
+                    amount: amount.minor,
+                })
+            }
             Body::PurchaseAuthorized { .. } => self.authorized(ev, currency)?,
             Body::PurchaseSettled { .. } => self.settled(ev, currency)?,
             Body::HoldReleased { .. } => self.hold_released(ev, currency)?,

@@ -49,6 +49,29 @@ pub enum Body {
         to: Uuid,
         amount: Money,
     },
+    /// A transfer to another customer leaves `from` and waits as pending.
+    TransferSent {
+        transfer_id: Uuid,
+        from: Uuid,
+        amount: Money,
+    },
+    /// The sender's pending transfer was delivered to the recipient.
+    TransferDelivered {
+        transfer_id: Uuid,
+        amount: Money,
+    },
+    /// A transfer from another customer arrives in `to`.
+    TransferReceived {
+        transfer_id: Uuid,
+        to: Uuid,
+        amount: Money,
+    },
+    /// The transfer could not be delivered: the pending amount goes back to `from`.
+    TransferReturned {
+        transfer_id: Uuid,
+        from: Uuid,
+        amount: Money,
+    },
     PurchaseAuthorized {
         card_id: Uuid,
         authorization_id: Uuid,
@@ -168,6 +191,10 @@ impl LedgerEvent {
         match &self.body {
             Body::Account { amount, .. }
             | Body::OwnTransfer { amount, .. }
+            | Body::TransferSent { amount, .. }
+            | Body::TransferDelivered { amount, .. }
+            | Body::TransferReceived { amount, .. }
+            | Body::TransferReturned { amount, .. }
             | Body::PurchaseAuthorized { amount, .. }
             | Body::PurchaseSettled { amount, .. }
             | Body::Refund { amount, .. }

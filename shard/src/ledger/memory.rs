@@ -24,6 +24,21 @@ pub enum MemEvent {
         to: Uuid,
         amount: i64,
     },
+    TransferSent {
+        from: Uuid,
+        amount: i64,
+    },
+    TransferDelivered {
+        amount: i64,
+    },
+    TransferReceived {
+        to: Uuid,
+        amount: i64,
+    },
+    TransferReturned {
+        from: Uuid,
+        amount: i64,
+    },
     Authorized {
         card: Uuid,
         authorization_id: Uuid,
@@ -110,6 +125,12 @@ impl MemoryLedger {
             MemEvent::Credit { account, amount } => Action::Credit { account, amount },
             MemEvent::Debit { account, amount } => Action::Debit { account, amount },
             MemEvent::OwnTransfer { from, to, amount } => Action::OwnTransfer { from, to, amount },
+            MemEvent::TransferSent { from, amount } => Action::TransferSent { from, amount },
+            MemEvent::TransferDelivered { amount } => Action::TransferDelivered { amount },
+            MemEvent::TransferReceived { to, amount } => Action::TransferReceived { to, amount },
+            MemEvent::TransferReturned { from, amount } => {
+                Action::TransferReturned { from, amount }
+            }
             MemEvent::Authorized {
                 card,
                 authorization_id,

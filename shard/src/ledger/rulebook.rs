@@ -25,6 +25,14 @@ pub enum Book {
     /// Available limit (memo, debit-normal) and its counter-account.
     CardAvailable(Uuid),
     CardLimitReserve(Uuid),
+    /// Money a customer sent to another customer, out of its account and not
+    /// delivered yet: a liability of the bank to the sender until then.
+    TransfersPending,
+    /// Transfers between customers on their way between books: credited when
+    /// a sender's transfer is delivered, debited when a recipient is paid.
+    /// Zero over the whole bank once every transfer has landed (each cell's
+    /// share is non-zero when its customers send to or receive from others).
+    TransferClearing,
 }
 
 impl Book {
@@ -38,6 +46,8 @@ impl Book {
             Book::CardBill(id) => format!("card:{id}:bill"),
             Book::CardAvailable(id) => format!("card:{id}:available"),
             Book::CardLimitReserve(id) => format!("card:{id}:limit_reserve"),
+            Book::TransfersPending => "transfers_pending".into(),
+            Book::TransferClearing => "transfer_clearing".into(),
         }
     }
 
@@ -46,6 +56,8 @@ impl Book {
             "cash" => return Some(Book::Cash),
             "merchant_payable" => return Some(Book::MerchantPayable),
             "fee_income" => return Some(Book::FeeIncome),
+            "transfers_pending" => return Some(Book::TransfersPending),
+            "transfer_clearing" => return Some(Book::TransferClearing),
             _ => {}
         }
         if let Some(id) = code.strip_prefix("account:") {
@@ -136,6 +148,29 @@ pub enum Action {
         to: Uuid,
         amount: i64,
     },
+    /// A transfer to another customer leaves the sender's account and waits
+    /// as pending until it is delivered ([`Action::TransferDelivered`]) or
+    /// returned ([`Action::TransferReturned`]).
+    TransferSent {
+        from: Uuid,
+        amount: i64,
+    },
+    /// The sender's pending transfer reached the recipient: it leaves for
+    /// the clearing.
+    TransferDelivered {
+        amount: i64,
+    },
+    /// A transfer from another customer arrives from the clearing.
+    TransferReceived {
+        to: Uuid,
+        amount: i64,
+    },
+    /// The transfer could not be delivered: the pending amount goes back to
+    /// the sender's account (the compensation).
+    TransferReturned {
+        from: Uuid,
+        amount: i64,
+    },
     /// An approved card purchase, not settled yet (`post` is false when the
     /// settlement already arrived or an earlier authorization of the same
     /// reference holds; `release` is the later one it replaces: see
@@ -191,6 +226,18 @@ pub fn entries(action: &Action) -> Vec<Entry> {
         Action::Debit { account, amount } => vec![e(Book::Account(account), Book::Cash, amount)],
         Action::OwnTransfer { from, to, amount } => {
             vec![e(Book::Account(from), Book::Account(to), amount)]
+        }
+        Action::TransferSent { from, amount } => {
+            vec![e(Book::Account(from), Book::TransfersPending, amount)]
+        }
+        Action::TransferDelivered { amount } => {
+            vec![e(Book::TransfersPending, Book::TransferClearing, amount)]
+        }
+        Action::TransferReceived { to, amount } => {
+            vec![e(Book::TransferClearing, Book::Account(to), amount)]
+        }
+        Action::TransferReturned { from, amount } => {
+            vec![e(Book::TransfersPending, Book::Account(from), amount)]
         }
         Action::PurchaseAuthorized {
             card,

@@ -15,3 +15,4 @@ mod placement;
 mod replicas;
 mod sigkill;
 mod support;
+mod transfer_props;
