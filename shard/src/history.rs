@@ -55,11 +55,16 @@ pub enum Change {
         card_id: Uuid,
         blocked: bool,
     },
-    /// The transfer's row; its money is the ledger event before it.
+    /// The transfer's row; its money is the ledger event(s) before it. The
+    /// recipient is one of the customer's own accounts (`to_account`) or
+    /// another customer's account, by number (`to_account_number`).
     Transfer {
         transfer_id: Uuid,
         from_account: Uuid,
-        to_account: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_account: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_account_number: Option<String>,
         amount: i64,
         currency: Currency,
         description: String,
@@ -246,6 +251,7 @@ async fn record_transfer(
         transfer_id,
         from_account,
         to_account,
+        to_account_number,
         amount,
         currency,
         description,
@@ -254,14 +260,15 @@ async fn record_transfer(
         unreachable!("record_transfer is called for transfers");
     };
     sqlx::query(
-        "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, amount, currency, description)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, to_account_number, amount, currency, description)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(transfer_id)
     .bind(customer.as_uuid())
     .bind(epoch.0)
     .bind(from_account)
     .bind(to_account)
+    .bind(to_account_number)
     .bind(amount)
     .bind(currency.code())
     .bind(description)

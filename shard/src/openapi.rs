@@ -93,7 +93,7 @@ fn app_paths() -> Value {
     let hal = |name: &str| schema(name);
     let transfer = repeatable(
         op(
-            "transfer between own accounts (a repeated transfer_id answers 200)",
+            "transfer to one of the customer's own accounts (to_account_id) or to another customer's account by number (to_account_number; within this cell it completes at once, a number of another cell is refused until the global transfer service carries it); a repeated transfer_id answers 200",
             "customer",
             "201",
             HAL,
@@ -113,9 +113,11 @@ fn app_paths() -> Value {
             "get": op("account entries, newest first, cursor-paginated", "customer", "200", HAL, hal("Entries"), None) })),
         "/v1/customers/{customer_id}/cards": item(vec![c.clone()], json!({
             "get": op("cards (last four digits), available limit and current bill", "customer", "200", HAL, hal("Cards"), None) })),
-        "/v1/customers/{customer_id}/transfers": item(vec![c], json!({
-            "get": op("transfers between the customer's own accounts", "customer", "200", HAL, hal("Transfers"), None),
+        "/v1/customers/{customer_id}/transfers": item(vec![c.clone()], json!({
+            "get": op("the customer's transfers, newest first", "customer", "200", HAL, hal("Transfers"), None),
             "post": transfer })),
+        "/v1/customers/{customer_id}/transfers/{transfer_id}": item(vec![c, path("transfer_id", uuid())], json!({
+            "get": op("one transfer and its state", "customer", "200", HAL, hal("Transfer"), None) })),
     })
 }
 
@@ -254,8 +256,10 @@ fn request_schemas() -> Value {
             "_links": schema("Links") } },
         "Links": { "type": "object", "additionalProperties": fields(&[("href", string())]) },
         "Currency": { "type": "string", "enum": ["BRL", "USD", "EUR", "MXN", "COP"] },
-        "NewTransfer": { "type": "object", "required": ["from_account_id", "to_account_id", "amount", "currency"], "properties": {
+        "NewTransfer": { "type": "object", "required": ["from_account_id", "amount", "currency"],
+            "description": "exactly one of to_account_id (own account) or to_account_number (any customer's account)", "properties": {
             "transfer_id": uuid(), "from_account_id": uuid(), "to_account_id": uuid(),
+            "to_account_number": { "type": "string", "pattern": "^[0-9]{1,34}$" },
             "amount": { "type": "integer", "minimum": 1, "description": "minor units" },
             "currency": schema("Currency"), "description": { "type": "string", "maxLength": 140 } } },
         "CreateCustomer": fields(&[("customer_id", uuid()), ("name", json!({ "type": "string", "minLength": 1, "maxLength": 200 })), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
@@ -281,8 +285,13 @@ fn answer_schemas() -> Value {
         "Accounts": collection("accounts", schema("Account")),
         "Entries": collection("entries", object()),
         "Cards": collection("cards", object()),
-        "Transfer": fields(&[("transfer_id", uuid()), ("from_account_id", uuid()), ("to_account_id", uuid()), ("amount", integer()),
-            ("currency", schema("Currency")), ("description", string()), ("created_at", time), links]),
+        "Transfer": { "type": "object", "required": ["transfer_id", "from_account_id", "amount", "currency", "state", "created_at"], "properties": {
+            "transfer_id": uuid(), "from_account_id": uuid(),
+            "to_account_id": { "type": "string", "format": "uuid", "nullable": true, "description": "an own account" },
+            "to_account_number": { "type": "string", "nullable": true, "description": "another customer's account" },
+            "amount": integer(), "currency": schema("Currency"), "description": string(),
+            "state": { "type": "string", "enum": ["pending", "completed", "failed"] },
+            "created_at": time, "_links": schema("Links") } },
         "Transfers": collection("transfers", schema("Transfer")),
         "Placement": fields(&[("customer_id", uuid()), ("state", string()), ("epoch", integer()), ("version", integer())]),
         "AuthorizationDecision": fields(&[("decision", json!({ "type": "string", "enum": ["approved", "declined"] })), ("reason", string()), ("authorization_id", uuid())]),

@@ -16,3 +16,4 @@ mod replicas;
 mod sigkill;
 mod support;
 mod transfer_props;
+mod transfers_between;
