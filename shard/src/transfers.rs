@@ -404,6 +404,54 @@ async fn lock_both(
     }
 }
 
+/// The two customers of a transfer within the cell, at the epochs they were
+/// locked at.
+struct Parties {
+    sender: CustomerId,
+    epoch: Epoch,
+    recipient: CustomerId,
+    their_epoch: Epoch,
+}
+
+/// The rest of a transfer within the cell, once sent: received into the
+/// recipient's account `to`, delivered on the sender's side. Returns the legs.
+async fn deliver(
+    conn: &mut PgConnection,
+    transfer_id: Uuid,
+    to: Uuid,
+    p: &Parties,
+    amount: Money,
+) -> Result<usize, ApiError> {
+    let received = event(
+        &format!("transfer:{transfer_id}:received"),
+        "transfer_received",
+        p.recipient,
+        p.their_epoch,
+        Body::TransferReceived {
+            transfer_id,
+            to,
+            amount,
+        },
+    );
+    let delivered = event(
+        &format!("transfer:{transfer_id}:delivered"),
+        "transfer_delivered",
+        p.sender,
+        p.epoch,
+        Body::TransferDelivered {
+            transfer_id,
+            amount,
+        },
+    );
+    let mut legs = 0;
+    for ev in [&received, &delivered] {
+        if let Outcome::Applied { postings } = store::apply(conn, ev).await? {
+            legs += postings;
+        }
+    }
+    Ok(legs)
+}
+
 /// Books a transfer to another customer of this cell in the caller's
 /// transaction: sent out of the sender's account, received into the
 /// recipient's, delivered on the sender's side, and the sender's transfer
@@ -445,33 +493,13 @@ async fn book_to_customer(
     if from.balance < body.amount {
         return Err(too_much());
     }
-    let received = event(
-        &format!("transfer:{id}:received"),
-        "transfer_received",
+    let parties = Parties {
+        sender: c,
+        epoch,
         recipient,
         their_epoch,
-        Body::TransferReceived {
-            transfer_id,
-            to: r.account_id,
-            amount,
-        },
-    );
-    let delivered = event(
-        &format!("transfer:{id}:delivered"),
-        "transfer_delivered",
-        c,
-        epoch,
-        Body::TransferDelivered {
-            transfer_id,
-            amount,
-        },
-    );
-    let mut legs = postings;
-    for ev in [&received, &delivered] {
-        if let Outcome::Applied { postings } = store::apply(conn, ev).await? {
-            legs += postings;
-        }
-    }
+    };
+    let legs = postings + deliver(conn, id, r.account_id, &parties, amount).await?;
     let change = Change::Transfer {
         transfer_id: id,
         from_account: account,

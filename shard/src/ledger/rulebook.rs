@@ -215,6 +215,8 @@ pub enum Action {
 /// The rulebook: the entries of the movement an action produces. Card actions
 /// also move the available limit by the change of the card's exposure, so that
 /// available = limit − unsettled − bill holds after every movement.
+// Longer than our usual limit: one arm per kind of movement, a table that
+// reads best whole (each arm is one or two entries).
 pub fn entries(action: &Action) -> Vec<Entry> {
     let e = |debit, credit, amount| Entry {
         debit,
