@@ -6,7 +6,7 @@ dropped by the API server. The three custom resources we write have no schema in
 kubernetes-validate; each is validated against a schema here covering exactly the
 fields we use, closed to anything else. Any other kind without a schema fails.
 
-usage: kube_schema.py DIR...
+usage: kube_schema.py DIR...   (each DIR holds kustomize outputs, *.yaml; none may be empty)
 """
 
 import glob
@@ -23,8 +23,14 @@ TF_PLATFORM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "te
 
 
 def k8s_version():
-    text = open(TF_PLATFORM).read()
-    m = re.search(r'variable "kubernetes_version" \{.*?default\s*=\s*"([0-9.]+)"', text, re.S)
+    """The EKS version Terraform creates, so the schemas follow an upgrade."""
+    try:
+        text = open(TF_PLATFORM).read()
+    except OSError as e:
+        raise SystemExit(f"kube-schema: cannot read the cluster's version: {e}")
+    m = re.search(r'variable "kubernetes_version" \{.*?default\s*=\s*"([0-9]+\.[0-9]+)"', text, re.S)
+    if not m:
+        raise SystemExit(f"kube-schema: no default for variable kubernetes_version in {TF_PLATFORM}")
     return f"{m.group(1)}.0"
 
 
@@ -74,13 +80,15 @@ CRDS = {
 }
 
 
-def check_doc(doc, version):
+def check_doc(doc, version, used):
     key = (doc.get("apiVersion"), doc.get("kind"))
+    if not all(isinstance(k, str) and k for k in key):
+        return ["apiVersion and kind must both be set"]
     if key in CRDS:
         errors = sorted(jsonschema.Draft7Validator(CRDS[key]).iter_errors(doc), key=str)
         return [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
     try:
-        kubernetes_validate.validate(doc, version, strict=True)
+        used.add(kubernetes_validate.validate(doc, version, strict=True))
     except kubernetes_validate.SchemaNotFoundError:
         return [f"no schema for {key[1]} ({key[0]}): add it to kube_schema.py's CRDS, or it is a typo"]
     except kubernetes_validate.ValidationError as e:
@@ -90,25 +98,36 @@ def check_doc(doc, version):
 
 
 def main(dirs):
+    if not dirs:
+        print(__doc__, file=sys.stderr)
+        return 2
     version = k8s_version()
-    problems, n = [], 0
+    # Fail rather than fall back to older schemas: a field new in the cluster's
+    # version would otherwise be reported as unknown, or a removed one accepted.
+    newest = kubernetes_validate.latest_version()
+    if [int(x) for x in version.split(".")[:2]] > [int(x) for x in newest.split(".")[:2]]:
+        print(f"kube-schema: kubernetes-validate {kubernetes_validate.__version__} has no schemas for Kubernetes "
+              f"{version} (newest {newest}): bump it in requirements-tools.txt",
+              file=sys.stderr)
+        return 1
+    problems, n, used = [], 0, set()
     for d in dirs:
+        before = n
         for f in sorted(glob.glob(os.path.join(d, "*.yaml"))):
             for doc in yaml.safe_load_all(open(f)):
                 if not doc:
                     continue
                 n += 1
                 where = f"{os.path.basename(f)}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
-                problems += [f"{where}: {p}" for p in check_doc(doc, version)]
+                problems += [f"{where}: {p}" for p in check_doc(doc, version, used)]
+        if n == before:
+            problems.append(f"{d}: no documents to validate (did its render fail?)")
     for p in problems:
         print(f"  {p}", file=sys.stderr)
-    if n == 0:
-        print("kube-schema: nothing to validate", file=sys.stderr)
-        return 1
     status = "FAIL" if problems else "ok"
-    print(f"kube-schema: {status}: {n} documents, strict against Kubernetes {version} "
-          f"(kubernetes-validate {kubernetes_validate.__version__ if hasattr(kubernetes_validate, '__version__') else ''}) "
-          f"and {len(CRDS)} custom-resource schemas; {len(problems)} problems")
+    print(f"kube-schema: {status}: {n} documents, strict against Kubernetes {'/'.join(sorted(used)) or version} "
+          f"(kubernetes-validate {kubernetes_validate.__version__}) and {len(CRDS)} custom-resource schemas; "
+          f"{len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -21,7 +21,7 @@ image_tag=""
 count=""
 ids=()
 
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,12 +40,15 @@ done
 valid_id() { [[ "$1" =~ ^shard-[1-9][0-9]{0,3}$ ]]; }
 valid_domain() { [[ "$1" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]]; }
 
+# A Docker tag, as the registry accepts it.
 valid_tag() { [[ "$1" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; }
 valid_domain "$domain" || { echo "render-shard: invalid domain '$domain'" >&2; exit 2; }
 [ -z "$image_tag" ] || valid_tag "$image_tag" || { echo "render-shard: invalid image tag '$image_tag'" >&2; exit 2; }
+# --check compares each overlay with its own tag; one tag for all would hide nothing.
+[ -z "$image_tag" ] || [ "$check" = 0 ] || { echo "render-shard: --check takes no --image-tag" >&2; exit 2; }
 
-# The tag an existing overlay pins (empty if none).
-current_tag() { [ -f "$1" ] || return 0; sed -n 's/^    newTag: //p' "$1" | head -n 1; }
+# The tag an existing overlay pins (empty if none), unquoted.
+current_tag() { [ -f "$1" ] || return 0; sed -n 's/^    newTag: "\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$1" | head -n 1; }
 
 # The overlay of one shard, on stdout. Keep this the only place the layout is written.
 overlay() {
@@ -58,10 +61,11 @@ kind: Kustomization
 namespace: cellbank-$id
 resources:
   - ../../base/shard
-# This cell's release: the canary runs a new tag first (infra/README.md).
+# This cell's release: the canary runs a new tag first (infra/README.md). Quoted,
+# or a tag like 2 or 1.10 would be a YAML number, which kustomize rejects.
 images:
   - name: ghcr.io/cellbank/cellbank-shard
-    newTag: $tag
+    newTag: "$tag"
 labels:
   - pairs:
       cellbank.io/shard: $id
@@ -96,7 +100,9 @@ if [ "$check" = 1 ]; then
     # The committed domain is whatever the overlay was rendered with.
     d="$(sed -n 's/^      - CELLBANK__SHARD__PUBLIC_URL=https:\/\/'"$id"'\.//p' "$dir/kustomization.yaml")"
     if [ -z "$d" ]; then echo "render-shard: $id has no public URL line" >&2; status=1; continue; fi
-    if ! diff -u "$dir/kustomization.yaml" <(domain="$d" overlay "$id" "$(current_tag "$dir/kustomization.yaml")") >&2; then
+    t="$(current_tag "$dir/kustomization.yaml")"
+    if ! valid_tag "$t"; then echo "render-shard: $id pins no valid image tag ('$t')" >&2; status=1; continue; fi
+    if ! diff -u "$dir/kustomization.yaml" <(domain="$d" overlay "$id" "$t") >&2; then
       echo "render-shard: $dir/kustomization.yaml differs from the generator's output" >&2
       status=1
     fi
@@ -120,7 +126,9 @@ for id in "${ids[@]}"; do
     continue
   fi
   tag="${image_tag:-$(current_tag "$dir/kustomization.yaml")}"
+  tag="${tag:-0.1.0}"
+  valid_tag "$tag" || { echo "render-shard: $id pins an invalid image tag '$tag' (pass --image-tag)" >&2; exit 2; }
   mkdir -p "$dir"
-  overlay "$id" "${tag:-0.1.0}" > "$dir/kustomization.yaml"
+  overlay "$id" "$tag" > "$dir/kustomization.yaml"
   echo "render-shard: wrote ${dir#"$here"/}/kustomization.yaml (namespace cellbank-$id, https://$id.$domain)"
 done
