@@ -151,6 +151,8 @@ fn internal_paths() -> Value {
         "/internal/v1/stragglers/{id}/forwarded": item(vec![path("id", json!({ "type": "integer", "format": "int64" }))], json!({
             "post": op("mark a straggler as forwarded to the customer's owner", "internal", "200", JS, object(), None) })),
         "/internal/v1/lag": { "get": op("the inbound consumer's lag", "internal", "200", JS, object(), None) },
+        "/internal/v1/transfers/{transfer_id}/credit": item(vec![path("transfer_id", uuid())], json!({
+            "post": customer_op("a transfer from a customer of another cell is received into the account with this number (contract::CreditTransfer), idempotent; 404 when this cell holds no such account, 409 while its customer is being moved", "201", "CreditTransfer") })),
     })
 }
 
@@ -262,6 +264,8 @@ fn request_schemas() -> Value {
             "to_account_number": { "type": "string", "pattern": "^[0-9]{1,34}$" },
             "amount": { "type": "integer", "minimum": 1, "description": "minor units" },
             "currency": schema("Currency"), "description": { "type": "string", "maxLength": 140 } } },
+        "CreditTransfer": fields(&[("to_account_number", json!({ "type": "string", "pattern": "^[0-9]{1,34}$" })),
+            ("amount", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
         "CreateCustomer": fields(&[("customer_id", uuid()), ("name", json!({ "type": "string", "minLength": 1, "maxLength": 200 })), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
         "IssueCard": fields(&[("card_id", uuid()), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("pan_hash", short()), ("last4", json!({ "type": "string", "pattern": "^[0-9]{4}$" })),
             ("credit_limit", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),

@@ -164,6 +164,7 @@ impl Application {
             .merge(cards::internal_router())
             .merge(authorizer::endpoint::internal_router())
             .merge(crate::moves::internal_router())
+            .merge(transfers::internal_router())
             .route_layer(from_extractor_with_state::<Internal, _>(state.clone()));
         let admin = Router::new()
             .merge(dead_letters::admin_router())

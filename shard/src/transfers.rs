@@ -28,6 +28,15 @@ use crate::ledger::store::{self, Outcome};
 use crate::placement::{self, WriteAt};
 use crate::state::AppState;
 
+/// Global's side of transfers between cells: a transfer arrives for one of
+/// this cell's accounts.
+pub fn internal_router() -> Router<AppState> {
+    Router::new().route(
+        "/internal/v1/transfers/{transfer_id}/credit",
+        axum::routing::post(credit),
+    )
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
@@ -512,4 +521,64 @@ async fn book_to_customer(
     history::apply(conn, c, epoch, &format!("transfer-row:{id}"), &change).await?;
     crate::metrics::POSTINGS.inc_by(legs as u64);
     Ok(StatusCode::CREATED)
+}
+
+/// `POST /internal/v1/transfers/{transfer_id}/credit`: a transfer from a
+/// customer of another cell is received into the account with this number,
+/// under its customer's lock; once (a repeat answers 200 and books nothing).
+/// 404 when this cell holds no such account (global resolves the number
+/// again, or compensates), 409 when its customer is not writable here (being
+/// moved: global retries against the new owner).
+#[tracing::instrument(skip_all, fields(transfer_id = %transfer_id, shard_id = %s.shard_id))]
+async fn credit(
+    State(s): State<AppState>,
+    axum::extract::Path(transfer_id): axum::extract::Path<Uuid>,
+    ApiJson(body): ApiJson<cellbank_shared::contract::CreditTransfer>,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    let amount = Money::positive(body.amount, body.currency)
+        .map_err(|e| ApiError::bad_amount("amount", &e))?;
+    if !valid_number(&body.to_account_number) {
+        return Err(ApiError::invalid(
+            "to_account_number",
+            "must be an account number: 1 to 34 digits",
+        ));
+    }
+    let mut tx = s.pool.begin().await?;
+    let found: Option<OtherAccount> = sqlx::query_as(
+        "SELECT account_id, customer_id, currency, number FROM accounts WHERE number = $1",
+    )
+    .bind(&body.to_account_number)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let a = found
+        .ok_or_else(|| ApiError::NotFound("no account with this number in this cell".into()))?;
+    if a.currency != body.currency.code() {
+        return Err(ApiError::invalid(
+            "currency",
+            "must be the account's currency",
+        ));
+    }
+    let customer = CustomerId::from_uuid(a.customer_id);
+    let epoch = placement::lock_for_write(&mut tx, customer, WriteAt::Current).await?;
+    let received = event(
+        &format!("transfer:{transfer_id}:received"),
+        "transfer_received",
+        customer,
+        epoch,
+        Body::TransferReceived {
+            transfer_id,
+            to: a.account_id,
+            amount,
+        },
+    );
+    let status = match store::apply(&mut tx, &received).await? {
+        Outcome::Applied { postings } => {
+            crate::metrics::POSTINGS.inc_by(postings as u64);
+            StatusCode::CREATED
+        }
+        Outcome::Duplicate => StatusCode::OK,
+    };
+    tx.commit().await?;
+    let answer = serde_json::json!({ "transfer_id": transfer_id, "state": "received" });
+    Ok((status, axum::Json(answer)))
 }

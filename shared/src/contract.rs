@@ -64,6 +64,17 @@ pub struct CustomerCreated {
     pub account_number: String,
 }
 
+/// `POST /internal/v1/transfers/{transfer_id}/credit`: a transfer from a
+/// customer of another cell arrives for the account with this number (global's
+/// transfer service calls the recipient's cell). Idempotent on transfer_id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditTransfer {
+    pub to_account_number: String,
+    pub amount: i64,
+    pub currency: Currency,
+}
+
 /// `POST /internal/v1/customers/{customer_id}/cards`: issue a credit card.
 /// Global generates the PAN; the cell gets only its hash and last four digits.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -225,3 +225,67 @@ async fn customers_sending_to_each_other_at_once_neither_deadlock_nor_lose_money
     );
     settled_books(&app).await;
 }
+
+async fn credit(app: &TestApp, transfer_id: uuid::Uuid, body: &Value, token: &str) -> u16 {
+    app.client
+        .post(app.url(&format!("/internal/v1/transfers/{transfer_id}/credit")))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The recipient's side of a transfer between cells, as global's transfer
+/// service calls it: received once, into the account with that number.
+#[tokio::test]
+async fn a_transfer_from_another_cell_is_received_once() {
+    let broker = Broker::start().await;
+    let app = TestApp::spawn(&broker).await;
+    let b = app.create_customer().await;
+    let tid = uuid::Uuid::new_v4();
+    let body = json!({"to_account_number": b.account_number, "amount": 2_500, "currency": "BRL"});
+    assert_eq!(credit(&app, tid, &body, "not-the-token").await, 401);
+    assert_eq!(credit(&app, tid, &body, INTERNAL).await, 201);
+    assert_eq!(
+        credit(&app, tid, &body, INTERNAL).await,
+        200,
+        "a repeat books nothing"
+    );
+    eventually(Duration::from_secs(30), "keys loaded", || async {
+        checking(&app, &b).await == 2_500
+    })
+    .await;
+    let pool = app.pool().await;
+    let clearing = scalar(&pool, "SELECT coalesce(sum(balance), 0)::bigint FROM book_accounts WHERE code = 'transfer_clearing'").await;
+    assert_eq!(
+        clearing, 2_500,
+        "the cell's share of the clearing until the sender's cell delivers it"
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT coalesce(sum(balance), 0)::bigint FROM book_accounts"
+        )
+        .await,
+        0
+    );
+    let unknown = json!({"to_account_number": "9999999999", "amount": 1, "currency": "BRL"});
+    assert_eq!(
+        credit(&app, uuid::Uuid::new_v4(), &unknown, INTERNAL).await,
+        404
+    );
+    let zero = json!({"to_account_number": b.account_number, "amount": 0, "currency": "BRL"});
+    assert_eq!(
+        credit(&app, uuid::Uuid::new_v4(), &zero, INTERNAL).await,
+        422
+    );
+    let other = json!({"to_account_number": b.account_number, "amount": 1, "currency": "USD"});
+    assert_eq!(
+        credit(&app, uuid::Uuid::new_v4(), &other, INTERNAL).await,
+        422
+    );
+    assert_eq!(checking(&app, &b).await, 2_500);
+}
