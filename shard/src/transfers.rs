@@ -559,17 +559,19 @@ async fn credit(
         ));
     }
     let customer = CustomerId::from_uuid(a.customer_id);
+    let body = Body::TransferReceived {
+        transfer_id,
+        to: a.account_id,
+        amount,
+    };
+    same_as_before(&mut tx, transfer_id, a.customer_id, &body).await?;
     let epoch = placement::lock_for_write(&mut tx, customer, WriteAt::Current).await?;
     let received = event(
         &format!("transfer:{transfer_id}:received"),
         "transfer_received",
         customer,
         epoch,
-        Body::TransferReceived {
-            transfer_id,
-            to: a.account_id,
-            amount,
-        },
+        body,
     );
     let status = match store::apply(&mut tx, &received).await? {
         Outcome::Applied { postings } => {
@@ -581,4 +583,38 @@ async fn credit(
     tx.commit().await?;
     let answer = serde_json::json!({ "transfer_id": transfer_id, "state": "received" });
     Ok((status, axum::Json(answer)))
+}
+
+/// A transfer id is credited once, with one recipient and amount: a repeat
+/// with other details is refused (409) instead of booking a second credit for
+/// another customer or answering as if the first matched. Serialized per
+/// transfer id by an advisory lock held to the end of the transaction.
+async fn same_as_before(
+    conn: &mut PgConnection,
+    transfer_id: Uuid,
+    customer: Uuid,
+    body: &Body,
+) -> Result<(), ApiError> {
+    let id = format!("transfer:{transfer_id}:received");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
+    let before: Option<(Uuid, serde_json::Value)> = sqlx::query_as(
+        "SELECT customer_id, payload FROM events
+         WHERE namespace = 'cell' AND event_id = $1 AND event_id LIKE 'transfer:%:received' LIMIT 1",
+    )
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((who, payload)) = before else {
+        return Ok(());
+    };
+    let same_body = serde_json::to_value(body).ok().as_ref() == payload.get("body");
+    if who == customer && same_body {
+        return Ok(());
+    }
+    Err(ApiError::Conflict(
+        "this transfer_id was credited before with another recipient or amount".into(),
+    ))
 }

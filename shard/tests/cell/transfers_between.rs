@@ -254,6 +254,20 @@ async fn a_transfer_from_another_cell_is_received_once() {
         200,
         "a repeat books nothing"
     );
+    let c = app.create_customer().await;
+    let elsewhere =
+        json!({"to_account_number": c.account_number, "amount": 2_500, "currency": "BRL"});
+    assert_eq!(
+        credit(&app, tid, &elsewhere, INTERNAL).await,
+        409,
+        "one transfer, one recipient"
+    );
+    let more = json!({"to_account_number": b.account_number, "amount": 2_600, "currency": "BRL"});
+    assert_eq!(
+        credit(&app, tid, &more, INTERNAL).await,
+        409,
+        "one transfer, one amount"
+    );
     eventually(Duration::from_secs(30), "keys loaded", || async {
         checking(&app, &b).await == 2_500
     })
