@@ -218,6 +218,19 @@ struct OtherAccount {
     number: String,
 }
 
+/// The account with this number in this cell, whoever holds it.
+async fn account_by_number(
+    conn: &mut PgConnection,
+    number: &str,
+) -> Result<Option<OtherAccount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT account_id, customer_id, currency, number FROM accounts WHERE number = $1",
+    )
+    .bind(number)
+    .fetch_optional(conn)
+    .await
+}
+
 /// The recipient the request names. An account number this cell does not
 /// hold belongs to another cell: refused until the global transfer service
 /// carries transfers between cells (the number is not echoed back).
@@ -229,12 +242,7 @@ async fn recipient(
     let Some(number) = &body.to_account_number else {
         return Ok(Recipient::Own(body.to_account_id.expect("validated")));
     };
-    let found: Option<OtherAccount> = sqlx::query_as(
-        "SELECT account_id, customer_id, currency, number FROM accounts WHERE number = $1",
-    )
-    .bind(number)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let found = account_by_number(conn, number).await?;
     let Some(a) = found else {
         return Err(ApiError::invalid(
             "to_account_number",
@@ -544,12 +552,7 @@ async fn credit(
         ));
     }
     let mut tx = s.pool.begin().await?;
-    let found: Option<OtherAccount> = sqlx::query_as(
-        "SELECT account_id, customer_id, currency, number FROM accounts WHERE number = $1",
-    )
-    .bind(&body.to_account_number)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let found = account_by_number(&mut tx, &body.to_account_number).await?;
     let a = found
         .ok_or_else(|| ApiError::NotFound("no account with this number in this cell".into()))?;
     if a.currency != body.currency.code() {
