@@ -15,6 +15,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A transfer this cell will never credit (voided, or credited before
+    /// with other details): final, unlike a [`ApiError::Conflict`].
+    #[error("transfer refused: {0}")]
+    TransferRefused(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     /// The token is for another shard, an older epoch, or no longer valid:
@@ -112,6 +116,12 @@ impl IntoResponse for ApiError {
             ApiError::Invalid { field, reason } => Problem::invalid(field, reason),
             ApiError::NotFound(d) => Problem::not_found(d),
             ApiError::Conflict(d) => Problem::conflict(d),
+            ApiError::TransferRefused(d) => Problem::new(
+                StatusCode::CONFLICT,
+                "transfer-refused",
+                "this cell will not credit the transfer",
+            )
+            .detail(d),
             ApiError::Unauthorized(d) => Problem::unauthorized(d),
             ApiError::Relogin {
                 status,

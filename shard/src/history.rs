@@ -65,9 +65,23 @@ pub enum Change {
         to_account: Option<Uuid>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to_account_number: Option<String>,
+        /// A recipient named by login (resolved by global).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_login: Option<String>,
         amount: i64,
         currency: Currency,
         description: String,
+        /// Waiting for global's transfer service to settle it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pending: bool,
+    },
+    /// A pending transfer to another cell settled: delivered (`completed`)
+    /// or returned to the sender (`failed`, with the reason).
+    TransferSettled {
+        transfer_id: Uuid,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     Placement {
         state: CustomerState,
@@ -82,6 +96,7 @@ impl Change {
             Change::CardIssued { .. } => "card_issued",
             Change::CardBlocked { .. } => "card_blocked",
             Change::Transfer { .. } => "transfer_recorded",
+            Change::TransferSettled { .. } => "transfer_settled",
             Change::Placement { .. } => "placement_changed",
         }
     }
@@ -149,6 +164,22 @@ pub async fn apply(
             store::card_fact(conn, customer, *card_id, None).await?;
         }
         Change::Transfer { .. } => record_transfer(conn, customer, epoch, change).await?,
+        Change::TransferSettled {
+            transfer_id,
+            state,
+            reason,
+        } => {
+            sqlx::query(
+                "UPDATE transfers SET state = $3, reason = $4, settled_at = now()
+                 WHERE customer_id = $1 AND transfer_id = $2",
+            )
+            .bind(customer.as_uuid())
+            .bind(transfer_id)
+            .bind(state)
+            .bind(reason)
+            .execute(&mut *conn)
+            .await?;
+        }
         Change::Ledger { .. } | Change::Placement { .. } => {
             unreachable!(
                 "ledger events go through store::apply, placements through placement::change"
@@ -252,16 +283,20 @@ async fn record_transfer(
         from_account,
         to_account,
         to_account_number,
+        to_login,
         amount,
         currency,
         description,
+        pending,
     } = change
     else {
         unreachable!("record_transfer is called for transfers");
     };
+    let state = if *pending { "pending" } else { "completed" };
     sqlx::query(
-        "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account, to_account_number, amount, currency, description)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO transfers (transfer_id, customer_id, epoch, from_account, to_account,
+                                to_account_number, to_login, amount, currency, description, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(transfer_id)
     .bind(customer.as_uuid())
@@ -269,9 +304,11 @@ async fn record_transfer(
     .bind(from_account)
     .bind(to_account)
     .bind(to_account_number)
+    .bind(to_login)
     .bind(amount)
     .bind(currency.code())
     .bind(description)
+    .bind(state)
     .execute(conn)
     .await?;
     Ok(())

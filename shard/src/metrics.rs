@@ -68,6 +68,40 @@ pub static SNAPSHOT_SECONDS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     .expect("register")
 });
 
+/// Transfers started here, by where they settle (`within_cell`, `between_cells`).
+pub static TRANSFERS_STARTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "shard_transfers_started_total",
+        "Transfers booked by the cell's customers, by where they settle",
+        &["route"]
+    )
+    .expect("register")
+});
+
+/// Pending transfers settled here by global, by outcome (`completed`, `failed`).
+pub static TRANSFERS_SETTLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "shard_transfers_settled_total",
+        "Transfers between cells settled back in the sender's cell, by outcome",
+        &["state"]
+    )
+    .expect("register")
+});
+
+/// Hand-offs of transfers to global, by outcome (`handed`, `failed`).
+pub static TRANSFER_HANDOFFS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "shard_transfer_handoffs_total",
+        "Hand-offs of transfers to global's transfer service, by outcome",
+        &["outcome"]
+    )
+    .expect("register")
+});
+
+pub fn transfer_started(route: &str) {
+    TRANSFERS_STARTED.with_label_values(&[route]).inc();
+}
+
 pub fn observe_snapshot(seconds: f64) {
     SNAPSHOT_SECONDS.set(seconds);
 }
@@ -81,4 +115,7 @@ pub fn init() {
     LazyLock::force(&DECISIONS);
     LazyLock::force(&DEAD_LETTERS);
     LazyLock::force(&CONSUMER_LAG);
+    LazyLock::force(&TRANSFERS_STARTED);
+    LazyLock::force(&TRANSFERS_SETTLED);
+    LazyLock::force(&TRANSFER_HANDOFFS);
 }

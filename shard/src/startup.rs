@@ -101,6 +101,8 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
         &settings.tls,
     )
     .context("create the signing-key client")?;
+    let handoff = crate::transfers::handoff::Handoff::new(&settings)
+        .context("create the transfer hand-off client")?;
     Ok(AppState {
         shard_id,
         settings: Arc::new(settings),
@@ -111,6 +113,7 @@ async fn state(settings: Settings, url: String) -> anyhow::Result<AppState> {
         forwarder,
         keys,
         holds,
+        handoff,
     })
 }
 
@@ -265,6 +268,7 @@ async fn add_authorizer(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<
 fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
     let stop = || -> CancellationToken { parts.stop_token() };
     let relay = ledger::facts::relay(s.pool.clone(), s.producer.clone(), stop());
+    let handoffs = transfers::handoff::relay(s.pool.clone(), s.handoff.clone(), stop());
     let follow = holds::follow(
         s.pool.clone(),
         s.holds.clone(),
@@ -291,6 +295,7 @@ fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
         ledger::expiry::run(s.pool.clone(), expiry, every, stop()),
     );
     parts.add("ledger facts relay", relay);
+    parts.add("transfer hand-off relay", handoffs);
     parts.add("consumer holds", follow);
     parts.add("signing keys", keys);
     parts.add("consumer lag", lag);

@@ -30,6 +30,8 @@ pub struct AppState {
     pub keys: SigningKeys,
     /// Operator holds on this cell's consumers.
     pub holds: Holds,
+    /// Hands transfers to other cells' customers to global.
+    pub handoff: crate::transfers::handoff::Handoff,
 }
 
 impl AppState {

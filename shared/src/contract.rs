@@ -65,14 +65,74 @@ pub struct CustomerCreated {
 }
 
 /// `POST /internal/v1/transfers/{transfer_id}/credit`: a transfer from a
-/// customer of another cell arrives for the account with this number (global's
-/// transfer service calls the recipient's cell). Idempotent on transfer_id.
+/// customer of another cell arrives for the account with this number, or for
+/// this customer's account in the currency (a transfer to a login; global's
+/// transfer service calls the recipient's cell). Exactly one recipient.
+/// Idempotent on transfer_id; refused (409) once the id was voided there.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreditTransfer {
-    pub to_account_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_account_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_customer_id: Option<CustomerId>,
     pub amount: i64,
     pub currency: Currency,
+}
+
+/// `POST /internal/v1/transfers/{transfer_id}/void`: global gives up a
+/// credit it may or may not have made. The cell answers whether the credit
+/// was booked (`received`) or, if not, records that it never will be
+/// (`voided`): an id voided in a cell is refused there for ever after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoidOutcome {
+    Received,
+    Voided,
+}
+
+/// The answer to a void.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VoidAnswer {
+    pub transfer_id: uuid::Uuid,
+    pub state: VoidOutcome,
+}
+
+/// `POST /internal/v1/transfers/{transfer_id}/deliver` and `.../return` on
+/// the sender's cell: the credit was made (the pending amount is delivered)
+/// or it never will be (the pending amount goes back to the sender, with the
+/// reason). Each answers the transfer's state; a transfer settled the other
+/// way is refused (409).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettleTransfer {
+    pub customer_id: CustomerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `POST /internal/v1/transfers` on global (called by a cell with its own
+/// internal token): a transfer whose sender's money is reserved in the
+/// sender's cell, for global's transfer service to credit to the
+/// recipient and settle back. Idempotent on transfer_id; the same id with
+/// other details is refused (409).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandOffTransfer {
+    pub transfer_id: uuid::Uuid,
+    /// The cell that reserved the money (whose token authenticates the call).
+    pub source_shard: String,
+    pub from_customer_id: CustomerId,
+    pub from_account_id: uuid::Uuid,
+    pub amount: i64,
+    pub currency: Currency,
+    /// Exactly one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_account_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_login: Option<String>,
+    /// When the sender asked (the start of its end-to-end latency).
+    pub requested_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// `POST /internal/v1/customers/{customer_id}/cards`: issue a credit card.
@@ -238,5 +298,38 @@ pub mod moves {
         pub customer_id: CustomerId,
         /// The routed envelope, as it was produced.
         pub envelope: serde_json::Value,
+    }
+}
+
+/// The bank-wide key of a transfer between customers: the sender's own
+/// `transfer_id` is theirs to choose (idempotency within their books), so two
+/// senders may pick the same one; the recipient's side and global's transfer
+/// service know a transfer by this key, derived from both (a SHA-256 of the
+/// sender and their id, as a version-8 UUID), which no client can choose.
+pub fn transfer_key(from: CustomerId, transfer_id: uuid::Uuid) -> uuid::Uuid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"cellbank transfer key v1");
+    h.update(from.as_uuid().as_bytes());
+    h.update(transfer_id.as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+#[cfg(test)]
+mod transfer_key_tests {
+    use super::*;
+
+    #[test]
+    fn differs_per_sender_and_id_and_is_stable() {
+        let (a, b) = (CustomerId::new(), CustomerId::new());
+        let t = uuid::Uuid::now_v7();
+        assert_eq!(transfer_key(a, t), transfer_key(a, t));
+        assert_ne!(transfer_key(a, t), transfer_key(b, t));
+        assert_ne!(transfer_key(a, t), transfer_key(a, uuid::Uuid::now_v7()));
+        assert_ne!(transfer_key(a, t), t);
+        assert_eq!(transfer_key(a, t).get_version_num(), 8);
     }
 }

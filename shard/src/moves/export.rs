@@ -139,7 +139,7 @@ SELECT encode(sha256(convert_to(concat_ws(E'\n',
                      || settled_amount || '|' || coalesce(authorized_amount::text, '-') || '|' || released,
                      ',' ORDER BY card_id, network_reference COLLATE "C")
      FROM card_purchases WHERE customer_id = $1),
-  (SELECT string_agg(transfer_id || '|' || amount, ',' ORDER BY transfer_id)
+  (SELECT string_agg(transfer_id || '|' || amount || '|' || state, ',' ORDER BY transfer_id)
      FROM transfers WHERE customer_id = $1)
 ), 'UTF8')), 'hex')
 "#;

@@ -16,4 +16,5 @@ mod replicas;
 mod sigkill;
 mod support;
 mod transfer_props;
+mod transfers_across;
 mod transfers_between;
