@@ -27,6 +27,7 @@ pub mod partners;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod transfers;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -74,6 +74,59 @@ static FEED_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("register global_directory_feed_publish_failures_total")
 });
 
+static TRANSFERS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_transfers_finished_total",
+        "Transfers between cells settled by the transfer service, by final state (completed, failed)",
+        &["state"]
+    )
+    .expect("register global_transfers_finished_total")
+});
+
+static TRANSFER_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "global_transfer_duration_seconds",
+        "End-to-end time of a transfer between cells, from the sender's request to its settlement in the sender's cell, by final state",
+        &["state"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("register global_transfer_duration_seconds")
+});
+
+static TRANSFERS_OPEN: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "global_transfers_open",
+        "Transfers the service holds by state (crediting, voiding, delivering, returning), as last counted",
+        &["state"]
+    )
+    .expect("register global_transfers_open")
+});
+
+static TRANSFER_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "global_transfer_step_retries_total",
+        "Transfer steps that could not be made and wait to be retried, by state",
+        &["state"]
+    )
+    .expect("register global_transfer_step_retries_total")
+});
+
+/// A transfer reached its final `state` `seconds` after it was asked for.
+pub fn transfer_finished(state: &str, seconds: f64) {
+    TRANSFERS_FINISHED.with_label_values(&[state]).inc();
+    TRANSFER_LATENCY
+        .with_label_values(&[state])
+        .observe(seconds);
+}
+
+pub fn transfers_open(state: &str, n: i64) {
+    TRANSFERS_OPEN.with_label_values(&[state]).set(n as f64);
+}
+
+pub fn transfer_retry(state: &str) {
+    TRANSFER_RETRIES.with_label_values(&[state]).inc();
+}
+
 pub fn observe_routing(path: &str, seconds: f64) {
     ROUTING_LATENCY.with_label_values(&[path]).observe(seconds);
 }
@@ -145,4 +198,8 @@ pub fn register() {
     LazyLock::force(&STAND_INS);
     LazyLock::force(&FEED_FAILURES);
     LazyLock::force(&REFUSED);
+    LazyLock::force(&TRANSFERS_FINISHED);
+    LazyLock::force(&TRANSFER_LATENCY);
+    LazyLock::force(&TRANSFERS_OPEN);
+    LazyLock::force(&TRANSFER_RETRIES);
 }

@@ -36,6 +36,47 @@ pub struct Settings {
     /// TLS of global's calls to the shards (`https://` internal urls).
     pub tls: TlsClientSettings,
     pub moves: MoveSettings,
+    pub transfers: TransferSettings,
+}
+
+/// Global's transfer service (see `transfers`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferSettings {
+    /// The bound on crediting the recipient: past it, global voids the
+    /// credit wherever it may have been made and, unless it was, returns the
+    /// money to the sender.
+    pub credit_timeout_ms: u64,
+    /// A driver renews its lease on a transfer at every step; another
+    /// replica resumes the transfer once the lease has run out.
+    pub lease_ttl_ms: u64,
+    /// Transfers one global replica drives at once.
+    pub max_parallel: usize,
+    /// Deadline of each call to a cell.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        Self {
+            credit_timeout_ms: 30_000,
+            lease_ttl_ms: 10_000,
+            max_parallel: 64,
+            call_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl TransferSettings {
+    pub fn credit_timeout(&self) -> Duration {
+        Duration::from_millis(self.credit_timeout_ms)
+    }
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
 }
 
 /// Customer moves between shards (see `moves`).
@@ -349,6 +390,13 @@ impl Validate for Settings {
             ("moves.hold_ms", m.hold_ms),
             ("moves.max_parallel", m.max_parallel as u64),
             ("moves.call_timeout_ms", m.call_timeout_ms),
+            (
+                "transfers.credit_timeout_ms",
+                self.transfers.credit_timeout_ms,
+            ),
+            ("transfers.lease_ttl_ms", self.transfers.lease_ttl_ms),
+            ("transfers.max_parallel", self.transfers.max_parallel as u64),
+            ("transfers.call_timeout_ms", self.transfers.call_timeout_ms),
         ] {
             require_positive(key, v)?;
         }

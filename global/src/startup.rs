@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::router())
         .merge(crate::authorizations::router())
         .merge(crate::login::router())
+        .merge(crate::transfers::intake::router())
         .with_state(state.clone());
     cellbank_shared::http::with_standard_layers(api, &state.settings.server)
 }
@@ -185,6 +186,11 @@ fn parts(
         mover.await;
         Ok(())
     });
+    let transfers = crate::transfers::service::run(state.clone(), stop.clone());
+    parts.add("transfer service", async move {
+        transfers.await;
+        Ok(())
+    });
     let ping = state.feed.clone().ping_until_live(stop.clone());
     parts.add_finite("directory feed ping", async move {
         ping.await;
@@ -270,6 +276,7 @@ fn app_state(
         password_work,
         verifier: Arc::new(verifier),
         trusted_proxies,
+        transfers: crate::transfers::service::Handle::default(),
     })
 }
 

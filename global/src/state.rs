@@ -34,6 +34,8 @@ pub struct AppState {
     pub password_work: PasswordWork,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Wakes the transfer service when a cell hands a transfer over.
+    pub transfers: crate::transfers::service::Handle,
 }
 
 impl FromRef<AppState> for AdminToken {

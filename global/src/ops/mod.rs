@@ -20,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(moves::router())
         .merge(partners::router())
         .merge(crate::credit::ops_router())
+        .merge(crate::transfers::ops::router())
 }
