@@ -129,8 +129,10 @@ async fn account_of(
     currency: Currency,
 ) -> Result<Option<OtherAccount>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT account_id, customer_id, currency, number FROM accounts WHERE customer_id = $1
-         ORDER BY (currency = $2) DESC, created_at, account_id LIMIT 1",
+        "SELECT a.account_id, a.customer_id, a.currency, a.number
+         FROM accounts a JOIN customers c USING (customer_id)
+         WHERE a.customer_id = $1 AND c.state <> 'moved_out'
+         ORDER BY (a.currency = $2) DESC, a.created_at, a.account_id LIMIT 1",
     )
     .bind(c.as_uuid())
     .bind(currency.code())

@@ -258,13 +258,16 @@ enum Recipient {
     Elsewhere(between_cells::Via),
 }
 
-/// The account with this number in this cell, whoever holds it.
+/// The account with this number in this cell, whoever holds it — unless
+/// its customer moved out (the copy left here is not theirs to credit).
 async fn account_by_number(
     conn: &mut PgConnection,
     number: &str,
 ) -> Result<Option<booking::OtherAccount>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT account_id, customer_id, currency, number FROM accounts WHERE number = $1",
+        "SELECT a.account_id, a.customer_id, a.currency, a.number
+         FROM accounts a JOIN customers c USING (customer_id)
+         WHERE a.number = $1 AND c.state <> 'moved_out'",
     )
     .bind(number)
     .fetch_optional(conn)
