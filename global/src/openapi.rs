@@ -53,6 +53,8 @@ enum Caller {
     Partner(&'static str),
     /// The customer's own access token, or the admin token.
     CustomerOrAdmin,
+    /// A cell's own internal token (per-cell credentials).
+    Cell,
 }
 
 /// An operation. Besides `errors`, every one can answer 503 (past its
@@ -88,6 +90,7 @@ fn op(summary: &str, body: Option<&str>, ok: Success, errors: &[&str], caller: C
         Caller::CustomerOrAdmin => {
             o["security"] = json!([{"customerToken": []}, {"adminToken": []}])
         }
+        Caller::Cell => o["security"] = json!([{"cellToken": []}]),
     }
     o
 }
@@ -134,6 +137,18 @@ fn with_params(mut item: Value, params: &[Value]) -> Value {
     item
 }
 
+/// An operation whose success answers 200 when the same request was done before.
+fn repeated(mut op: Value) -> Value {
+    let first = op["responses"]
+        .as_object()
+        .and_then(|r| r.iter().find(|(c, _)| c.starts_with('2')))
+        .map(|(_, v)| v.clone());
+    if let Some(ok) = first {
+        op["responses"]["200"] = ok;
+    }
+    op
+}
+
 /// An operation whose body may be left out.
 fn optional_body(mut op: Value) -> Value {
     op["requestBody"]["required"] = false.into();
@@ -154,6 +169,7 @@ fn public_paths() -> Value {
         "/v1/events": {"post": op("Route one event to its owner's shard (202 once acknowledged)", Some("Event"), ("202", "accepted", JSON, schema("EventAccepted")), &["403", "404", "429"], Caller::Partner("events"))},
         "/v1/events/batch": {"post": op("Route up to 1000 events; per-item results", Some("EventBatch"), ("200", "per-item results", JSON, schema("BatchResults")), &["403", "429"], Caller::Partner("events"))},
         "/v1/authorizations": {"post": op("Authorize a card purchase (stand-in decline on timeout)", Some("Authorization"), ("200", "decision", JSON, schema("AuthorizationDecision")), &["403", "429"], Caller::Partner("authorizations"))},
+        "/internal/v1/transfers": {"post": repeated(op("A cell hands over a transfer whose sender's money it reserved (pending there), for the transfer service to credit the recipient — resolved through the directory at credit time — and settle back in the sender's cell: delivered (completed) or returned (failed, with a reason: unknown recipient, refused by the recipient's cell, or not credited within transfers.credit_timeout_ms). Idempotent on the sender and transfer_id; other details under the same ones 409. 403 unless the sender is (or was, before a move) a customer of the calling cell", Some("HandOffTransfer"), ("201", "taken over", JSON, schema("TransferHandedOver")), &["403", "409"], Caller::Cell))},
         "/v1/login": {"post": op("Log in; links point at the customer's shard", Some("Login"), ("200", "token and links", HAL, schema("LoggedIn")), &["401", "429"], Caller::Anyone)},
         "/.well-known/jwks.json": probe("Token verification keys", JSON, schema("Jwks")),
         "/openapi.json": probe("This document", JSON, json!({"type": "object"})),
@@ -220,6 +236,22 @@ fn ops_paths() -> Value {
 }
 
 /// The probes, served on both ports.
+/// The ops API over global's transfer service.
+fn transfer_ops_paths() -> Value {
+    let transfers_query = [
+        query(
+            "state",
+            false,
+            json!({"type": "string", "enum": ["crediting", "voiding", "delivering", "returning", "completed", "failed"]}),
+        ),
+        limit(1000),
+    ];
+    json!({
+        "/ops/v1/transfers": {"parameters": transfers_query, "get": op("The latest transfers between cells (newest first), optionally in one state", None, ("200", "transfers", JSON, schema("TransferList")), &["400", "422"], Caller::Admin)},
+        "/ops/v1/transfers/{transfer_key}": with_params(json!({"get": op("One transfer between cells: its state, reason, the cells a credit went to, attempts and last error", None, ("200", "transfer", JSON, schema("GlobalTransfer")), &["404", "422"], Caller::Admin)}), &[uuid_in_path("transfer_key")]),
+    })
+}
+
 fn probe_paths() -> Value {
     let ready = json!({"description": "ready (or degraded: serving from the cache)", "content": {JSON: {"schema": schema("Readiness")}}});
     let not_ready = json!({"description": "not ready: the checks say why (a report, not a problem)", "content": {JSON: {"schema": schema("Readiness")}}});
@@ -235,12 +267,13 @@ static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
         "openapi": "3.0.3",
         "info": {"title": "Cellbank global API", "version": env!("CARGO_PKG_VERSION"),
                  "description": "The router tier: onboarding, event routing, authorizations, login and ops. The /ops paths are served on the ops port only (ops.port), never on the public one."},
-        "paths": merged([public_paths(), ops_paths(), probe_paths()]),
+        "paths": merged([public_paths(), ops_paths(), transfer_ops_paths(), probe_paths()]),
         "components": {
             "securitySchemes": {
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "Global's admin token (operators; ops port)."},
                 "partnerKey": {"type": "http", "scheme": "bearer", "description": "A partner's key (cbp_...), registered with POST /ops/v1/partners; each operation names the scope it needs in x-partner-scope."},
-                "customerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "The access_token /v1/login answers; it acts only on its own customer."}
+                "customerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "The access_token /v1/login answers; it acts only on its own customer."},
+                "cellToken": {"type": "http", "scheme": "bearer", "description": "A cell's own internal token (auth.shard_tokens): a cell calls global with the token global calls it with."}
             },
             "schemas": merged([request_schemas(), public_answer_schemas(), ops_answer_schemas()]),
         }
@@ -283,6 +316,13 @@ fn request_schemas() -> Value {
             "_links": schema("Links")}},
         "Links": {"type": "object", "additionalProperties": object(&[("href", string())])},
         "Currency": {"type": "string", "enum": ["BRL", "USD", "EUR", "MXN", "COP"]},
+        "HandOffTransfer": {"type": "object", "additionalProperties": false,
+            "required": ["transfer_id", "source_shard", "from_customer_id", "from_account_id", "amount", "currency", "requested_at"],
+            "description": "Exactly one of to_account_number or to_login (normalised: trimmed, lower-case).", "properties": {
+            "transfer_id": uuid(), "source_shard": string(), "from_customer_id": uuid(), "from_account_id": uuid(),
+            "amount": {"type": "integer", "minimum": 1}, "currency": schema("Currency"),
+            "to_account_number": {"type": "string", "pattern": "^[0-9]{1,34}$"}, "to_login": login(),
+            "requested_at": {"type": "string", "format": "date-time"}}},
         "NewCustomer": {"type": "object", "required": ["name", "login", "password"], "additionalProperties": false, "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}, "login": login(),
             "password": {"type": "string", "minLength": 8, "maxLength": 256},
@@ -329,6 +369,8 @@ fn public_answer_schemas() -> Value {
         "index": integer(), "status": integer(), "event_id": string(), "shard": string(),
         "problem": schema("Problem"), "retry_after": integer()}});
     json!({
+        "TransferHandedOver": object(&[("transfer_key", uuid()), ("transfer_id", uuid()),
+            ("state", json!({"type": "string", "enum": ["crediting", "voiding", "delivering", "returning", "completed", "failed"]}))]),
         "Onboarded": object(&[("customer_id", uuid()), ("shard", string()), ("epoch", integer()), ("login", string()),
             ("account_id", uuid()), ("account_number", string()), ("currency", schema("Currency")), links.clone()]),
         "CardIssued": object(&[("card_id", uuid()), ("customer_id", uuid()), ("shard", string()), ("pan", string()),
@@ -376,13 +418,18 @@ fn ops_answer_schemas() -> Value {
         "Placed": object(&placed),
         "Lookup": object(&placed),
         "Move": object(&[("id", uuid()), ("customer_id", uuid()), ("from", string()), ("to", string()), ("phase", string()),
-            ("attempt", integer()), ("created_at", time), ("_links", schema("Links"))]),
+            ("attempt", integer()), ("created_at", time.clone()), ("_links", schema("Links"))]),
         "MoveList": object(&[("count", integer()), ("_embedded", object(&[("moves", array_of(schema("Move")))])), ("_links", schema("Links"))]),
         "Partner": object(&partner),
         "PartnerWithKey": object(&with_key),
         "PartnerList": object(&[("items", array_of(schema("Partner")))]),
         "CreditPolicyEntry": object(&[("currency", schema("Currency")), ("default_credit_limit", integer()), ("source", string())]),
         "CreditPolicy": object(&[("items", array_of(schema("CreditPolicyEntry")))]),
+        "GlobalTransfer": object(&[("transfer_key", uuid()), ("transfer_id", uuid()), ("from_customer_id", uuid()), ("source_shard", string()),
+            ("amount", integer()), ("currency", string()),
+            ("state", json!({"type": "string", "enum": ["crediting", "voiding", "delivering", "returning", "completed", "failed"]})),
+            ("credit_shards", array_of(string())), ("attempts", integer()), ("requested_at", time.clone()), ("_links", schema("Links"))]),
+        "TransferList": object(&[("count", integer()), ("_embedded", object(&[("transfers", array_of(schema("GlobalTransfer")))])), ("_links", schema("Links"))]),
     })
 }
 

@@ -390,13 +390,6 @@ impl Validate for Settings {
             ("moves.hold_ms", m.hold_ms),
             ("moves.max_parallel", m.max_parallel as u64),
             ("moves.call_timeout_ms", m.call_timeout_ms),
-            (
-                "transfers.credit_timeout_ms",
-                self.transfers.credit_timeout_ms,
-            ),
-            ("transfers.lease_ttl_ms", self.transfers.lease_ttl_ms),
-            ("transfers.max_parallel", self.transfers.max_parallel as u64),
-            ("transfers.call_timeout_ms", self.transfers.call_timeout_ms),
         ] {
             require_positive(key, v)?;
         }
@@ -450,6 +443,15 @@ impl Settings {
 
     /// Concurrency bounds, proxies, partner rates and the credit policy.
     fn validate_limits(&self) -> Result<(), ConfigError> {
+        let t = &self.transfers;
+        for (key, v) in [
+            ("transfers.credit_timeout_ms", t.credit_timeout_ms),
+            ("transfers.lease_ttl_ms", t.lease_ttl_ms),
+            ("transfers.max_parallel", t.max_parallel as u64),
+            ("transfers.call_timeout_ms", t.call_timeout_ms),
+        ] {
+            require_positive(key, v)?;
+        }
         require_positive(
             "auth.password_hash_concurrency",
             u64::from(self.auth.password_hash_concurrency),

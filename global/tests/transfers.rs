@@ -1,9 +1,10 @@
 //! Transfers between customers across cells, end to end with the real
-//! processes (global and two cells, each with its own database and broker):
+//! processes (two global replicas and two cells, each cell with its own
+//! database and broker):
 //! random transfers — by account number to the other cell or the same one,
 //! by login in any letter case, to numbers nobody has, more than the sender
-//! holds, repeated by the app — while the source cell, global and the target
-//! cell are killed (SIGKILL) and restarted at random. Once quiet: no money
+//! holds, repeated by the app — while the source cell, either global replica
+//! and the target cell are killed (SIGKILL) and restarted at random. Once quiet: no money
 //! was made or lost (every customer holds exactly what the settled
 //! transfers say, the sum is what was deposited), every cell's trial
 //! balance is zero and nothing is pending or uncleared bank-wide, every
@@ -147,24 +148,33 @@ async fn sender(
     accepted
 }
 
-/// Kills and restarts global or a cell at random until `stop`; everything
-/// runs again when it returns. Answers what it killed.
+/// Kills and restarts a global replica or a cell at random until `stop`;
+/// everything runs again when it returns. Answers what it killed.
 async fn chaos(c: Arc<Cluster>, seed: u64, stop: Arc<AtomicBool>) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut killed = Vec::new();
     let mut n = 0;
-    // Each of the three first, in a random order; then any.
-    let first = rng.gen_range(0..3);
+    // The second global replica: it drives transfers beside the first (the
+    // cells hand over to the first).
+    let mut replica = Some(c.spawn_global_replica("global-b").await.0);
+    // Each of the four first, in a random order; then any.
+    let first = rng.gen_range(0..4);
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1_200))).await;
         let down = Duration::from_millis(rng.gen_range(200..3_000));
-        let victim = if n < 3 {
-            (first + n) % 3
+        let victim = if n < 4 {
+            (first + n) % 4
         } else {
-            rng.gen_range(0..3)
+            rng.gen_range(0..4)
         };
         n += 1;
         match victim {
+            3 => {
+                drop(replica.take());
+                tokio::time::sleep(down).await;
+                replica = Some(c.spawn_global_replica(&format!("global-b-{n}")).await.0);
+                killed.push("global-b".to_owned());
+            }
             0 => {
                 c.kill_global();
                 tokio::time::sleep(down).await;
@@ -476,5 +486,69 @@ async fn check(c: &Cluster, apps: &[App], accepted: &[Accepted]) {
         (pending, clearing),
         (0, 0),
         "nothing pending, the clearing nets out bank-wide"
+    );
+}
+
+/// The trace id in the log line of `log` that has `message` and `needle`.
+fn trace_in(log: &str, message: &str, needle: &str) -> Option<String> {
+    log.lines()
+        .filter(|l| l.contains(message) && l.contains(needle))
+        .find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            v["fields"]["trace_id"].as_str().map(str::to_owned)
+        })
+}
+
+/// One trace follows a transfer between cells: the trace the sender's cell
+/// started when it reserved the transfer is the one global settles it in and
+/// the one both cells credit and settle it in (the hand-off carries it).
+#[tokio::test]
+async fn one_trace_follows_a_transfer_across_cells() {
+    let c = Cluster::start(2, &[]).await;
+    let customers = c.sign_up("trace", 2).await;
+    let (a, b) = (&customers[0], &customers[1]);
+    assert_ne!(a.shard, b.shard);
+    assert_eq!(
+        c.deposit(&format!("fund-{}", a.id), &a.account_number, FUNDS)
+            .await,
+        202
+    );
+    c.quiet().await;
+    let app = log_in(&c, a).await;
+    let id = Uuid::new_v4();
+    let body = json!({"transfer_id": id, "from_account_id": app.account_id,
+                      "to_account_number": b.account_number, "amount": 1_234, "currency": "BRL"});
+    let (status, mut t) = send(c.http.post(&app.transfers).json(&body), &app.token).await;
+    assert_eq!((status, t["state"].as_str()), (202, Some("pending")), "{t}");
+    let href = t["_links"]["self"]["href"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        if t["state"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        t = send(c.http.get(&href), &app.token).await.1;
+    }
+    assert_eq!(t["state"], "completed", "{t}");
+    let key = transfer_key(CustomerId::from_uuid(a.id.parse().unwrap()), id).to_string();
+    let source = c.cell(&a.shard).proc.lock().unwrap().logs();
+    let trace =
+        trace_in(&source, "transfer reserved", &id.to_string()).expect("the reservation is logged");
+    assert_ne!(trace, "0".repeat(32), "a real trace id");
+    let global = c.global.lock().unwrap().logs();
+    let target = c.cell(&b.shard).proc.lock().unwrap().logs();
+    assert_eq!(
+        trace_in(&global, "transfer settled", &key).as_deref(),
+        Some(trace.as_str()),
+        "global"
+    );
+    assert_eq!(
+        trace_in(&target, "transfer credited", &key).as_deref(),
+        Some(trace.as_str()),
+        "the recipient's cell"
+    );
+    assert_eq!(
+        trace_in(&source, "transfer settled", &id.to_string()).as_deref(),
+        Some(trace.as_str()),
+        "the sender's cell"
     );
 }

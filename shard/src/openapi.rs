@@ -91,9 +91,9 @@ fn app_paths() -> Value {
     let c = path("customer_id", uuid());
     let a = path("account_id", uuid());
     let hal = |name: &str| schema(name);
-    let transfer = repeatable(
+    let mut transfer = repeatable(
         op(
-            "transfer to one of the customer's own accounts (to_account_id) or to another customer's account by number (to_account_number; within this cell it completes at once, a number of another cell is refused until the global transfer service carries it); a repeated transfer_id answers 200",
+            "transfer to one of the customer's own accounts (to_account_id), to another customer's account by number (to_account_number) or to another customer by login (to_login). 201: settled in this cell at once (own accounts, or a customer of this cell). 202: the recipient is in another cell or named by login: the money is reserved (out of from_account_id, state pending) and global's transfer service credits the recipient and settles it back: completed, or failed with a reason and the money returned. Follow the self link until the state is not pending. A repeated transfer_id answers 200 with the transfer as it stands",
             "customer",
             "201",
             HAL,
@@ -102,6 +102,7 @@ fn app_paths() -> Value {
         ),
         "201",
     );
+    transfer["responses"]["202"] = transfer["responses"]["201"].clone();
     json!({
         "/v1/customers/{customer_id}": item(vec![c.clone()], json!({
             "get": op("the customer, with links to accounts, cards and transfers", "customer", "200", HAL, hal("Customer"), None) })),
@@ -151,8 +152,14 @@ fn internal_paths() -> Value {
         "/internal/v1/stragglers/{id}/forwarded": item(vec![path("id", json!({ "type": "integer", "format": "int64" }))], json!({
             "post": op("mark a straggler as forwarded to the customer's owner", "internal", "200", JS, object(), None) })),
         "/internal/v1/lag": { "get": op("the inbound consumer's lag", "internal", "200", JS, object(), None) },
-        "/internal/v1/transfers/{transfer_id}/credit": item(vec![path("transfer_id", uuid())], json!({
-            "post": customer_op("a transfer from a customer of another cell is received into the account with this number (contract::CreditTransfer), idempotent; 404 when this cell holds no such account, 409 while its customer is being moved", "201", "CreditTransfer") })),
+        "/internal/v1/transfers/{transfer_key}/credit": item(vec![path("transfer_key", uuid())], json!({
+            "post": customer_op("global's transfer service credits a transfer (by its bank-wide key, contract::transfer_key) to the account with this number, or to this customer's account in the currency (contract::CreditTransfer), once: a repeat answers 200. 404 when this cell holds no such account or customer (global resolves again), 409 while the customer is being moved, 409 transfer-refused when the key was voided here or credited with other details, 422 when the account is in another currency", "201", "CreditTransfer") })),
+        "/internal/v1/transfers/{transfer_key}/void": item(vec![path("transfer_key", uuid())], json!({
+            "post": op("global gives up a credit whose outcome it does not know: answers received when the credit is booked here, otherwise records the void (the key is never credited here afterwards) and answers voided; idempotent", "internal", "200", JS, schema("VoidAnswer"), None) })),
+        "/internal/v1/transfers/{transfer_id}/deliver": item(vec![path("transfer_id", uuid())], json!({
+            "post": op("the recipient was credited: the sender's pending transfer (contract::SettleTransfer names the sender) is delivered and completes; a repeat answers its state again, a transfer returned before is refused (409); 404 when the sender or transfer is not here, 409 while the sender is being moved", "internal", "200", JS, schema("Settled"), Some("SettleTransfer")) })),
+        "/internal/v1/transfers/{transfer_id}/return": item(vec![path("transfer_id", uuid())], json!({
+            "post": op("the recipient will never be credited: the sender's pending amount goes back to from_account_id and the transfer fails with the reason (required); a repeat answers its state again, a transfer delivered before is refused (409)", "internal", "200", JS, schema("Settled"), Some("SettleTransfer")) })),
     })
 }
 
@@ -259,13 +266,18 @@ fn request_schemas() -> Value {
         "Links": { "type": "object", "additionalProperties": fields(&[("href", string())]) },
         "Currency": { "type": "string", "enum": ["BRL", "USD", "EUR", "MXN", "COP"] },
         "NewTransfer": { "type": "object", "required": ["from_account_id", "amount", "currency"],
-            "description": "exactly one of to_account_id (own account) or to_account_number (any customer's account)", "properties": {
+            "description": "exactly one of to_account_id (own account), to_account_number (any customer's account) or to_login (any customer, by login)", "properties": {
             "transfer_id": uuid(), "from_account_id": uuid(), "to_account_id": uuid(),
             "to_account_number": { "type": "string", "pattern": "^[0-9]{1,34}$" },
+            "to_login": { "type": "string", "minLength": 3, "maxLength": 64, "description": "compared trimmed and lower-cased" },
             "amount": { "type": "integer", "minimum": 1, "description": "minor units" },
             "currency": schema("Currency"), "description": { "type": "string", "maxLength": 140 } } },
-        "CreditTransfer": fields(&[("to_account_number", json!({ "type": "string", "pattern": "^[0-9]{1,34}$" })),
-            ("amount", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
+        "CreditTransfer": { "type": "object", "required": ["amount", "currency"], "additionalProperties": false,
+            "description": "exactly one of to_account_number or to_customer_id", "properties": {
+            "to_account_number": { "type": "string", "pattern": "^[0-9]{1,34}$" }, "to_customer_id": uuid(),
+            "amount": { "type": "integer", "minimum": 1 }, "currency": schema("Currency") } },
+        "SettleTransfer": { "type": "object", "required": ["customer_id"], "additionalProperties": false, "properties": {
+            "customer_id": uuid(), "reason": { "type": "string", "minLength": 1, "maxLength": 200, "description": "required to return" } } },
         "CreateCustomer": fields(&[("customer_id", uuid()), ("name", json!({ "type": "string", "minLength": 1, "maxLength": 200 })), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
         "IssueCard": fields(&[("card_id", uuid()), ("epoch", json!({ "type": "integer", "minimum": 1 })), ("pan_hash", short()), ("last4", json!({ "type": "string", "pattern": "^[0-9]{4}$" })),
             ("credit_limit", json!({ "type": "integer", "minimum": 1 })), ("currency", schema("Currency"))]),
@@ -293,9 +305,14 @@ fn answer_schemas() -> Value {
             "transfer_id": uuid(), "from_account_id": uuid(),
             "to_account_id": { "type": "string", "format": "uuid", "nullable": true, "description": "an own account" },
             "to_account_number": { "type": "string", "nullable": true, "description": "another customer's account" },
+            "to_login": { "type": "string", "nullable": true, "description": "another customer, by login" },
             "amount": integer(), "currency": schema("Currency"), "description": string(),
-            "state": { "type": "string", "enum": ["pending", "completed", "failed"] },
-            "created_at": time, "_links": schema("Links") } },
+            "state": { "type": "string", "enum": ["pending", "completed", "failed"], "description": "pending until global's transfer service settles a transfer to another cell; failed means the money was returned" },
+            "reason": { "type": "string", "nullable": true, "description": "why a failed transfer failed" },
+            "created_at": time.clone(), "settled_at": { "type": "string", "format": "date-time", "nullable": true },
+            "_links": schema("Links") } },
+        "VoidAnswer": fields(&[("transfer_id", uuid()), ("state", json!({ "type": "string", "enum": ["received", "voided"] }))]),
+        "Settled": fields(&[("transfer_id", uuid()), ("state", json!({ "type": "string", "enum": ["completed", "failed"] }))]),
         "Transfers": collection("transfers", schema("Transfer")),
         "Placement": fields(&[("customer_id", uuid()), ("state", string()), ("epoch", integer()), ("version", integer())]),
         "AuthorizationDecision": fields(&[("decision", json!({ "type": "string", "enum": ["approved", "declined"] })), ("reason", string()), ("authorization_id", uuid())]),

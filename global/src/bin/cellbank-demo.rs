@@ -168,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         move_customer(&demo, first).await?;
         log_in_and_check(&demo, 0, first, Instant::now() + Duration::from_secs(30)).await?;
     }
+    pay_each_other(&demo, &customers).await?;
     print_summary(&demo, &customers).await?;
     println!("\npurchases: {approved} approved, {declined} declined (over the limit)");
     Ok(())
@@ -427,7 +428,116 @@ moved {} from {} to {} online: {} events copied, traffic held {:.0} ms, {:.1} s 
     Ok(())
 }
 
-/// Phase 6: per-shard summary, straight from each cell's admin API.
+/// A transfer the demo makes: who pays whom, how the recipient is named,
+/// and the state it must end in.
+struct DemoTransfer<'a> {
+    from: &'a DemoCustomer,
+    to: Value,
+    what: String,
+    ends: &'static str,
+}
+
+/// Phase 6: customers pay each other through their login's `transfers`
+/// link: across shards by account number and by login (pending until
+/// global's transfer service credits the recipient's shard and settles back),
+/// within a shard at once, and to a number nobody holds (failed, the money
+/// returned). Each is followed by its `self` link until settled.
+async fn pay_each_other(demo: &Demo, customers: &[DemoCustomer]) -> anyhow::Result<()> {
+    let Some(a) = customers.first() else {
+        return Ok(());
+    };
+    let mut plan = Vec::new();
+    if let Some(b) = customers.iter().find(|c| c.shard != a.shard) {
+        plan.push(DemoTransfer {
+            from: a,
+            to: json!({"to_account_number": b.account}),
+            what: format!("{} -> {} by account number", a.shard, b.shard),
+            ends: "completed",
+        });
+        plan.push(DemoTransfer {
+            from: b,
+            to: json!({"to_login": a.login}),
+            what: format!("{} -> {} by login", b.shard, a.shard),
+            ends: "completed",
+        });
+    }
+    if let Some(c) = customers.iter().skip(1).find(|c| c.shard == a.shard) {
+        plan.push(DemoTransfer {
+            from: c,
+            to: json!({"to_account_number": a.account}),
+            what: format!("within {}", a.shard),
+            ends: "completed",
+        });
+    }
+    plan.push(DemoTransfer {
+        from: a,
+        to: json!({"to_account_number": "9900000000000"}),
+        what: "to a number nobody holds".into(),
+        ends: "failed",
+    });
+    println!();
+    for t in &plan {
+        transfer_and_follow(demo, t).await?;
+    }
+    Ok(())
+}
+
+/// One transfer, posted to the sender's `transfers` link and followed.
+async fn transfer_and_follow(demo: &Demo, t: &DemoTransfer<'_>) -> anyhow::Result<()> {
+    let doc = demo
+        .post(
+            "/v1/login",
+            json!({"login": t.from.login, "password": PASSWORD}),
+            "log in",
+        )
+        .await?;
+    let token = doc["access_token"].as_str().context("access_token")?;
+    let accounts = demo
+        .call(
+            demo.http.get(link(&doc, "accounts")?).bearer_auth(token),
+            "list accounts",
+        )
+        .await?;
+    let from = &accounts["_embedded"]["accounts"][0]["account_id"];
+    let mut body = json!({"transfer_id": uuid::Uuid::new_v4(), "from_account_id": from,
+                          "amount": 1_000, "currency": "BRL"});
+    body.as_object_mut()
+        .context("body")?
+        .extend(t.to.as_object().cloned().unwrap_or_default());
+    let started = Instant::now();
+    let req = demo
+        .http
+        .post(link(&doc, "transfers")?)
+        .bearer_auth(token)
+        .json(&body);
+    let mut transfer = demo.call(req, "transfer").await?;
+    let first = transfer["state"].as_str().unwrap_or_default().to_owned();
+    while transfer["state"] == "pending" && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let req = demo.http.get(link(&transfer, "self")?).bearer_auth(token);
+        transfer = demo.call(req, "follow the transfer").await?;
+    }
+    let reason = transfer["reason"]
+        .as_str()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    println!(
+        "transfer {}: {first} -> {} in {:.0} ms{reason}",
+        t.what,
+        transfer["state"].as_str().unwrap_or("?"),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    anyhow::ensure!(
+        transfer["state"] == t.ends,
+        "transfer {} ended {}, not {}",
+        t.what,
+        transfer["state"],
+        t.ends
+    );
+    Ok(())
+}
+
+/// Phase 7: per-shard summary, straight from each cell's admin API.
 async fn print_summary(demo: &Demo, customers: &[DemoCustomer]) -> anyhow::Result<()> {
     let shards = demo
         .admin_get(

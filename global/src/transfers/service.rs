@@ -155,10 +155,12 @@ fn finished(t: &Transfer) {
     let end = t.finished_at.unwrap_or_else(chrono::Utc::now);
     let secs = (end - t.requested_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     metrics::transfer_finished(t.state.as_str(), secs.max(0.0));
+    let trace_id = cellbank_shared::telemetry::current_trace_id();
     tracing::info!(
         state = t.state.as_str(),
         reason = t.reason.as_deref().unwrap_or(""),
         seconds = secs,
+        %trace_id,
         "transfer settled"
     );
 }
@@ -196,19 +198,26 @@ fn unknown_recipient(t: &Transfer) -> &'static str {
     }
 }
 
+/// Why a transfer not credited by now never will be, once past the bound.
+fn past_the_bound(s: &AppState, t: &Transfer) -> Option<String> {
+    let cfg = &s.settings.transfers;
+    let age = (chrono::Utc::now() - t.accepted_at)
+        .to_std()
+        .unwrap_or_default();
+    (age > cfg.credit_timeout()).then(|| {
+        format!(
+            "the recipient could not be credited within {} ms",
+            cfg.credit_timeout_ms
+        )
+    })
+}
+
 /// Crediting: past the bound, void; an unknown recipient, return; else
 /// credit the recipient's cell as the directory places them now (the cell
 /// noted first, for a later void to look at).
 async fn credit(s: &AppState, me: Uuid, t: &Transfer) -> StepResult {
     let cfg = &s.settings.transfers;
-    let age = (chrono::Utc::now() - t.accepted_at)
-        .to_std()
-        .unwrap_or_default();
-    if age > cfg.credit_timeout() {
-        let why = format!(
-            "the recipient could not be credited within {} ms",
-            cfg.credit_timeout_ms
-        );
+    if let Some(why) = past_the_bound(s, t) {
         let what = Advance {
             reason: Some(&why),
             ..Default::default()

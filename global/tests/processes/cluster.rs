@@ -205,6 +205,25 @@ impl Cluster {
         *self.global.lock().unwrap() = p;
     }
 
+    /// Starts another global replica on the same database and broker, with
+    /// ports of its own: the process and its public URL.
+    pub async fn spawn_global_replica(&self, name: &str) -> (Proc, String) {
+        let (port, ops) = (free_port(), free_port());
+        let env: Vec<(String, String)> = self
+            .global_env
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "CELLBANK__SERVER__PORT" => (k.clone(), port.to_string()),
+                "CELLBANK__OPS__PORT" => (k.clone(), ops.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let p = Proc::spawn(name, &global_bin(), &env, self.dir.path());
+        let url = format!("http://127.0.0.1:{port}");
+        ready(&self.http, &url, &p).await;
+        (p, url)
+    }
+
     /// Global's log so far (for a failure message).
     pub fn global_log(&self) -> String {
         tail(&self.global.lock().unwrap().logs())

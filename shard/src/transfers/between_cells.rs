@@ -33,6 +33,21 @@ pub(super) struct Sender<'a> {
     pub shard: &'a ShardId,
 }
 
+fn sent_event(
+    id: Uuid,
+    c: cellbank_shared::ids::CustomerId,
+    epoch: cellbank_shared::ids::Epoch,
+    from: Uuid,
+    amount: Money,
+) -> crate::ledger::event::LedgerEvent {
+    let body = Body::TransferSent {
+        transfer_id: id,
+        from,
+        amount,
+    };
+    event(&format!("transfer:{id}"), "transfer_sent", c, epoch, body)
+}
+
 /// Reserves a transfer to be carried by global: 202 when booked now, 200
 /// when `id` was booked before (nothing more is done).
 pub(super) async fn reserve(
@@ -53,17 +68,7 @@ pub(super) async fn reserve(
         "from_account_id",
         body.currency,
     )?;
-    let sent = event(
-        &format!("transfer:{id}"),
-        "transfer_sent",
-        c,
-        epoch,
-        Body::TransferSent {
-            transfer_id: id,
-            from: from.account_id,
-            amount,
-        },
-    );
+    let sent = sent_event(id, c, epoch, from.account_id, amount);
     let Outcome::Applied { postings } = store::apply(conn, &sent).await? else {
         return Ok(StatusCode::OK);
     };

@@ -86,6 +86,8 @@ async fn credit(
         Outcome::Duplicate => StatusCode::OK,
     };
     tx.commit().await?;
+    let trace_id = cellbank_shared::telemetry::current_trace_id();
+    tracing::info!(%trace_id, customer_id = %customer, repeat = status == StatusCode::OK, "transfer credited");
     let answer = json!({ "transfer_key": key, "state": "received" });
     Ok((status, Json(answer)))
 }
@@ -278,6 +280,39 @@ struct Pending {
     from_account: Uuid,
 }
 
+/// The ledger movement that settles the pending transfer `t` the way `how`:
+/// its event-id suffix, type and body.
+fn movement(
+    id: Uuid,
+    t: &Pending,
+    how: Settlement,
+) -> Result<(&'static str, &'static str, Body), ApiError> {
+    let currency: Currency = t
+        .currency
+        .parse()
+        .map_err(|_| anyhow::anyhow!("transfer {id} has an unknown currency"))?;
+    let amount = Money::positive(t.amount, currency).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(match how {
+        Settlement::Delivered => (
+            "delivered",
+            "transfer_delivered",
+            Body::TransferDelivered {
+                transfer_id: id,
+                amount,
+            },
+        ),
+        Settlement::Returned => (
+            "returned",
+            "transfer_returned",
+            Body::TransferReturned {
+                transfer_id: id,
+                from: t.from_account,
+                amount,
+            },
+        ),
+    })
+}
+
 /// Settles the customer's pending transfer one way, under the customer's
 /// lock and only if it is still pending: a repeat of the same settlement
 /// answers its state again; the other settlement is refused (409). 404
@@ -310,30 +345,7 @@ async fn settle(
             t.state
         )));
     }
-    let currency: Currency = t
-        .currency
-        .parse()
-        .map_err(|_| anyhow::anyhow!("transfer {id} has an unknown currency"))?;
-    let amount = Money::positive(t.amount, currency).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (suffix, kind, ledger_body) = match how {
-        Settlement::Delivered => (
-            "delivered",
-            "transfer_delivered",
-            Body::TransferDelivered {
-                transfer_id: id,
-                amount,
-            },
-        ),
-        Settlement::Returned => (
-            "returned",
-            "transfer_returned",
-            Body::TransferReturned {
-                transfer_id: id,
-                from: t.from_account,
-                amount,
-            },
-        ),
-    };
+    let (suffix, kind, ledger_body) = movement(id, &t, how)?;
     let ev = event(
         &format!("transfer:{id}:{suffix}"),
         kind,
@@ -358,6 +370,8 @@ async fn settle(
     )
     .await?;
     tx.commit().await?;
+    let trace_id = cellbank_shared::telemetry::current_trace_id();
+    tracing::info!(%trace_id, customer_id = %c, state = how.state(), "transfer settled");
     crate::metrics::TRANSFERS_SETTLED
         .with_label_values(&[how.state()])
         .inc();

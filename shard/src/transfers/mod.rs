@@ -149,6 +149,8 @@ async fn create(
     };
     tx.commit().await?;
     if status == StatusCode::ACCEPTED {
+        let trace_id = cellbank_shared::telemetry::current_trace_id();
+        tracing::info!(%trace_id, "transfer reserved; handing it to global");
         s.handoff.wake();
         crate::metrics::transfer_started("between_cells");
     } else if status == StatusCode::CREATED {
