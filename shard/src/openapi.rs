@@ -93,7 +93,7 @@ fn app_paths() -> Value {
     let hal = |name: &str| schema(name);
     let mut transfer = repeatable(
         op(
-            "transfer to one of the customer's own accounts (to_account_id), to another customer's account by number (to_account_number) or to another customer by login (to_login). 201: settled in this cell at once (own accounts, or a customer of this cell). 202: the recipient is in another cell or named by login: the money is reserved (out of from_account_id, state pending) and global's transfer service credits the recipient and settles it back: completed, or failed with a reason and the money returned. Follow the self link until the state is not pending. A repeated transfer_id answers 200 with the transfer as it stands",
+            "transfer to one of the customer's own accounts (to_account_id), to another customer's account by number (to_account_number) or to another customer by login (to_login). 201: settled in this cell at once (own accounts, or a customer of this cell). 202: the recipient is in another cell or named by login: the money is reserved (out of from_account_id, state pending) and global's transfer service credits the recipient and settles it back: completed, or failed with a reason and the money returned. Follow the self link until the state is not pending. A repeated transfer_id answers 200 with the transfer as it stands (409 when it names another account, amount, currency or recipient)",
             "customer",
             "201",
             HAL,

@@ -159,7 +159,30 @@ async fn create(
     let t = find(&s, c, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("transfer {id}")))?;
+    if status == StatusCode::OK && !same_request(&t, &body) {
+        return Err(ApiError::Conflict(
+            "transfer_id was used before for another transfer (other account, amount, currency or recipient)".into(),
+        ));
+    }
     Ok((status, transfer_hal(&s, c, t)))
+}
+
+/// Whether a repeated `transfer_id` asks for the transfer booked under it:
+/// the same account, amount, currency and recipient as named then.
+fn same_request(t: &TransferView, body: &NewTransfer) -> bool {
+    let recipient = match (&body.to_account_id, &body.to_account_number, &body.to_login) {
+        (Some(to), _, _) => t.to_account_id == Some(*to),
+        // An own account named by number is recorded by its id.
+        (_, Some(n), _) => {
+            t.to_account_number.as_deref().is_none_or(|m| m == n) && t.to_login.is_none()
+        }
+        (_, _, Some(l)) => t.to_login.as_deref() == Some(normalise_login(l).as_str()),
+        _ => false,
+    };
+    recipient
+        && t.from_account_id == body.from_account_id
+        && t.amount == body.amount
+        && t.currency == body.currency.code()
 }
 
 #[tracing::instrument(skip_all, fields(customer_id = %access.customer, shard_id = %s.shard_id))]

@@ -66,6 +66,10 @@ async fn send_away(app: &TestApp, a: &CustomerCreated, amount: i64) -> Uuid {
     assert_eq!(status, 202, "{t}");
     assert_eq!(t["state"], "pending");
     assert_eq!(post(app, a, &body).await.0, 200, "a repeat books nothing");
+    let mut other = body.clone();
+    other["amount"] = json!(amount + 1);
+    let (status, p) = post(app, a, &other).await;
+    assert_eq!(status, 409, "the id names another transfer: {p}");
     id
 }
 
