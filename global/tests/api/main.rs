@@ -13,4 +13,5 @@ mod login;
 mod onboarding;
 mod replicas;
 mod service;
+mod transfer_intake;
 mod trust;
