@@ -718,6 +718,10 @@ async fn every_customer_table_carries_its_customer() {
             "dead_letters",
             "a poison message may name no customer; kept when it does",
         ),
+        (
+            "transfer_voids",
+            "this cell's promise never to credit a transfer key, whoever it was for; global voids in every cell it sent the credit to",
+        ),
     ];
     let url = fresh_database("shard_schema").await;
     let pool = PgPool::connect(&url).await.unwrap();
