@@ -28,7 +28,10 @@ const TABLES: [&str; 7] = [
     "DELETE FROM book_accounts WHERE id IN (SELECT id FROM book_accounts WHERE customer_id = $1 LIMIT $2)",
     "DELETE FROM card_purchases WHERE (card_id, network_reference) IN
        (SELECT card_id, network_reference FROM card_purchases WHERE customer_id = $1 LIMIT $2)",
-    "DELETE FROM transfers WHERE transfer_id IN (SELECT transfer_id FROM transfers WHERE customer_id = $1 LIMIT $2)",
+    // A transfer id is unique per sender only: another customer's transfer
+    // with the same id stays.
+    "DELETE FROM transfers WHERE (customer_id, transfer_id) IN
+       (SELECT customer_id, transfer_id FROM transfers WHERE customer_id = $1 LIMIT $2)",
     "DELETE FROM cards WHERE card_id IN (SELECT card_id FROM cards WHERE customer_id = $1 LIMIT $2)",
     "DELETE FROM accounts WHERE account_id IN (SELECT account_id FROM accounts WHERE customer_id = $1 LIMIT $2)",
 ];
