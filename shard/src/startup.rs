@@ -25,8 +25,8 @@ use crate::settings::Settings;
 use crate::signing_keys::SigningKeys;
 use crate::state::AppState;
 use crate::{
-    accounts, cards, customers, dead_letters, health, holds, lag, ledger, metrics, openapi,
-    summary, transfers,
+    accounts, cards, changes, customers, dead_letters, health, holds, lag, ledger, metrics,
+    openapi, summary, transfers,
 };
 
 /// A built cell: bound, with every part constructed and none running yet.
@@ -268,6 +268,7 @@ async fn add_authorizer(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<
 fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
     let stop = || -> CancellationToken { parts.stop_token() };
     let relay = ledger::facts::relay(s.pool.clone(), s.producer.clone(), stop());
+    let changes = changes::relay(s.pool.clone(), s.producer.clone(), stop());
     let handoffs = transfers::handoff::relay(s.pool.clone(), s.handoff.clone(), stop());
     let follow = holds::follow(
         s.pool.clone(),
@@ -295,6 +296,7 @@ fn add_background(parts: &mut Supervisor, s: &AppState) -> anyhow::Result<()> {
         ledger::expiry::run(s.pool.clone(), expiry, every, stop()),
     );
     parts.add("ledger facts relay", relay);
+    parts.add("change log relay", changes);
     parts.add("transfer hand-off relay", handoffs);
     parts.add("consumer holds", follow);
     parts.add("signing keys", keys);

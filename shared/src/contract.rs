@@ -192,6 +192,34 @@ pub struct AuthorizationDecision {
     pub authorization_id: uuid::Uuid,
 }
 
+/// The cell's change log (Topic::CellChanges), read by the analytical
+/// export: one committed insert or update of an exported entity.
+pub mod changes {
+    use serde::{Deserialize, Serialize};
+
+    use crate::ids::CustomerId;
+
+    /// The entities the change log carries, as their tables are named.
+    pub const ENTITIES: [&str; 5] = ["postings", "customers", "accounts", "cards", "transfers"];
+
+    /// One change. `seq` is the cell's change id: increasing in commit order
+    /// per customer, unique in the cell, the same on every redelivery.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Change {
+        pub seq: i64,
+        pub entity: String,
+        /// `insert` or `update`.
+        pub op: String,
+        pub customer_id: CustomerId,
+        /// The customer's epoch the row was written at.
+        pub epoch: i64,
+        /// When the change committed (the transaction's time), RFC 3339.
+        pub changed_at: chrono::DateTime<chrono::Utc>,
+        /// The row after the change: its exported columns only.
+        pub row: serde_json::Map<String, serde_json::Value>,
+    }
+}
+
 /// What global's mover and a cell say to each other while a customer moves
 /// (the cells' `/internal/v1/moves/...` API).
 pub mod moves {

@@ -11,16 +11,19 @@ pub enum Topic {
     LedgerFacts,
     /// Shard broker: messages no consumer could process, with their error.
     DeadLetters,
+    /// Shard broker: the cell's committed state changes, for the analytical export.
+    CellChanges,
     /// Global broker: directory changes, so every replica drops stale cache entries.
     DirectoryChanges,
 }
 
 impl Topic {
-    pub const SHARD: [Topic; 4] = [
+    pub const SHARD: [Topic; 5] = [
         Topic::Inbound,
         Topic::Authorizations,
         Topic::LedgerFacts,
         Topic::DeadLetters,
+        Topic::CellChanges,
     ];
     pub const GLOBAL: [Topic; 1] = [Topic::DirectoryChanges];
 
@@ -30,6 +33,7 @@ impl Topic {
             Topic::Authorizations => "cellbank.authorizations",
             Topic::LedgerFacts => "cellbank.ledger-facts",
             Topic::DeadLetters => "cellbank.dead-letters",
+            Topic::CellChanges => "cellbank.cell-changes",
             Topic::DirectoryChanges => "cellbank.directory-changes",
         }
     }
