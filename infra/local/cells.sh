@@ -73,6 +73,11 @@ GLOBAL_PORT="${CELLBANK_GLOBAL_PORT:-8080}"
 OPS_PORT="${CELLBANK_OPS_PORT:-$((GLOBAL_PORT + 10))}"
 BROKER_BASE="${CELLBANK_BROKER_BASE:-19092}"
 PG_BASE="${CELLBANK_PG_BASE:-15432}"
+# Each cell's exporter serves its health and metrics here (+ i).
+EXPORTER_BASE="${CELLBANK_EXPORTER_BASE:-$((GLOBAL_PORT + 50))}"
+# The analytical dataset every cell's exporter writes (Parquet per entity,
+# date and shard): query it with shard/exporter/analytics/query.py.
+ANALYTICS="$STATE/analytics"
 PROFILE="${CELLBANK_PROFILE:-release}"
 case "$PROFILE" in
   release) BUILD_FLAGS=(--release) ;;
@@ -292,7 +297,7 @@ up() {
   secrets
   mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/brokers"
   log "building the $PROFILE binaries"
-  (cd "$ROOT" && cargo build "${BUILD_FLAGS[@]}" --locked -q --bin cellbank-global --bin cellbank-shard --bin cellctl --bin cellbank-demo)
+  (cd "$ROOT" && cargo build "${BUILD_FLAGS[@]}" --locked -q --bin cellbank-global --bin cellbank-shard --bin cellctl --bin cellbank-demo --bin cellbank-exporter)
   if [ "$PROXY" = 1 ]; then
     (cd "$ROOT" && cargo build "${BUILD_FLAGS[@]}" --locked -q -p cellbank-bench --bin netproxy)
   fi
@@ -316,6 +321,9 @@ up() {
       psql_cell "$idx" -qc \
         "drop database if exists \"cellbank_${cell//-/_}\" with (force)" >/dev/null
       rm -f "$STATE/brokers/$cell"/tansu.db*
+      # The cell's export followed the old log: it starts over with the new one.
+      rm -rf "$ANALYTICS"/*/date=*/shard="$cell" "$ANALYTICS/_rejects/shard=$cell" \
+        "$ANALYTICS/_checkpoints/$cell.json"
       [ -n "$before" ] && [ "$before" != "$STORAGE" ] \
         && log "$cell: broker storage changed ($before -> $STORAGE); database and broker log start empty"
     fi
@@ -382,8 +390,24 @@ up() {
       log "registered shard-$i with global"
     fi
   done
+  for i in $(seq 1 "$N"); do start_exporter "$i"; done
   ensure_partner
   status
+}
+
+start_exporter() { # cell index
+  local i="$1" port=$((EXPORTER_BASE + $1))
+  mkdir -p "$ANALYTICS"
+  start_bg "exporter-shard-$i :$port" "$STATE/pids/exporter-shard-$i" "$STATE/logs/exporter-shard-$i.log" "$ROOT" -- \
+    env CELLBANK__TELEMETRY__FORMAT=json \
+    CELLBANK__SHARD__ID="shard-$i" \
+    CELLBANK__SERVER__PORT="$port" \
+    CELLBANK__KAFKA__BOOTSTRAP="127.0.0.1:$((BROKER_BASE + i))" \
+    CELLBANK__KAFKA__FETCH_WAIT_MS="${CELLBANK_FETCH_WAIT_MS:-20}" \
+    CELLBANK__EXPORT__STORE_URL="file://$ANALYTICS" \
+    CELLBANK__EXPORT__BATCH_MS="${CELLBANK_EXPORT_BATCH_MS:-2000}" \
+    "$BIN/cellbank-exporter"
+  wait_ready "http://127.0.0.1:$port"
 }
 
 status() {
@@ -393,6 +417,8 @@ status() {
   for i in $(seq 1 "$N"); do
     log "shard-$i     http://127.0.0.1:$((GLOBAL_PORT + i))  (broker 127.0.0.1:$((BROKER_BASE + i)), Postgres 127.0.0.1:$(pg_port "$i")/cellbank_shard_$i)"
   done
+  log "exporters   http://127.0.0.1:$((EXPORTER_BASE + 1))/metrics ...; dataset in ${ANALYTICS#$ROOT/}"
+  log "  (python3 shard/exporter/analytics/query.py --root ${ANALYTICS#$ROOT/} sql 'SELECT ...')"
   log "logs in .local/logs; tokens in .local/secrets.env (ADMIN_TOKEN: global's ops API;"
   log "  SHARD_<i>_ADMIN_TOKEN: shard-i's admin API, CELLCTL_SHARD_ADMIN_TOKEN; PARTNER_KEY: partner local-demo)"
   log "stop with: infra/local/cells.sh down"
@@ -414,7 +440,7 @@ stop() { # pidfile
 
 down() {
   shopt -s nullglob
-  for pidf in "$STATE"/pids/global "$STATE"/pids/global-* "$STATE"/pids/shard-* "$STATE"/pids/broker-* "$STATE"/pids/netproxy-*; do
+  for pidf in "$STATE"/pids/exporter-* "$STATE"/pids/global "$STATE"/pids/global-* "$STATE"/pids/shard-* "$STATE"/pids/broker-* "$STATE"/pids/netproxy-*; do
     stop "$pidf"
   done
   for dir in "$STATE"/pg/*; do
@@ -441,13 +467,24 @@ case "$cmd" in
     CELLCTL_ADMIN_TOKEN="$ADMIN_TOKEN" CELLBANK_OPS_URL="$OPS_URL" CELLBANK_PARTNER_KEY="$PARTNER_KEY" \
       CELLBANK_SHARD_ADMIN_TOKENS="$shard_admins" \
       "$BIN/cellbank-demo" --global "http://127.0.0.1:$GLOBAL_PORT"
+    # Every cell's exporter writes its part of one dataset; DuckDB reads it as
+    # one table per entity (a moved customer counts once, at its new cell).
+    sleep $(( ${CELLBANK_EXPORT_BATCH_MS:-2000} / 1000 + 3 ))
+    log "the analytical export, all cells as one table per entity (DuckDB over ${ANALYTICS#$ROOT/}):"
+    python3 "$ROOT/shard/exporter/analytics/query.py" --root "$ANALYTICS" sql "
+      SELECT 'customers' AS entity, count(*) AS rows, string_agg(DISTINCT shard, ',' ORDER BY shard) AS cells, NULL AS trial_balance FROM customers
+      UNION ALL SELECT 'accounts', count(*), string_agg(DISTINCT shard, ',' ORDER BY shard), NULL FROM accounts
+      UNION ALL SELECT 'cards', count(*), string_agg(DISTINCT shard, ',' ORDER BY shard), NULL FROM cards
+      UNION ALL SELECT 'transfers', count(*), string_agg(DISTINCT shard, ',' ORDER BY shard), NULL FROM transfers
+      UNION ALL SELECT 'postings', count(*), string_agg(DISTINCT shard, ',' ORDER BY shard), sum(amount) FROM postings" \
+      || log "the export report failed (see .local/logs/exporter-shard-*.log)"
     log "the cells keep running; stop them with: infra/local/cells.sh down"
     ;;
   status) status ;;
   down) down ;;
   start)
     # Starts one stopped service again as `up` started it (global, global-R,
-    # shard-i, broker-<cell>, netproxy-<cell>, pg-<cell>).
+    # shard-i, exporter-shard-i, broker-<cell>, netproxy-<cell>, pg-<cell>).
     launcher="$STATE/run/${2:?usage: $0 start NAME}.sh"
     [ -f "$launcher" ] || { echo "no launcher for $2 in $STATE/run; run up first" >&2; exit 2; }
     bash "$launcher"

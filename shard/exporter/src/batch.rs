@@ -43,8 +43,8 @@ pub struct FileKey {
 #[derive(Debug, Default)]
 pub struct Flush {
     pub ranges: BTreeMap<i32, Range>,
-    /// Each partition's window after this flush.
-    pub windows: BTreeMap<i32, Window>,
+    /// The window after this flush.
+    pub window: Window,
     pub files: BTreeMap<FileKey, Vec<Row>>,
     pub rejects: BTreeMap<i32, Vec<Reject>>,
     pub rows: usize,
@@ -66,8 +66,7 @@ pub enum Added {
 
 #[derive(Debug)]
 pub struct Batcher {
-    window_size: u64,
-    windows: BTreeMap<i32, Window>,
+    window: Window,
     open: Flush,
     opened_at: Option<Instant>,
     /// A redo's ranges still to reach: the batch closes exactly there.
@@ -82,14 +81,13 @@ pub struct Batcher {
 impl Batcher {
     /// Continues from `ckpt`: its windows, and its pending flush to redo.
     pub fn resume(ckpt: &Checkpoint, window_size: u64) -> Self {
-        let windows = ckpt
-            .partitions
-            .iter()
-            .map(|(p, progress)| (*p, progress.window.clone().resized(window_size)))
-            .collect();
+        let window = if ckpt.window == Window::default() {
+            Window::new(window_size)
+        } else {
+            ckpt.window.clone().resized(window_size)
+        };
         Self {
-            window_size,
-            windows,
+            window,
             open: Flush::default(),
             opened_at: None,
             redo: ckpt.pending.clone(),
@@ -167,12 +165,7 @@ impl Batcher {
                 return Added::Rejected;
             }
         };
-        let size = self.window_size;
-        let verdict = self
-            .windows
-            .entry(p)
-            .or_insert_with(|| Window::new(size))
-            .admit(change.seq);
+        let verdict = self.window.admit(change.seq);
         if verdict == Verdict::Duplicate {
             return Added::Duplicate;
         }
@@ -217,11 +210,8 @@ impl Batcher {
     pub fn close(&mut self) -> Flush {
         let mut flush = std::mem::take(&mut self.open);
         self.opened_at = None;
-        flush.windows = flush
-            .ranges
-            .keys()
-            .filter_map(|p| self.windows.get(p).map(|w| (*p, w.clone())))
-            .collect();
+        self.window.settle();
+        flush.window = self.window.clone();
         if self.redoing {
             self.redoing = false;
             let held = std::mem::take(&mut self.held);
@@ -301,13 +291,7 @@ mod tests {
     #[test]
     fn a_redo_closes_exactly_at_the_pending_ranges() {
         let mut ckpt = Checkpoint::default();
-        ckpt.partitions.insert(
-            0,
-            PartitionProgress {
-                next: 10,
-                window: Window::new(100),
-            },
-        );
+        ckpt.partitions.insert(0, PartitionProgress { next: 10 });
         ckpt.pending.insert(0, Range { start: 10, end: 11 });
         let mut b = Batcher::resume(&ckpt, 100);
         assert_eq!(b.add(rec(1, 0, 50)), Added::Held);

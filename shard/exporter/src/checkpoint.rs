@@ -1,7 +1,7 @@
 //! The exporter's progress, kept with its output (one object per cell in the
 //! same store, as stateful stream processors keep offsets with their state):
-//! per log partition, the next offset to export and the de-duplication
-//! window as of that offset; and the flush in progress, if any.
+//! per log partition, the next offset to export; the de-duplication window
+//! as of those offsets; and the flush in progress, if any.
 //!
 //! A flush first saves its offset ranges as `pending`, then writes its files,
 //! then saves the advanced offsets. A crash anywhere in between redoes the
@@ -24,7 +24,6 @@ use crate::window::Window;
 pub struct PartitionProgress {
     /// The first offset not yet exported.
     pub next: i64,
-    pub window: Window,
 }
 
 /// Offsets `start..=end` of a partition, exported by one flush.
@@ -39,6 +38,9 @@ pub struct Checkpoint {
     pub shard: String,
     pub topic: String,
     pub partitions: BTreeMap<i32, PartitionProgress>,
+    /// The change ids exported lately, as of `partitions`.
+    #[serde(default)]
+    pub window: Window,
     /// The flush being written: redone exactly after a crash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<i32, Range>,

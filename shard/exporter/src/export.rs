@@ -146,6 +146,7 @@ async fn assign(
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     };
+    log_not_behind(consumer, topic, ckpt, partitions as i32).await?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         let at = ckpt
@@ -155,6 +156,39 @@ async fn assign(
     }
     consumer.assign(&tpl).context("assign the change log")?;
     Ok(tpl)
+}
+
+/// Refuses to go on when the log ends well before the checkpoint: the
+/// broker's log was reset or this is another cell's broker, and reading on
+/// would skip (or misname) changes. Exporting that cell again starts from its
+/// checkpoint's removal.
+async fn log_not_behind(
+    consumer: &Arc<StreamConsumer>,
+    topic: &'static str,
+    ckpt: &Checkpoint,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    for p in 0..partitions {
+        let Some(next) = ckpt.next(p) else { continue };
+        let c = consumer.clone();
+        let (_, high) = tokio::task::spawn_blocking(move || {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+        })
+        .await?
+        .with_context(|| format!("read the end of {topic}/{p}"))?;
+        // Coarse on purpose, as the authorizer's own check: tansu's high
+        // watermark trails the records it serves (by up to its last batch),
+        // so only a checkpoint past the log's end by more than 1,000 records
+        // and by more than the whole log counts as a reset or swapped log.
+        anyhow::ensure!(
+            next - high <= 1_000.max(high),
+            "the cell's change log ends before the export's checkpoint ({topic}/{p}: \
+             exported up to {next}, the log ends at {high}): the broker's log was reset or \
+             this is another broker. Restore the log, or remove this cell's checkpoint and \
+             files from the dataset to export the new log from its start"
+        );
+    }
+    Ok(())
 }
 
 async fn consume(

@@ -96,7 +96,8 @@ impl Writer {
         let mut pending = self.durable.clone();
         pending.pending = flush.ranges.clone();
         pending.save(self.store.as_ref(), &self.prefix).await?;
-        let puts = self.files(flush)?;
+        // Encoding is CPU work: off the runtime's async threads.
+        let puts = tokio::task::block_in_place(|| self.files(flush))?;
         let files = puts.len();
         let store = self.store.clone();
         futures::stream::iter(puts)
@@ -114,15 +115,10 @@ impl Writer {
             .await?;
         let mut done = self.durable.clone();
         for (p, r) in &flush.ranges {
-            let window = flush.windows.get(p).cloned().unwrap_or_default();
-            done.partitions.insert(
-                *p,
-                PartitionProgress {
-                    next: r.end + 1,
-                    window,
-                },
-            );
+            done.partitions
+                .insert(*p, PartitionProgress { next: r.end + 1 });
         }
+        done.window = flush.window.clone();
         done.pending.clear();
         done.save(self.store.as_ref(), &self.prefix).await?;
         self.durable = done;

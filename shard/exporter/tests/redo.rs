@@ -421,3 +421,38 @@ async fn a_flush_cut_short_is_redone_into_the_same_objects() {
         );
     }
 }
+
+/// A checkpoint far past the log's end (the broker was reset, or it is
+/// another cell's broker) stops the exporter with why, instead of skipping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_behind_the_checkpoint_is_refused() {
+    let broker = Broker::start().await;
+    let bootstrap = broker.bootstrap();
+    broker.create_topics(&[Topic::CellChanges.name()], 1).await;
+    fill_log(&bootstrap, 10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let mut ckpt = Checkpoint {
+        shard: "shard-7".into(),
+        topic: Topic::CellChanges.name().into(),
+        ..Checkpoint::default()
+    };
+    ckpt.partitions.insert(
+        0,
+        cellbank_exporter::checkpoint::PartitionProgress { next: 50_000 },
+    );
+    ckpt.save(local.as_ref(), &Path::default()).await.unwrap();
+    let err = run_with_store(
+        settings(&bootstrap, 100),
+        local,
+        Path::default(),
+        Arc::new(AtomicBool::new(false)),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("a log behind the checkpoint must stop the export");
+    assert!(
+        format!("{err:#}").contains("ends before the export's checkpoint"),
+        "{err:#}"
+    );
+}
