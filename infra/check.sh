@@ -17,10 +17,11 @@
 #   selftest   the validators catch deliberately broken copies of infra/
 #   policy     checkov passes, or its findings are justified in checks/checkov-baseline.yaml
 #   drift      every env var and port, as deployed, exists in the binaries' config-keys
+#              (cellbank-global, cellbank-shard and the cells' cellbank-exporter)
 # Installs what it needs (idempotent; venvs under $CELLBANK_INFRA_CACHE, default
 # ~/.cache/cellbank-infra). Exits non-zero on any problem.
-# The drift check builds the binaries with cargo unless CELLBANK_GLOBAL_BIN and
-# CELLBANK_SHARD_BIN name already built ones.
+# The drift check builds the binaries with cargo unless CELLBANK_GLOBAL_BIN,
+# CELLBANK_SHARD_BIN and CELLBANK_EXPORTER_BIN name already built ones.
 set -uo pipefail
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -205,21 +206,22 @@ run policy "$CACHE/checkov/bin/python" "$INFRA/checks/policy.py" \
 
 # --- drift: manifests vs. the binaries' config-keys
 drift() {
-  local gbin="${CELLBANK_GLOBAL_BIN:-}" sbin="${CELLBANK_SHARD_BIN:-}"
+  local gbin="${CELLBANK_GLOBAL_BIN:-}" sbin="${CELLBANK_SHARD_BIN:-}" ebin="${CELLBANK_EXPORTER_BIN:-}"
   (cd "$REPO" && cargo metadata --no-deps --format-version 1 > "$WORK/metadata.json") || return 1
-  if [ -z "$gbin" ] || [ -z "$sbin" ]; then
+  if [ -z "$gbin" ] || [ -z "$sbin" ] || [ -z "$ebin" ]; then
     local target
     target="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["target_directory"])' "$WORK/metadata.json")"
-    if ! (cd "$REPO" && cargo build -q --locked -p cellbank-global -p cellbank-shard --bins); then
+    if ! (cd "$REPO" && cargo build -q --locked -p cellbank-global -p cellbank-shard -p cellbank-exporter --bins); then
       # Never compare against stale binaries: report what else drifts, then fail.
-      echo "cargo build -p cellbank-global -p cellbank-shard failed"
+      echo "cargo build -p cellbank-global -p cellbank-shard -p cellbank-exporter failed"
       "$PY" "$INFRA/checks/drift.py" --rendered "$WORK/deployed" --bins-json "$WORK/metadata.json"
       return 1
     fi
     gbin="${gbin:-$target/debug/cellbank-global}"
     sbin="${sbin:-$target/debug/cellbank-shard}"
+    ebin="${ebin:-$target/debug/cellbank-exporter}"
   fi
-  "$PY" "$INFRA/checks/drift.py" --global-bin "$gbin" --shard-bin "$sbin" \
+  "$PY" "$INFRA/checks/drift.py" --global-bin "$gbin" --shard-bin "$sbin" --exporter-bin "$ebin" \
     --rendered "$WORK/deployed" --bins-json "$WORK/metadata.json"
 }
 run drift drift

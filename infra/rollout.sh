@@ -203,6 +203,8 @@ apply_k8s() { # shard-N|global
   say "$id: kubectl apply ($ns)"
   kubectl apply -k "$STATE/k8s-$id" >&2
   kubectl -n "$ns" rollout status "deployment/$app" --timeout=15m >&2
+  # A cell's exporter runs the same release (one pod, recreated).
+  [ "$id" = global ] || kubectl -n "$ns" rollout status deployment/cellbank-exporter --timeout=15m >&2
 }
 
 # Outputs of a cell's state without applying it (empty for a cell not yet created).
@@ -279,6 +281,8 @@ rollback() { # ID...
     say "$id: rolling back (kubectl rollout undo)"
     kubectl -n "cellbank-$id" rollout undo deployment/cellbank-shard >&2
     kubectl -n "cellbank-$id" rollout status deployment/cellbank-shard --timeout=15m >&2
+    kubectl -n "cellbank-$id" rollout undo deployment/cellbank-exporter >&2
+    kubectl -n "cellbank-$id" rollout status deployment/cellbank-exporter --timeout=15m >&2
   done
   say "rolled back [$*]: set their image_tag in the shards map back (and render-shard.sh --image-tag) before the next deploy"
 }

@@ -6,12 +6,19 @@ binary cannot start without must be set; each listener has one named container
 port (http = CELLBANK__SERVER__PORT; on global also ops = CELLBANK__OPS__PORT),
 probes and the scrape annotation name the http port, Services and NetworkPolicies
 name only those ports, and the Dockerfile's ENV/EXPOSE and Terraform's
-local.app_port/ops_port are the same ports. Secrets and ConfigMaps the workloads reference must
+local.app_port/ops_port/exporter_port are the same ports. Secrets and ConfigMaps the workloads reference must
 be ones the rollout writes (with those keys): the infra ConfigMap it generates and
 the Secret its SecretProviderClass syncs (infra/rollout/render.py). The shard
 overlays must match the Terraform shard set.
 
-usage: drift.py --global-bin PATH --shard-bin PATH --rendered DIR [--bins-json FILE]
+A container runs its image's ENTRYPOINT, or the binary its `command` names, which
+must be one its image ships (the exporter rides in the shard's image, and its
+Dockerfile must build it). The exporter runs as one pod (replicas 1, Recreate, no
+HPA), for its cell (CELLBANK__SHARD__ID), into an s3:// store. An egress ipBlock is
+the platform's data subnets, HTTPS anywhere outside the VPC (S3 has no fixed
+addresses), or the EKS Pod Identity agent's address on TCP 80, and nothing else.
+
+usage: drift.py --global-bin PATH --shard-bin PATH --exporter-bin PATH --rendered DIR [--bins-json FILE]
   --rendered: one <overlay>.yaml per overlay, as infra/rollout.sh deploys it
               (render.py's kustomization around the overlay, built by kustomize)
   --bins-json: `cargo metadata --no-deps --format-version 1` output (checks the
@@ -44,14 +51,22 @@ REQUIRED = {
                "AUTH__SIGNING_KEY", "AUTH__PAN_HMAC_KEY", "AUTH__ADMIN_TOKEN", "AUTH__SHARD_TOKENS"],
     "shard": ["SERVER__HOST", "SERVER__PORT", "DATABASE__URL", "KAFKA__BOOTSTRAP", "SHARD__ID",
               "SHARD__PUBLIC_URL", "GLOBAL__URL", "AUTH__ADMIN_TOKEN", "AUTH__INTERNAL_TOKEN"],
+    "exporter": ["SERVER__HOST", "SERVER__PORT", "SHARD__ID", "KAFKA__BOOTSTRAP", "EXPORT__STORE_URL"],
 }
-BINARY = {"global": "cellbank-global", "shard": "cellbank-shard"}
+BINARY = {"global": "cellbank-global", "shard": "cellbank-shard", "exporter": "cellbank-exporter"}
+# The image each binary ships in, by its Dockerfile: docker/<name>.Dockerfile builds
+# the image cellbank-<name>, whose ENTRYPOINT is the binary of the same kind.
+IMAGE = {"global": "global", "shard": "shard", "exporter": "shard"}
+# Variables besides CELLBANK__* a binary reads: the exporter's S3 client
+# (object_store's AmazonS3Builder::from_env) takes its region from AWS_REGION.
+OTHER_ENV = {"exporter": {"AWS_REGION"}}
 # The listeners of each binary: container port name -> the (host, port) settings.
 # Global serves its ops API on a second listener that only operators reach.
 LISTENERS = {
     "global": {"http": ("CELLBANK__SERVER__HOST", "CELLBANK__SERVER__PORT"),
                "ops": ("CELLBANK__OPS__HOST", "CELLBANK__OPS__PORT")},
     "shard": {"http": ("CELLBANK__SERVER__HOST", "CELLBANK__SERVER__PORT")},
+    "exporter": {"http": ("CELLBANK__SERVER__HOST", "CELLBANK__SERVER__PORT")},
 }
 KEY = re.compile(r"\bCELLBANK__[A-Z0-9_]+\b")
 
@@ -84,10 +99,26 @@ def config_keys(kind, path):
 
 
 def kind_of_image(image):
-    for kind, name in BINARY.items():
-        if re.search(rf"(^|/){name}([:@]|$)", image):
+    """The Dockerfile (global, shard) an image is built from."""
+    for kind in sorted(set(IMAGE.values())):
+        if re.search(rf"(^|/){BINARY[kind]}([:@]|$)", image):
             return kind
     return None
+
+
+def kind_of(container):
+    """(kind, problem): the binary a container runs, its image's ENTRYPOINT unless
+    its `command` names another binary the same image ships."""
+    image = kind_of_image(container.get("image", ""))
+    if image is None:
+        return None, f"image {container.get('image')!r} is neither {' nor '.join(BINARY[k] for k in sorted(set(IMAGE.values())))}"
+    command = container.get("command")
+    if not command:
+        return image, None
+    for kind, name in BINARY.items():
+        if command[0] == f"/usr/local/bin/{name}" and IMAGE[kind] == image:
+            return kind, None
+    return None, f"command {command[0]!r} is no binary the {BINARY[image]} image ships"
 
 
 # ---------------------------------------------------------------- Terraform side
@@ -117,6 +148,8 @@ def terraform_objects():
             found[(kind, "ops_port", mod_dir)] = {mod.locals.get("ops_port")}
         if mod_dir == "cell":
             found[("shard", "global_url", mod_dir)] = {unq(mod.variables["global_internal_url"].get("default"))}
+            # Its exporter's listener (the security group admits it from the cluster).
+            found[("exporter", "exporter_port", mod_dir)] = {mod.locals.get("exporter_port")}
     return found
 
 
@@ -167,9 +200,9 @@ def check_overlay(name, docs, keys, tf, seen_ports):
         pod = dep["spec"]["template"]
         for c in pod["spec"]["containers"]:
             where = f"{name}: Deployment {dep['metadata']['name']} container {c['name']}"
-            kind = kind_of_image(c.get("image", ""))
+            kind, problem = kind_of(c)
             if kind is None:
-                err(f"{where}: image {c.get('image')!r} is neither {' nor '.join(BINARY.values())}")
+                err(f"{where}: {problem}")
                 continue
             known = keys.get(kind)
             env = {}
@@ -201,6 +234,8 @@ def check_overlay(name, docs, keys, tf, seen_ports):
             for k in env:
                 checked["env"] += 1
                 if k in helpers and any(f"$({k})" in (v or "") for v in env.values()):
+                    continue
+                if k in OTHER_ENV.get(kind, ()):
                     continue
                 if not k.startswith("CELLBANK__"):
                     err(f"{where}: sets {k}, which the binary does not read (only CELLBANK__* configure it)")
@@ -267,13 +302,20 @@ def check_overlay(name, docs, keys, tf, seen_ports):
                         if rp.get("port") not in ports.values():
                             err(f"{name}: NetworkPolicy {p['metadata']['name']} admits port {rp.get('port')}, "
                                 f"not {' or '.join(map(str, sorted(ports.values())))}")
-            if kind == "shard":
+            if kind in ("shard", "exporter"):
                 shard_id = env.get("CELLBANK__SHARD__ID")
                 if shard_id != name:
                     err(f"{where}: CELLBANK__SHARD__ID={shard_id!r} in overlay {name}")
                 ns = {d.get("metadata", {}).get("namespace") for d in docs if d["kind"] != "Namespace"}
                 if ns != {f"cellbank-{name}"}:
                     err(f"{name}: objects are in namespaces {sorted(map(str, ns))}, expected cellbank-{name}")
+            if kind == "exporter":
+                check_single_exporter(where, dep, by_kind.get("HorizontalPodAutoscaler", []))
+                store = env.get("CELLBANK__EXPORT__STORE_URL") or ""
+                if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]+[a-z0-9]/[a-z0-9][a-z0-9_-]*", store):
+                    err(f"{where}: CELLBANK__EXPORT__STORE_URL={store!r} is not s3://<bucket>/<prefix> "
+                        f"(Terraform's export_store_url, which its role may write)")
+            if kind == "shard":
                 want = next(iter(tf.get(("shard", "global_url", "cell"), {None})))
                 if env.get("CELLBANK__GLOBAL__URL") != want:
                     err(f"{where}: CELLBANK__GLOBAL__URL={env.get('CELLBANK__GLOBAL__URL')!r} but Terraform's "
@@ -281,8 +323,42 @@ def check_overlay(name, docs, keys, tf, seen_ports):
     return by_kind
 
 
+def check_single_exporter(where, dep, hpas):
+    """Two exporters of a cell would race each other's checkpoint: one pod, and a
+    rollout that stops it before it starts the next."""
+    spec = dep["spec"]
+    if spec.get("replicas") != 1:
+        err(f"{where}: replicas {spec.get('replicas')!r}, but a cell's exporter runs as exactly 1 pod")
+    if (spec.get("strategy") or {}).get("type") != "Recreate":
+        err(f"{where}: strategy {(spec.get('strategy') or {}).get('type')!r}: the exporter must be Recreate "
+            f"(a rolling update runs two at once)")
+    for h in hpas:
+        if h["spec"]["scaleTargetRef"].get("name") == dep["metadata"]["name"]:
+            err(f"{where}: HorizontalPodAutoscaler {h['metadata']['name']} scales the exporter")
+
+
+# Where a pod fetches the credentials of its EKS Pod Identity role: the agent on
+# the node, at this link-local address, on TCP 80.
+POD_IDENTITY_AGENT = "169.254.170.23/32"
+
+
+def https_outside_vpc(rule, peer, vpc):
+    """An ipBlock for S3: 0.0.0.0/0 on TCP 443 only, with the whole VPC excepted."""
+    block = peer["ipBlock"]
+    excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+    ports = [(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])]
+    return (block["cidr"] == "0.0.0.0/0" and ports == [("TCP", 443)]
+            and any(e.supernet_of(vpc) for e in excepted))
+
+
+def pod_identity_agent(rule, peer):
+    ports = [(p.get("protocol", "TCP"), p.get("port")) for p in rule.get("ports", [])]
+    return peer["ipBlock"]["cidr"] == POD_IDENTITY_AGENT and not peer["ipBlock"].get("except") and ports == [("TCP", 80)]
+
+
 def check_egress_cidr(rendered_docs):
-    """The NetworkPolicies' data-subnet ipBlock must be the platform's data /18."""
+    """The NetworkPolicies' data-subnet ipBlock must be the platform's data /18; the
+    only other one is HTTPS outside the VPC (S3)."""
     mod = Module(os.path.join(TF, "modules", "platform"))
     vpc = unq(mod.variables["vpc_cidr"]["default"])
     m = re.fullmatch(r"\$\{cidrsubnet\(var\.vpc_cidr, (\d+), (\d+)\)\}", mod.locals["data_cidr"])
@@ -297,9 +373,12 @@ def check_egress_cidr(rendered_docs):
                 continue
             for rule in d["spec"].get("egress", []):
                 for peer in rule.get("to", []):
-                    if "ipBlock" in peer and peer["ipBlock"]["cidr"] != str(data):
+                    if "ipBlock" not in peer or peer["ipBlock"]["cidr"] == str(data):
+                        continue
+                    if not (https_outside_vpc(rule, peer, net) or pod_identity_agent(rule, peer)):
                         err(f"{name}: NetworkPolicy {d['metadata']['name']} ipBlock {peer['ipBlock']['cidr']} "
-                            f"is not the platform's data subnets {data}")
+                            f"is not the platform's data subnets {data}, nor HTTPS (TCP 443 only) outside the "
+                            f"VPC {net} (except it), nor the Pod Identity agent {POD_IDENTITY_AGENT} on TCP 80")
 
 
 # ---------------------------------------------------------------- Dockerfiles
@@ -322,7 +401,9 @@ def ignored(path, patterns):
 
 
 def check_dockerfiles(keys, seen_ports, bins, members):
-    for kind, binary in BINARY.items():
+    for kind in sorted(set(IMAGE.values())):
+        binary = BINARY[kind]
+        shipped = [k for k in BINARY if IMAGE[k] == kind]
         path = os.path.join(DOCKER, f"{kind}.Dockerfile")
         if not os.path.exists(path):
             err(f"docker/{kind}.Dockerfile is missing")
@@ -342,9 +423,11 @@ def check_dockerfiles(keys, seen_ports, bins, members):
                 err(f"docker/{kind}.Dockerfile: {port_key}={found[0]} (EXPOSE {expose}) but the manifests use {sorted(want)}")
         if expose != env_ports:
             err(f"docker/{kind}.Dockerfile: EXPOSE {expose} must be the listeners' ports {env_ports}, in that order")
+        # The image's ENV reaches every binary it ships.
         for k in sorted(set(KEY.findall(text))):
-            if keys.get(kind) is not None and k not in keys[kind]:
-                err(f"docker/{kind}.Dockerfile: {k} is not in {binary} config-keys")
+            for b in shipped:
+                if keys.get(b) is not None and k not in keys[b]:
+                    err(f"docker/{kind}.Dockerfile: {k} is not in {BINARY[b]} config-keys")
         entry = re.search(r'^ENTRYPOINT \["/usr/local/bin/([\w-]+)"', text, re.M)
         if not entry or entry.group(1) != binary:
             err(f"docker/{kind}.Dockerfile: ENTRYPOINT must run /usr/local/bin/{binary}")
@@ -364,8 +447,11 @@ def check_dockerfiles(keys, seen_ports, bins, members):
             if not ignored("target", patterns):
                 err(f"docker/{kind}.Dockerfile.dockerignore must exclude target/")
         built = set(re.findall(r"--bin ([\w-]+)", text))
-        if binary not in built:
-            err(f"docker/{kind}.Dockerfile: does not build --bin {binary}")
+        for b in shipped:
+            if BINARY[b] not in built:
+                err(f"docker/{kind}.Dockerfile: does not build --bin {BINARY[b]}")
+            elif not re.search(rf"/out/{BINARY[b]}\b", text):
+                err(f"docker/{kind}.Dockerfile: builds {BINARY[b]} but does not install it into /out/")
         if bins is not None:
             for b in sorted(built):
                 if b not in bins:
@@ -374,7 +460,7 @@ def check_dockerfiles(keys, seen_ports, bins, members):
 
 # ---------------------------------------------------------------- routes
 
-CRATE = {"global": "global", "shard": "shard"}
+CRATE = {"global": "global", "shard": "shard", "exporter": "shard/exporter"}
 
 
 def check_routes(rendered_docs):
@@ -400,7 +486,7 @@ def check_routes(rendered_docs):
             pod = d["spec"]["template"]
             paths = {pod["metadata"].get("annotations", {}).get("prometheus.io/path")}
             for c in pod["spec"]["containers"]:
-                kind = kind_of_image(c.get("image", ""))
+                kind, _ = kind_of(c)
                 for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                     path = ((c.get(probe) or {}).get("httpGet") or {}).get("path")
                     paths.add(path.split("?", 1)[0] if path else path)
@@ -418,6 +504,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--global-bin")
     ap.add_argument("--shard-bin")
+    ap.add_argument("--exporter-bin")
     ap.add_argument("--rendered", required=True)
     ap.add_argument("--bins-json")
     a = ap.parse_args()
@@ -434,7 +521,7 @@ def main():
                 # A binary left in target/ by an older build must not stand in for it.
                 err(f"the workspace has no binary target {name} (its crate has no main.rs yet?)")
                 setattr(a, f"{kind}_bin", None)
-    keys = {"global": config_keys("global", a.global_bin), "shard": config_keys("shard", a.shard_bin)}
+    keys = {kind: config_keys(kind, getattr(a, f"{kind}_bin")) for kind in BINARY}
     tf = terraform_objects()
     for kind in ("global", "shard"):
         mod = "cell" if kind == "shard" else "global"
@@ -449,14 +536,13 @@ def main():
         check_overlay(name, docs, keys, tf, seen_ports)
     check_egress_cidr(rendered)
     check_routes(rendered)
-    for kind, mod in (("shard", "cell"), ("global", "global")):
-        for pname, local in (("http", "app_port"), ("ops", "ops_port")):
-            if pname not in LISTENERS[kind]:
-                continue
-            tf_port = tf.get((kind, local, mod), {None})
-            if seen_ports.get((kind, pname)) and tf_port != seen_ports[(kind, pname)]:
-                err(f"terraform/modules/{mod}: local.{local} {tf_port} but the manifests use "
-                    f"{sorted(seen_ports[(kind, pname)])}")
+    for kind, mod, pname, local in (("shard", "cell", "http", "app_port"), ("global", "global", "http", "app_port"),
+                                    ("global", "global", "ops", "ops_port"),
+                                    ("exporter", "cell", "http", "exporter_port")):
+        tf_port = tf.get((kind, local, mod), {None})
+        if seen_ports.get((kind, pname)) and tf_port != seen_ports[(kind, pname)]:
+            err(f"terraform/modules/{mod}: local.{local} {tf_port} but the manifests use "
+                f"{sorted(seen_ports[(kind, pname)])}")
     check_dockerfiles(keys, seen_ports, bins, members)
 
     # The Terraform shard set and the overlays are the same set, on the same domain:

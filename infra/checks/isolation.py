@@ -2,7 +2,9 @@
 selectors) to prove cell isolation: no shard's pods can reach another shard's
 pods in either direction, while the paths the system needs stay open (global ->
 each shard's API, each shard -> global's JWKS, ingress controller and Prometheus
--> both tiers) and an unrelated namespace reaches nothing.
+-> both tiers) and an unrelated namespace reaches nothing. A cell's exporter serves
+health and metrics only: Prometheus reaches it, nothing else does (not global, not
+the ingress controller, not its own cell's shard), and it reaches no pod.
 
 The trust boundary of the ops API is judged the same way: global's `ops` port is
 open only to pods labelled cellbank.io/operator=true in a namespace labelled the
@@ -24,6 +26,8 @@ EXTERNAL = ["ingress-nginx", "monitoring", "kube-system", "observability", "defa
 OPERATOR = {"cellbank.io/operator": "true"}
 # An operators' namespace (cellctl runs there), labelled for the ops port.
 OPERATOR_NS = "cellbank-operators"
+# Workloads that serve only probes and /metrics: Prometheus alone may reach them.
+METRICS_ONLY = {"cellbank-exporter"}
 
 
 class Unsupported(Exception):
@@ -131,6 +135,10 @@ def wanted(src, dst, port_name, namespaces):
     """Whether src should reach dst's port `port_name` (http: the API; ops: global's ops API)."""
     tier = lambda pod: namespaces.get(pod[0], {}).get("cellbank.io/tier")  # noqa: E731
     src_tier, dst_tier = tier(src), tier(dst)
+    if dst[1].get("app.kubernetes.io/name") in METRICS_ONLY:
+        return src[0] == "monitoring"
+    if src[1].get("app.kubernetes.io/name") in METRICS_ONLY:
+        return False
     if port_name == "ops":
         return dst_tier == "global" and is_operator(src, namespaces)
     if src_tier == "shard" and dst_tier == "shard" and src[0] != dst[0]:
@@ -172,9 +180,13 @@ def main(dirs):
     problems = []
     tier = lambda pod: namespaces.get(pod[0], {}).get("cellbank.io/tier")  # noqa: E731
     shards = [p for p in pods if tier(p) == "shard"]
+    cells = {p[0] for p in shards}
     globals_ = [p for p in pods if tier(p) == "global"]
-    if len(shards) < 2 or not globals_:
-        problems.append(f"need the global tier and at least two shards to judge isolation, found {len(shards)} shards")
+    if len(cells) < 2 or not globals_:
+        problems.append(f"need the global tier and at least two shards to judge isolation, found {len(cells)} shards")
+    exporters = [p for p in shards if p[1].get("app.kubernetes.io/name") in METRICS_ONLY]
+    if {p[0] for p in exporters} != cells:
+        problems.append(f"every cell runs an exporter, found them in {sorted({p[0] for p in exporters})} of {sorted(cells)}")
     if globals_ and not all("ops" in g[2] for g in globals_):
         problems.append("global declares no container port named ops: the ops API's boundary cannot be judged")
     pairs = 0
@@ -205,7 +217,7 @@ def main(dirs):
     for p in problems:
         print(f"  {p}", file=sys.stderr)
     status = "FAIL" if problems else "ok"
-    print(f"isolation: {status}: {len(shards)} shards, {pairs} pod-to-port paths judged against "
+    print(f"isolation: {status}: {len(cells)} shards ({len(exporters)} exporters), {pairs} pod-to-port paths judged against "
           f"{len(policies)} NetworkPolicies (ops port: operators only); {len(problems)} problems")
     return 1 if problems else 0
 

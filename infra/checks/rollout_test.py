@@ -8,7 +8,8 @@ real kubectl first, so what rollout.sh would apply must render. Cases:
   wave; each cell applied in its own state (its own backend key); secrets
   generated only where missing, and never on a command line; global re-rendered
   with the cell's token before the cell is registered; each wave baked.
-- a canary that fails its bake is rolled back and no later wave is touched.
+- a canary that fails its bake is rolled back (its exporter too) and no later
+  wave is touched.
 - remove: refused while the cell holds customers; otherwise deletion protection
   off first, the KMS key taken out of state, then destroy.
 
@@ -184,6 +185,8 @@ def case_failed_canary(kubectl):
     assert r.returncode != 0, "a canary failing its bake must fail the deploy"
     calls = w.calls()
     index(calls, lambda c: c[0] == "kubectl" and "undo" in c and "cellbank-shard-1" in c, "rollback of shard-1")
+    index(calls, lambda c: c[0] == "kubectl" and "undo" in c and "cellbank-shard-1" in c
+          and "deployment/cellbank-exporter" in c, "rollback of shard-1's exporter (the same release)")
     assert not any(cell_apply("shard-2")(c) for c in calls), "shard-2 was touched after the canary failed"
     assert "shard-2" not in w.state()["applied"], "shard-2's state was applied after the canary failed"
     w = World(kubectl, errors=50)

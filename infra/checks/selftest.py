@@ -36,18 +36,20 @@ def render(infra, kubectl, out):
 
 def fake_bins(rendered, where):
     """Stand-in binaries whose config-keys are exactly what the good manifests use."""
-    keys = {"global": set(), "shard": set()}
+    keys = {"global": set(), "shard": set(), "exporter": set()}
     for f in os.listdir(rendered):
-        kind = "global" if f == "global.yaml" else "shard"
-        for d in yaml.safe_load_all(open(os.path.join(rendered, f))):
-            if not d:
+        docs = [d for d in yaml.safe_load_all(open(os.path.join(rendered, f))) if d]
+        config_maps = {d["metadata"]["name"]: set(d.get("data", {})) for d in docs if d["kind"] == "ConfigMap"}
+        for d in docs:
+            if d["kind"] != "Deployment":
                 continue
-            if d["kind"] == "ConfigMap":
-                keys[kind] |= set(d.get("data", {}))
-            if d["kind"] == "Deployment":
-                for c in d["spec"]["template"]["spec"]["containers"]:
-                    keys[kind] |= {e["name"] for e in c.get("env", [])
-                                   if e["name"].startswith("CELLBANK__")}
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                kind = ("global" if f == "global.yaml"
+                        else "exporter" if c.get("command", [""])[0].endswith("/cellbank-exporter") else "shard")
+                keys[kind] |= {e["name"] for e in c.get("env", []) if e["name"].startswith("CELLBANK__")}
+                for src in c.get("envFrom", []):
+                    keys[kind] |= {k for k in config_maps.get(src["configMapRef"]["name"], ())
+                                   if k.startswith("CELLBANK__")}
     for kind in keys:
         keys[kind] |= {"CELLBANK__KAFKA__BOOTSTRAP"}
     paths = {}
@@ -101,11 +103,55 @@ def set_probe_path(d):
         d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/healthz"
 
 
+def in_deployment(name, fn):
+    """A mutation of one named Deployment's first container."""
+    def edit_doc(d):
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == name:
+            fn(d["spec"]["template"]["spec"]["containers"][0], d)
+    return edit_doc
+
+
+def rename_config_key(config_map, old, new):
+    def edit_doc(d):
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(config_map + "-"):
+            d["data"][new] = d["data"].pop(old)
+    return edit_doc
+
+
+def open_exporter_to_ingress(d):
+    if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "cellbank-exporter":
+        d["spec"]["ingress"][0]["from"].append(
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}})
+
+
+def open_exporter_egress(d):
+    if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "cellbank-exporter":
+        del d["spec"]["egress"][-1]["ports"]
+
+
 # (name, validator, mutation(infra, rendered), expected text in the output)
 CASES = [
     ("misspelt env var", "drift",
-     lambda i, r: edit(f"{r}/shard-1.yaml", "CELLBANK__SERVER__PORT", "CELLBANK__SERVER__PROT"),
+     lambda i, r: yaml_edit(f"{r}/shard-1.yaml", rename_config_key(
+         "cellbank-shard-config", "CELLBANK__SERVER__PORT", "CELLBANK__SERVER__PROT")),
      "CELLBANK__SERVER__PROT, which cellbank-shard config-keys does not list"),
+    ("the exporter given a shard setting", "drift",
+     lambda i, r: yaml_edit(f"{r}/shard-2.yaml", rename_config_key(
+         "cellbank-exporter-config", "CELLBANK__TELEMETRY__FILTER", "CELLBANK__DATABASE__URL")),
+     "CELLBANK__DATABASE__URL, which cellbank-exporter config-keys does not list"),
+    ("two exporters of one cell", "drift",
+     lambda i, r: yaml_edit(f"{r}/shard-1.yaml", in_deployment(
+         "cellbank-exporter", lambda c, d: d["spec"].update(replicas=2, strategy={"type": "RollingUpdate"}))),
+     "but a cell's exporter runs as exactly 1 pod"),
+    ("the exporter without its store", "drift",
+     lambda i, r: edit(f"{r}/shard-2.yaml", "CELLBANK__EXPORT__STORE_URL: s3://", "CELLBANK__EXPORT__STORE_URL: file:///tmp/"),
+     "is not s3://<bucket>/<prefix>"),
+    ("the exporter runs a binary its image lacks", "drift",
+     lambda i, r: edit(f"{r}/shard-1.yaml", "- /usr/local/bin/cellbank-exporter", "- /usr/local/bin/cellbank-exporte"),
+     "is no binary the cellbank-shard image ships"),
+    ("the Dockerfile no longer builds the exporter", "drift",
+     lambda i, r: edit(f"{i}/docker/shard.Dockerfile", "--bin cellbank-exporter", ""),
+     "does not build --bin cellbank-exporter"),
     ("containerPort differs from the listen port", "drift",
      lambda i, r: edit(f"{r}/shard-2.yaml", "containerPort: 8081", "containerPort: 9090"),
      "containerPort 9090 but CELLBANK__SERVER__PORT=8081"),
@@ -122,11 +168,25 @@ CASES = [
      lambda i, r: edit(f"{i}/terraform/envs/example/terraform.tfvars", '"shard-2" = {', '"shard-7" = { image_tag = "0.1.0" }\n  "shard-2" = {'),
      "shard-7 has no overlay"),
     ("probe on a path the service does not serve", "drift",
-     lambda i, r: edit(f"{r}/shard-1.yaml", "path: /readyz", "path: /ready"),
+     lambda i, r: yaml_edit(f"{r}/shard-1.yaml", in_deployment(
+         "cellbank-shard", lambda c, d: c["readinessProbe"]["httpGet"].update(path="/ready"))),
      "/ready is not a route of the shard crate"),
+    ("the exporter probed on a path it does not serve", "drift",
+     lambda i, r: yaml_edit(f"{r}/shard-2.yaml", in_deployment(
+         "cellbank-exporter", lambda c, d: c["livenessProbe"]["httpGet"].update(path="/livez"))),
+     "/livez is not a route of the shard/exporter crate"),
     ("shards allowed to reach each other", "isolation",
      lambda i, r: (yaml_edit(f"{r}/shard-1.yaml", open_shard_to_shards), yaml_edit(f"{r}/shard-2.yaml", open_shard_to_shards)),
      "cellbank-shard-1 -> cellbank-shard-2:8081 (http) is open, should be closed"),
+    ("an exporter open to the ingress controller", "isolation",
+     lambda i, r: yaml_edit(f"{r}/shard-1.yaml", open_exporter_to_ingress),
+     "ingress-nginx -> cellbank-shard-1:8083 (http) is open, should be closed"),
+    ("the exporter's S3 rule open on every port", "drift",
+     lambda i, r: yaml_edit(f"{r}/shard-2.yaml", open_exporter_egress),
+     "nor HTTPS (TCP 443 only) outside the VPC"),
+    ("the exporter's S3 rule reaching into the VPC", "drift",
+     lambda i, r: edit(f"{r}/shard-1.yaml", "- 10.0.0.0/16", "- 10.0.0.0/24"),
+     "nor HTTPS (TCP 443 only) outside the VPC"),
     ("ops port open to the ingress controller", "isolation",
      lambda i, r: yaml_edit(f"{r}/global.yaml", open_ops_to_public),
      "ingress-nginx -> cellbank-global:8090 (ops) is open, should be closed"),
@@ -189,7 +249,8 @@ CASES = [
 def run_validator(which, infra, rendered, bins):
     checks = os.path.join(infra, "checks")
     if which == "drift":
-        cmd = [PY, f"{checks}/drift.py", "--global-bin", bins["global"], "--shard-bin", bins["shard"], "--rendered", rendered]
+        cmd = [PY, f"{checks}/drift.py", "--global-bin", bins["global"], "--shard-bin", bins["shard"],
+               "--exporter-bin", bins["exporter"], "--rendered", rendered]
     elif which == "isolation":
         cmd = [PY, f"{checks}/isolation.py", rendered]
     elif which == "terraform":
@@ -216,7 +277,7 @@ def main(kubectl):
             infra = os.path.join(tmp, f"case{n}", "infra")
             shutil.copytree(INFRA, infra, ignore=shutil.ignore_patterns("__pycache__"))
             shutil.copy(os.path.join(INFRA, "..", "rust-toolchain.toml"), os.path.join(tmp, f"case{n}"))
-            for crate in ("global", "shard"):  # drift reads their routes
+            for crate in ("global", "shard", os.path.join("shard", "exporter")):  # drift reads their routes
                 shutil.copytree(os.path.join(INFRA, "..", crate, "src"), os.path.join(tmp, f"case{n}", crate, "src"))
             rendered = os.path.join(tmp, f"case{n}", "rendered")
             shutil.copytree(good, rendered)

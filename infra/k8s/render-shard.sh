@@ -61,8 +61,9 @@ kind: Kustomization
 namespace: cellbank-$id
 resources:
   - ../../base/shard
-# This cell's release: the canary runs a new tag first (infra/README.md). Quoted,
-# or a tag like 2 or 1.10 would be a YAML number, which kustomize rejects.
+# This cell's release, for the shard and its exporter (one image): the canary runs
+# a new tag first (infra/README.md). Quoted, or a tag like 2 or 1.10 would be a
+# YAML number, which kustomize rejects.
 images:
   - name: ghcr.io/cellbank/cellbank-shard
     newTag: "$tag"
@@ -77,6 +78,12 @@ configMapGenerator:
     literals:
       - CELLBANK__SHARD__ID=$id
       - CELLBANK__SHARD__PUBLIC_URL=https://$host
+  # The exporter reads this cell's change log; its store (the analytics bucket's
+  # prefix its role may write) comes from Terraform, through infra/rollout.sh.
+  - name: cellbank-exporter-config
+    behavior: merge
+    literals:
+      - CELLBANK__SHARD__ID=$id
 patches:
   - target:
       kind: Ingress

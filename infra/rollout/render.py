@@ -8,7 +8,10 @@ environment knows, from Terraform's outputs (ids and ARNs, never secret values):
   Manager, synced into the Secret the Deployment reads (tokens, the database
   password RDS manages, and for global each cell's internal token);
 - the CSI volume on the Deployment, so the Secret is synced before the pods start;
-- a SecurityGroupPolicy: the pods carry their tier's or cell's security group.
+- a SecurityGroupPolicy: the pods carry their tier's or cell's security group;
+- for a cell's exporter: its infra ConfigMap (the broker bootstrap, its store: the
+  analytics bucket's prefix its role may write, and the region for the S3 client)
+  and its own SecurityGroupPolicy. It reads no secret.
 
 It refuses an overlay whose image tag is not the release Terraform holds for that
 cell, so the canary's tag cannot drift from the shards map. Standard library
@@ -35,6 +38,8 @@ SPEC = {
     "global": {"app": "cellbank-global", "container": "global", "infra": "cellbank-global-infra",
                "secret": "cellbank-global-secrets"},
 }
+# The cell's exporter: no secrets, its own security group and infra ConfigMap.
+EXPORTER = {"app": "cellbank-exporter", "infra": "cellbank-exporter-infra"}
 CSI_MOUNT = "/mnt/secrets-store"
 
 
@@ -90,14 +95,13 @@ def secret_provider_class(kind, dep, cells):
     }
 
 
-def security_group_policy(kind, dep):
-    spec = SPEC[kind]
+def security_group_policy(app, namespace, group_ids):
     return {
         "apiVersion": "vpcresources.k8s.aws/v1beta1",
         "kind": "SecurityGroupPolicy",
-        "metadata": {"name": spec["app"], "namespace": dep["namespace"]},
-        "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": spec["app"]}},
-                 "securityGroups": {"groupIds": dep["pod_security_group_ids"]}},
+        "metadata": {"name": app, "namespace": namespace},
+        "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+                 "securityGroups": {"groupIds": group_ids}},
     }
 
 
@@ -137,22 +141,36 @@ def render(kind, overlay, dep, cells, out):
              f"re-render the overlay (render-shard.sh --image-tag) or fix the shards map")
     os.makedirs(out, exist_ok=True)
     files = {"secret-provider-class.json": secret_provider_class(kind, dep, cells),
-             "security-group-policy.json": security_group_policy(kind, dep),
+             "security-group-policy.json": security_group_policy(spec["app"], dep["namespace"],
+                                                                 dep["pod_security_group_ids"]),
              "deployment-patch.json": deployment_patch(kind, cells)}
+    db_url = f"postgres://cellbank@{dep['database_address']}:{dep['database_port']}/cellbank"
+    config_maps = [{"name": spec["infra"], "literals": [
+        f"CELLBANK__KAFKA__BOOTSTRAP={dep['kafka_bootstrap']}",
+        f"CELLBANK__DATABASE__URL={db_url}",
+    ]}]
+    if kind == "cell":
+        if not dep.get("export_store_url", "").startswith("s3://"):
+            fail(f"{dep['shard_id']}: the cell's outputs name no export_store_url (s3://bucket/prefix)")
+        files["exporter-security-group-policy.json"] = security_group_policy(
+            EXPORTER["app"], dep["namespace"], dep["exporter_pod_security_group_ids"])
+        config_maps.append({"name": EXPORTER["infra"], "literals": [
+            f"CELLBANK__KAFKA__BOOTSTRAP={dep['kafka_bootstrap']}",
+            f"CELLBANK__EXPORT__STORE_URL={dep['export_store_url']}",
+            # object_store's AmazonS3Builder::from_env signs for this region.
+            f"AWS_REGION={dep['region']}",
+        ]})
     for name, doc in files.items():
         with open(os.path.join(out, name), "w") as fh:
             json.dump(doc, fh, indent=2)
-    db_url = f"postgres://cellbank@{dep['database_address']}:{dep['database_port']}/cellbank"
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": dep["namespace"],
         "resources": [os.path.relpath(os.path.abspath(overlay), os.path.abspath(out)),
-                      "secret-provider-class.json", "security-group-policy.json"],
-        "configMapGenerator": [{"name": spec["infra"], "literals": [
-            f"CELLBANK__KAFKA__BOOTSTRAP={dep['kafka_bootstrap']}",
-            f"CELLBANK__DATABASE__URL={db_url}",
-        ]}],
+                      "secret-provider-class.json", "security-group-policy.json"]
+        + (["exporter-security-group-policy.json"] if kind == "cell" else []),
+        "configMapGenerator": config_maps,
         "patches": [{"path": "deployment-patch.json"}],
     }
     with open(os.path.join(out, "kustomization.yaml"), "w") as fh:

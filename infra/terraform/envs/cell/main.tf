@@ -33,6 +33,10 @@ module "cell" {
   route53_zone_id           = var.cell.route53_zone_id
   ingress_hostname          = var.cell.ingress_hostname
   global_internal_url       = var.cell.global_internal_url
+  analytics_bucket          = var.cell.analytics_bucket
+  analytics_bucket_arn      = var.cell.analytics_bucket_arn
+  analytics_kms_key_arn     = var.cell.analytics_kms_key_arn
+  analytics_prefix          = var.cell.analytics_prefix
   decommission              = var.cell.decommission
 
   capacity             = var.cell.capacity

@@ -27,6 +27,10 @@ output "kms_key_arn" {
   value = module.cell.kms_key_arn
 }
 
+output "exporter" {
+  value = module.cell.exporter
+}
+
 output "security_group_names" {
   value = module.cell.security_group_names
 }

@@ -21,6 +21,10 @@ variable "cell" {
     route53_zone_id           = string
     ingress_hostname          = string
     global_internal_url       = string
+    analytics_bucket          = string
+    analytics_bucket_arn      = string
+    analytics_kms_key_arn     = string
+    analytics_prefix          = string
     decommission              = optional(bool, false)
     capacity                  = optional(number, 1000000)
     postgres_version          = optional(string, "16")

@@ -34,6 +34,14 @@ module "global" {
   ingress_hostname          = var.ingress_hostname
 }
 
+# The bank's analytics bucket and its Glue tables: every cell's exporter writes its
+# own paths there (modules/cell grants them). Removed cells stay in the tables.
+module "analytics" {
+  source = "../../modules/analytics"
+  name   = var.environment
+  shards = sort(distinct(concat(keys(var.shards), var.retired_shards)))
+}
+
 locals {
   # What every cell takes from the shared stack.
   shared = {
@@ -52,6 +60,10 @@ locals {
     route53_zone_id           = var.route53_zone_id
     ingress_hostname          = var.ingress_hostname
     global_internal_url       = module.global.internal_url
+    analytics_bucket          = module.analytics.bucket
+    analytics_bucket_arn      = module.analytics.bucket_arn
+    analytics_kms_key_arn     = module.analytics.kms_key_arn
+    analytics_prefix          = module.analytics.prefix
   }
 }
 

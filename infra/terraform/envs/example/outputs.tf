@@ -27,3 +27,14 @@ output "platform" {
     alarm_topic_arn = module.platform.alarm_topic_arn
   }
 }
+
+output "analytics" {
+  description = "The analytics bucket, its key and the Glue database Athena queries (shard/exporter/analytics)."
+  value = {
+    bucket        = module.analytics.bucket
+    bucket_arn    = module.analytics.bucket_arn
+    kms_key_arn   = module.analytics.kms_key_arn
+    prefix        = module.analytics.prefix
+    glue_database = module.analytics.glue_database
+  }
+}

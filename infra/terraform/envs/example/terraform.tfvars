@@ -12,3 +12,6 @@ shards = {
   "shard-1" = { image_tag = "0.1.0", canary = true }
   "shard-2" = { image_tag = "0.1.0" }
 }
+
+# Removed cells whose exported history stays queryable (the Glue tables' shard
+# enum; infra/README.md, "Removing a cell"), e.g. retired_shards = ["shard-3"].

@@ -80,3 +80,13 @@ variable "shards" {
     error_message = "postgres_version is a major version only, e.g. \"16\"."
   }
 }
+
+variable "retired_shards" {
+  description = "Removed cells whose exported history stays queryable (the Glue tables' shard enum is the shards map plus these)."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for id in var.retired_shards : can(regex("^shard-[1-9][0-9]{0,3}$", id))])
+    error_message = "Retired shard ids must look like shard-1 (no leading zero)."
+  }
+}

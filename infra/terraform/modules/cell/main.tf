@@ -1,7 +1,8 @@
 # One shard cell's AWS resources: its own Postgres (RDS, multi-AZ), its own Kafka
 # (MSK, one broker per AZ), its own KMS key, its own secrets (admin token, internal
 # token) and workload role, security groups that admit only this cell's pods (and
-# the router), its alarms and its public DNS name. Its Kubernetes side (namespace,
+# the router), its alarms, its public DNS name, and its exporter's role and
+# security group (exporter.tf: its own paths of the shared analytics bucket). Its Kubernetes side (namespace,
 # workloads, the SecurityGroupPolicy, the Secret) is applied by infra/rollout.sh
 # from infra/k8s/overlays/<shard_id> and this module's outputs. Each cell is its
 # own Terraform state (infra/terraform/envs/cell), so one cell's apply cannot
@@ -131,8 +132,9 @@ module "kafka" {
   subnet_ids                 = var.data_subnet_ids
   security_group_description = "Brokers of ${var.shard_id}: this cell pods and the router"
   client_security_groups = {
-    pods   = { description = "Pods of ${var.shard_id}", security_group_id = aws_security_group.pods.id }
-    router = { description = "Global router produces routed events", security_group_id = var.router_security_group_id }
+    pods     = { description = "Pods of ${var.shard_id}", security_group_id = aws_security_group.pods.id }
+    router   = { description = "Global router produces routed events", security_group_id = var.router_security_group_id }
+    exporter = { description = "Exporter of ${var.shard_id} reads the change log", security_group_id = aws_security_group.exporter.id }
   }
   kms_key_arn = module.kms.arn
   tags        = local.tags

@@ -27,6 +27,13 @@ output "deployment" {
     pod_security_group_ids    = [aws_security_group.pods.id, var.cluster_security_group_id]
     role_arn                  = module.role.arn
     app_log_group             = aws_cloudwatch_log_group.app.name
+    region                    = data.aws_region.current.name
+    # The exporter: its own service account, role and security group; its store
+    # is exactly the prefix its role may write under.
+    exporter_service_account        = local.exporter_service_account
+    exporter_role_arn               = module.exporter_role.arn
+    exporter_pod_security_group_ids = [aws_security_group.exporter.id, var.cluster_security_group_id]
+    export_store_url                = "s3://${var.analytics_bucket}/${var.analytics_prefix}"
   }
 }
 
@@ -58,8 +65,19 @@ output "kms_key_arn" {
 output "security_group_names" {
   value = {
     pods     = aws_security_group.pods.name
+    exporter = aws_security_group.exporter.name
     database = "${local.name}-postgres"
     brokers  = "${local.name}-kafka"
+  }
+}
+
+output "exporter" {
+  description = "The exporter's role and the only S3 objects it may put (and, its checkpoint, read)."
+  value = {
+    role_name  = module.exporter_role.name
+    store_url  = "s3://${var.analytics_bucket}/${var.analytics_prefix}"
+    puts       = data.aws_iam_policy_document.exporter.statement[0].resources
+    checkpoint = local.export_checkpoint
   }
 }
 

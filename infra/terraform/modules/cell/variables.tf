@@ -86,6 +86,29 @@ variable "global_internal_url" {
   default     = "http://cellbank-global.cellbank-global.svc.cluster.local:8080"
 }
 
+variable "analytics_bucket" {
+  description = "The bank's analytics bucket (modules/analytics): this cell's exporter writes its own paths there."
+  type        = string
+}
+
+variable "analytics_bucket_arn" {
+  type = string
+}
+
+variable "analytics_kms_key_arn" {
+  description = "The analytics bucket's key: the exporter generates data keys with it (and decrypts its checkpoint)."
+  type        = string
+}
+
+variable "analytics_prefix" {
+  description = "The dataset's prefix in the bucket: the exporter's store is s3://<bucket>/<prefix>."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9_-]{0,62}$", var.analytics_prefix))
+    error_message = "analytics_prefix is one path segment, without slashes."
+  }
+}
+
 variable "decommission" {
   description = "Step one of removing the cell: turns the database's deletion protection off, in its own apply (infra/README.md)."
   type        = bool

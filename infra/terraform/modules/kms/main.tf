@@ -1,10 +1,10 @@
 # A customer-managed KMS key with rotation on, a 30-day deletion window and an
 # alias. The account's administrators manage it but cannot use it directly: data is
 # encrypted only through the services that hold the tier's or cell's data (Secrets
-# Manager, RDS, MSK, CloudWatch Logs), and only the roles named in
-# decrypt_role_arns (the tier's or cell's own workload role) may decrypt through
-# Secrets Manager. One key per tier and per cell, so a cell's role can never read
-# another cell's data.
+# Manager, CloudWatch Logs, and `services`: RDS and MSK by default, S3 for the
+# analytics bucket), and only the roles named in decrypt_role_arns (the tier's or
+# cell's own workload role) may decrypt through Secrets Manager. One key per tier
+# and per cell, so a cell's role can never read another cell's data.
 
 data "aws_partition" "current" {}
 data "aws_caller_identity" "current" {}
@@ -13,7 +13,7 @@ data "aws_region" "current" {}
 locals {
   account_root = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
   region       = data.aws_region.current.name
-  via_services = [for s in ["secretsmanager", "rds", "kafka"] : "${s}.${local.region}.amazonaws.com"]
+  via_services = [for s in var.services : "${s}.${local.region}.amazonaws.com"]
 }
 
 resource "aws_kms_key" "this" {
@@ -48,7 +48,8 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
-  # Terraform (and RDS, MSK on its behalf) encrypt through the data services only.
+  # Terraform (and RDS, MSK on its behalf) encrypt through the data services only;
+  # for S3, IAM policies in the account decide who may (the key delegates to them).
   statement {
     sid       = "EncryptThroughDataServices"
     actions   = ["kms:Encrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt"]
@@ -60,7 +61,7 @@ data "aws_iam_policy_document" "kms" {
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
-      values   = [for s in local.via_services : s if !startswith(s, "secretsmanager.")]
+      values   = local.via_services
     }
     condition {
       test     = "StringEquals"

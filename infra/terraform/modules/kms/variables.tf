@@ -7,6 +7,16 @@ variable "description" {
   type = string
 }
 
+variable "services" {
+  description = "The data services (endpoint prefixes) the account may encrypt and decrypt through with this key."
+  type        = list(string)
+  default     = ["rds", "kafka"]
+  validation {
+    condition     = length(var.services) > 0 && !contains(var.services, "secretsmanager")
+    error_message = "services names at least one data service; Secrets Manager has its own statements."
+  }
+}
+
 variable "decrypt_role_arns" {
   description = "The only roles that may decrypt with this key (through Secrets Manager): the tier's or cell's own workload roles."
   type        = list(string)

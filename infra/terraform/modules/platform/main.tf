@@ -4,6 +4,7 @@
 
 data "aws_partition" "current" {}
 data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
 
 locals {
   # /18 per tier: 0 = private (nodes, pods), 1 = data (RDS, MSK), 2 = public (load balancers).
@@ -180,6 +181,16 @@ resource "aws_route_table_association" "private" {
   for_each       = local.azs
   subnet_id      = aws_subnet.private[each.key].id
   route_table_id = aws_route_table.private[each.key].id
+}
+
+# S3 through a gateway endpoint on the private route tables: the cells' exporters
+# put their files (and nodes pull image layers) without crossing the NAT gateways.
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${data.aws_region.current.name}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [for rt in aws_route_table.private : rt.id]
+  tags              = merge(var.tags, { Name = "${var.name}-s3" })
 }
 
 # The data subnets have no route out of the VPC at all.

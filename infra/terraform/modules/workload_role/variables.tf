@@ -16,18 +16,25 @@ variable "service_account" {
 }
 
 variable "secret_arns" {
-  description = "The only secrets the pods may read."
+  description = "The only secrets the pods may read (none: the role reads no secret and connects to no database)."
   type        = list(string)
+  default     = []
 }
 
 variable "kms_key_arn" {
-  description = "The tier's or cell's own key (the secrets are encrypted with it)."
+  description = "The tier's or cell's own key (the secrets are encrypted with it); required with secret_arns."
   type        = string
+  default     = null
+  validation {
+    condition     = length(var.secret_arns) == 0 || var.kms_key_arn != null
+    error_message = "kms_key_arn is required when the role reads secrets."
+  }
 }
 
 variable "database_resource_id" {
-  description = "The RDS resource id of the tier's or cell's own database."
+  description = "The RDS resource id of the tier's or cell's own database (null: none)."
   type        = string
+  default     = null
 }
 
 variable "database_user" {

@@ -3,7 +3,8 @@
 # cell's own stack (../cell) from the shared stack's `cells` output, and asserts
 # what every shard gets: its own database, broker, KMS key, security groups,
 # secrets, role and DNS name, none of them shared with another shard, and a
-# database that admits only its own cell's pods.
+# database that admits only its own cell's pods; and its exporter: its own role,
+# which may put only that cell's paths of the one analytics bucket.
 #   cd infra/terraform/envs/example && terraform init -backend=false && terraform test
 
 mock_provider "aws" {
@@ -79,6 +80,18 @@ run "shared_two" {
     condition     = output.cells["shard-1"].postgres_version == "16" && output.cells["shard-1"].kafka_version == "3.7.x"
     error_message = "engine versions default per cell"
   }
+  assert {
+    condition     = output.analytics.bucket == "cellbank-example-analytics-123456789012" && output.cells["shard-2"].analytics_bucket == output.analytics.bucket
+    error_message = "one analytics bucket for the bank, named to every cell"
+  }
+  assert {
+    condition     = keys(module.analytics.tables) == ["accounts", "cards", "customers", "postings", "transfers"]
+    error_message = "one Glue table per exported entity"
+  }
+  assert {
+    condition     = alltrue([for t, v in module.analytics.tables : v.location == "s3://cellbank-example-analytics-123456789012/export/${t}/" && v.shards == "shard-1,shard-2"])
+    error_message = "each table reads its entity's prefix and projects every cell"
+  }
 }
 
 run "two_cell_1" {
@@ -97,7 +110,7 @@ run "two_cell_1" {
     error_message = "shard-1 is served at shard-1.<domain>"
   }
   assert {
-    condition     = output.security_group_names == { pods = "cellbank-example-shard-1-pods", database = "cellbank-example-shard-1-postgres", brokers = "cellbank-example-shard-1-kafka" }
+    condition     = output.security_group_names == { pods = "cellbank-example-shard-1-pods", exporter = "cellbank-example-shard-1-exporter", database = "cellbank-example-shard-1-postgres", brokers = "cellbank-example-shard-1-kafka" }
     error_message = "shard-1 gets its own security groups"
   }
   assert {
@@ -115,6 +128,22 @@ run "two_cell_1" {
   assert {
     condition     = module.cell.deployment.namespace == "cellbank-shard-1" && module.cell.deployment.service_account == "cellbank-shard"
     error_message = "shard-1 deploys into its own namespace"
+  }
+  assert {
+    condition     = output.exporter.role_name == "cellbank-example-shard-1-exporter" && module.cell.deployment.exporter_service_account == "cellbank-exporter"
+    error_message = "shard-1's exporter has a role and service account of its own"
+  }
+  assert {
+    condition     = output.exporter.store_url == "s3://cellbank-example-analytics-123456789012/export" && module.cell.deployment.export_store_url == output.exporter.store_url
+    error_message = "shard-1's exporter writes to the analytics bucket's dataset"
+  }
+  assert {
+    condition     = output.exporter.checkpoint == "export/_checkpoints/shard-1.json"
+    error_message = "shard-1's exporter keeps its own checkpoint"
+  }
+  assert {
+    condition     = alltrue([for r in output.exporter.puts : strcontains(r, "/shard=shard-1/shard-1-p") || strcontains(r, "/_schemas/")]) && length(output.exporter.puts) == 11
+    error_message = "shard-1's exporter puts only its own files (5 tables, rejects) and the 5 schema files"
   }
 }
 
@@ -145,6 +174,14 @@ run "two_cell_2" {
     condition     = length(setintersection(values(output.security_group_names), values(run.two_cell_1.security_group_names))) == 0
     error_message = "no security group is shared between cells"
   }
+  assert {
+    condition     = output.exporter.role_name != run.two_cell_1.exporter.role_name && output.exporter.checkpoint != run.two_cell_1.exporter.checkpoint
+    error_message = "each cell's exporter has its own role and checkpoint"
+  }
+  assert {
+    condition     = alltrue([for r in setintersection(output.exporter.puts, run.two_cell_1.exporter.puts) : strcontains(r, "/_schemas/")])
+    error_message = "two cells' exporters share no path but the tables' schema files"
+  }
 }
 
 # --- three shards: adding a cell adds one cell stack and changes no other ---
@@ -156,6 +193,7 @@ run "shared_three" {
       "shard-2" = { image_tag = "0.1.0" }
       "shard-3" = { image_tag = "0.1.0", wave = 2, postgres_version = "17" }
     }
+    retired_shards = ["shard-4"]
   }
   assert {
     condition     = keys(output.cells) == ["shard-1", "shard-2", "shard-3"]
@@ -168,6 +206,14 @@ run "shared_three" {
   assert {
     condition     = output.cells["shard-1"].router_role_arn == output.cells["shard-3"].router_role_arn
     error_message = "every cell grants the same router role"
+  }
+  assert {
+    condition     = module.analytics.tables["postings"].shards == "shard-1,shard-2,shard-3,shard-4"
+    error_message = "the tables project every cell, and a removed cell's history stays queryable"
+  }
+  assert {
+    condition     = !contains(keys(output.cells), "shard-4")
+    error_message = "a retired cell gets no cell stack"
   }
 }
 
