@@ -1,8 +1,9 @@
 //! Shard benchmark: ledger postings per second (direct apply path and
 //! end-to-end through the inbound topic) with a raw-INSERT baseline of the
 //! same Postgres, and authorization latency p50/p99 at a fixed rate with the
-//! `/healthz` and raw produce-ack latencies as baselines. Each figure is the
-//! median of `RUNS` runs.
+//! `/healthz` and raw produce-ack latencies as baselines, and the direct
+//! apply again with the analytical change log's triggers off (its cost).
+//! Each figure is the median of `RUNS` runs.
 //!
 //! `cargo run --release -p cellbank-shard --example shard_bench`
 //! (env: RUNS=3 EVENTS=20000 RATE=500 SECS=10; AUTH_SECS sets the closed
@@ -406,6 +407,7 @@ async fn main() {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut auth_max, mut produce_max) = (vec![], vec![]);
     let mut approved_errors = 0;
+    let mut direct_nolog = vec![];
     for run in 0..runs {
         // -- ledger, direct apply path
         let db = fresh_database("shard_bench").await;
@@ -418,6 +420,22 @@ async fn main() {
             direct_p.push(p);
             direct_e.push(e);
             raw.push(raw_inserts(&pool, events * 4, batch, workers).await);
+            // The same apply with the analytical change log's triggers off:
+            // what capturing every change in the same transaction costs.
+            let bare = fresh_database("shard_bench").await;
+            let bare = PgPool::connect(&bare).await.unwrap();
+            cellbank_shard::MIGRATOR.run(&bare).await.unwrap();
+            for t in ["postings", "customers", "accounts", "cards", "transfers"] {
+                for trigger in [format!("{t}_change"), format!("{t}_change_update")] {
+                    sqlx::query(&format!("ALTER TABLE {t} DISABLE TRIGGER {trigger}"))
+                        .execute(&bare)
+                        .await
+                        .unwrap();
+                }
+            }
+            let bare_custs = setup_customers(&bare, 256).await;
+            let (p, _) = direct_apply(&bare, &bare_custs, events, batch, workers, run).await;
+            direct_nolog.push(p);
         }
 
         // -- ledger, end to end: a pre-filled inbound topic consumed by the running shard
@@ -594,6 +612,10 @@ async fn main() {
     println!(
         "baseline raw single-row INSERT, same batching: {:.0} rows/s",
         median(raw)
+    );
+    println!(
+        "ledger direct apply without the change log's triggers: {:.0} postings/s",
+        median(direct_nolog)
     );
     println!(
         "ledger end to end via inbound topic, from the first applied event: {:.0} postings/s ({:.0} events/s); shard start to first applied event {:.2} s",

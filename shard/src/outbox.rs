@@ -1,6 +1,7 @@
 //! Transactional outboxes relayed to the cell's broker: rows written in the
 //! same transaction as the change they describe, published in id order
-//! (so per customer in commit order) keyed by customer, then marked sent.
+//! (so per customer in commit order) keyed by customer, then marked sent or
+//! deleted.
 
 use std::time::Duration;
 
@@ -17,13 +18,25 @@ pub struct Outbox {
     pub name: &'static str,
     /// A table with `id bigserial`, `customer_id uuid`, `sent_at timestamptz`.
     pub table: &'static str,
-    /// The SQL expression (over the table's columns) of a record's JSON.
+    /// Joins after `FROM <table> o` that the payload reads (may be empty).
+    pub joins_sql: &'static str,
+    /// The SQL expression of a record's JSON, over `o` (the table) and the joins.
     pub payload_sql: &'static str,
     pub topic: Topic,
     /// The advisory lock that makes one replica of the cell the relay.
     pub lock: i64,
-    /// Sent rows older than this are deleted (None: kept).
-    pub keep_sent: Option<Duration>,
+    /// What becomes of a row once the broker has it.
+    pub sent: Sent,
+}
+
+/// What the relay does with a row the broker acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Marked (`sent_at`) and kept: readers of the table need them.
+    Mark,
+    /// Deleted at once: the log keeps them, and a delete writes less than
+    /// an update (no new row version).
+    Delete,
 }
 
 /// How many rows one pass publishes.
@@ -80,7 +93,6 @@ async fn relay_while_held(
     shutdown: &CancellationToken,
     mut lock: PgConnection,
 ) {
-    let mut pruned_at = tokio::time::Instant::now();
     loop {
         let sent = match relay_once(outbox, pool, producer).await {
             Ok(n) => n,
@@ -91,12 +103,6 @@ async fn relay_while_held(
         };
         if shutdown.is_cancelled() {
             break;
-        }
-        if pruned_at.elapsed() > Duration::from_secs(60) {
-            pruned_at = tokio::time::Instant::now();
-            if let Err(e) = prune(outbox, pool).await {
-                tracing::warn!(outbox = outbox.name, error = %e, "prune sent rows failed");
-            }
         }
         if sent == 0 {
             tokio::select! {
@@ -123,8 +129,8 @@ async fn relay_while_held(
 /// the two publishes them again: every reader dedupes by the record's `seq`.
 async fn relay_once(outbox: &Outbox, pool: &PgPool, producer: &Producer) -> anyhow::Result<usize> {
     let rows: Vec<(i64, Uuid, serde_json::Value)> = sqlx::query_as(&format!(
-        "SELECT id, customer_id, {} FROM {} WHERE sent_at IS NULL ORDER BY id LIMIT {BATCH}",
-        outbox.payload_sql, outbox.table
+        "SELECT o.id, o.customer_id, {} FROM {} o {} WHERE o.sent_at IS NULL ORDER BY o.id LIMIT {BATCH}",
+        outbox.payload_sql, outbox.table, outbox.joins_sql
     ))
     .fetch_all(pool)
     .await
@@ -148,29 +154,17 @@ async fn relay_once(outbox: &Outbox, pool: &PgPool, producer: &Producer) -> anyh
         r.context("produce outbox record")?;
     }
     let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
-    sqlx::query(&format!(
-        "UPDATE {} SET sent_at = now() WHERE id = ANY($1)",
-        outbox.table
-    ))
-    .bind(&ids)
-    .execute(pool)
-    .await
-    .context("mark rows sent")?;
-    Ok(rows.len())
-}
-
-/// Deletes rows sent longer ago than the outbox keeps them.
-async fn prune(outbox: &Outbox, pool: &PgPool) -> Result<(), sqlx::Error> {
-    let Some(keep) = outbox.keep_sent else {
-        return Ok(());
+    let done = match outbox.sent {
+        Sent::Mark => format!(
+            "UPDATE {} SET sent_at = now() WHERE id = ANY($1)",
+            outbox.table
+        ),
+        Sent::Delete => format!("DELETE FROM {} WHERE id = ANY($1)", outbox.table),
     };
-    let q = format!(
-        "DELETE FROM {} WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => $1)",
-        outbox.table
-    );
-    sqlx::query(&q)
-        .bind(keep.as_secs_f64())
+    sqlx::query(&done)
+        .bind(&ids)
         .execute(pool)
-        .await?;
-    Ok(())
+        .await
+        .context("mark rows sent")?;
+    Ok(rows.len())
 }

@@ -9,7 +9,7 @@ use cellbank_shared::money::Currency;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Sent};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -71,10 +71,12 @@ pub async fn record(conn: &mut PgConnection, fact: &Fact) -> Result<(), sqlx::Er
 pub const OUTBOX: Outbox = Outbox {
     name: "ledger facts",
     table: "ledger_facts",
-    payload_sql: "payload || jsonb_build_object('seq', id)",
+    joins_sql: "",
+    payload_sql: "o.payload || jsonb_build_object('seq', o.id)",
     topic: Topic::LedgerFacts,
     lock: 0x6365_6c6c_6661_6374, // "cellfact"
-    keep_sent: None,
+    // The authorizer's replay and the tests read what was relayed.
+    sent: Sent::Mark,
 };
 
 /// Relays unsent facts until cancelled (see `outbox::relay`).
