@@ -100,6 +100,8 @@ impl Cluster {
                 &format!("{{{}}}", tokens.join(",")),
             ),
             kv("CELLBANK__OPS__PORT", &ops_port.to_string()),
+            // See the cells' setting below: one Postgres for every cluster.
+            kv("CELLBANK__DATABASE__MAX_CONNECTIONS", "10"),
         ];
         global_env.extend(extra_global_env.iter().map(|(k, v)| kv(k, v)));
         let global = Proc::spawn("global", &global_bin(), &global_env, dir.path());
@@ -152,6 +154,11 @@ impl Cluster {
             // tansu answers a waiting fetch only when it times out: a short
             // wait keeps a move's fence marker from idling in the log.
             kv("CELLBANK__KAFKA__FETCH_WAIT_MS", "20"),
+            // A test binary runs its clusters side by side on one Postgres
+            // (100 connections): a cell's pool of 16 plus its two relays'
+            // lock connections, times six cells and their globals, reached
+            // it in CI (the test's own pool then timed out).
+            kv("CELLBANK__DATABASE__MAX_CONNECTIONS", "8"),
         ];
         let proc = Proc::spawn(&id, &shard_bin(), &env, self.dir.path());
         ready(&self.http, &url, &proc).await;
