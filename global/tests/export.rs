@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 
 use cellbank_shared::kafka::{client_config, Topic};
 use cellbank_shared::testkit::free_port;
-use processes::cluster::{send, Cell, Cluster, Customer};
+use processes::cluster::{log_in, send, App, Cell, Cluster, Customer};
 use processes::{global_bin, ready, Proc};
 
 /// The exporter's binary, built beside global's by `cargo test --workspace`.
@@ -141,35 +141,6 @@ async fn redeliver(cell: &Cell, n: usize) -> usize {
             .unwrap();
     }
     picked.len()
-}
-
-/// A customer as their app knows them after logging in.
-#[derive(Clone)]
-struct App {
-    who: Customer,
-    token: String,
-    transfers: String,
-    account_id: String,
-}
-
-async fn log_in(c: &Cluster, who: &Customer) -> App {
-    let doc = c.login(who).await;
-    let token = doc["access_token"].as_str().unwrap().to_owned();
-    let accounts = doc["_links"]["accounts"]["href"].as_str().unwrap();
-    let (status, list) = send(c.http.get(accounts), &token).await;
-    assert_eq!(status, 200, "accounts: {list}");
-    App {
-        who: who.clone(),
-        transfers: doc["_links"]["transfers"]["href"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        account_id: list["_embedded"]["accounts"][0]["account_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        token,
-    }
 }
 
 /// Sends a transfer as the app would, logging in again after a move.

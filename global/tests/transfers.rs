@@ -27,18 +27,9 @@ use uuid::Uuid;
 
 use cellbank_shared::contract::transfer_key;
 use cellbank_shared::ids::CustomerId;
-use processes::cluster::{send, Cluster, Customer};
+use processes::cluster::{log_in, send, App, Cluster, Customer};
 
 const FUNDS: i64 = 10_000;
-
-/// A customer as their app knows them after logging in.
-#[derive(Clone)]
-struct App {
-    who: Customer,
-    token: String,
-    transfers: String,
-    account_id: String,
-}
 
 /// How a transfer names its recipient.
 #[derive(Clone, Debug)]
@@ -55,26 +46,6 @@ struct Accepted {
     from: usize,
     to: To,
     amount: i64,
-}
-
-async fn log_in(c: &Cluster, who: &Customer) -> App {
-    let doc = c.login(who).await;
-    let token = doc["access_token"].as_str().unwrap().to_owned();
-    let accounts = doc["_links"]["accounts"]["href"].as_str().unwrap();
-    let (status, list) = send(c.http.get(accounts), &token).await;
-    assert_eq!(status, 200, "accounts: {list}");
-    App {
-        who: who.clone(),
-        token,
-        transfers: doc["_links"]["transfers"]["href"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        account_id: list["_embedded"]["accounts"][0]["account_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    }
 }
 
 /// Posts the transfer until some cell answers it for good (the same

@@ -422,6 +422,37 @@ impl Cluster {
     }
 }
 
+/// A customer as their app knows them after logging in: its token, its
+/// `transfers` link and its first account.
+#[derive(Clone)]
+pub struct App {
+    pub who: Customer,
+    pub token: String,
+    pub transfers: String,
+    pub account_id: String,
+}
+
+/// Logs in and follows the login's links to the customer's accounts.
+pub async fn log_in(c: &Cluster, who: &Customer) -> App {
+    let doc = c.login(who).await;
+    let token = doc["access_token"].as_str().unwrap().to_owned();
+    let accounts = doc["_links"]["accounts"]["href"].as_str().unwrap();
+    let (status, list) = send(c.http.get(accounts), &token).await;
+    assert_eq!(status, 200, "accounts: {list}");
+    App {
+        who: who.clone(),
+        token,
+        transfers: doc["_links"]["transfers"]["href"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        account_id: list["_embedded"]["accounts"][0]["account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    }
+}
+
 /// The last lines of a log, for a failure message.
 pub fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
